@@ -1,0 +1,14 @@
+"""Encoders: image batch -> feature pyramid {"P1": .., "P5": ..} at strides 2..32."""
+
+from models.encoders.registry import ENCODERS, create_encoder, list_encoders, register_encoder
+from models.encoders.efficientnet import efficientnet
+from models.encoders.weights import copy_keras_applications_weights
+
+__all__ = [
+    "ENCODERS",
+    "create_encoder",
+    "list_encoders",
+    "register_encoder",
+    "efficientnet",
+    "copy_keras_applications_weights",
+]

@@ -1,0 +1,163 @@
+"""EfficientNet B0..B7 (Tan & Le, 2019), hand-written from one stage table.
+
+Architecturally identical to ``keras.applications.EfficientNetB0..B7``: the same layers in
+the same order with the same shapes, so parameter counts match exactly and weights copy
+over one to one (see ``models.encoders.weights``). Stride-2 convolutions use "same"
+padding, which pads exactly like keras.applications' explicit ``correct_pad`` for every
+input size.
+"""
+
+import keras
+from keras import layers
+
+from blocks import conv_bn_act, mbconv, round_filters, round_repeats
+from blocks.conv import DENSE_INIT
+from models.encoders.preprocess import imagenet_normalize
+from models.encoders.registry import register_encoder
+
+# One row per stage of the B0 baseline (paper, Table 1):
+# (kernel, repeats, filters_in, filters_out, expand_ratio, stride, se_ratio)
+STAGES = (
+    (3, 1, 32, 16, 1, 1, 0.25),
+    (3, 2, 16, 24, 6, 2, 0.25),
+    (5, 2, 24, 40, 6, 2, 0.25),
+    (3, 3, 40, 80, 6, 2, 0.25),
+    (5, 3, 80, 112, 6, 1, 0.25),
+    (5, 4, 112, 192, 6, 2, 0.25),
+    (3, 1, 192, 320, 6, 1, 0.25),
+)
+STEM_FILTERS = 32
+TOP_FILTERS = 1280
+
+# Compound scaling: variant -> (width, depth, native resolution, head dropout).
+SCALING = {
+    "b0": (1.0, 1.0, 224, 0.2),
+    "b1": (1.0, 1.1, 240, 0.2),
+    "b2": (1.1, 1.2, 260, 0.3),
+    "b3": (1.2, 1.4, 300, 0.3),
+    "b4": (1.4, 1.8, 380, 0.4),
+    "b5": (1.6, 2.2, 456, 0.4),
+    "b6": (1.8, 2.6, 528, 0.5),
+    "b7": (2.0, 3.1, 600, 0.5),
+}
+DROP_CONNECT_RATE = 0.2
+
+
+def scaling_of(variant):
+    """(width, depth, resolution, dropout) of a variant name such as "b3" or "effnet-b3"."""
+    key = variant.lower().removeprefix("effnet-").removeprefix("efficientnet")
+    if key not in SCALING:
+        raise ValueError(
+            f"Unknown EfficientNet variant. Valid variants: {', '.join(SCALING)}. "
+            f"Received: variant={variant!r}"
+        )
+    return SCALING[key]
+
+
+def efficientnet_features(x, variant, *, drop_connect_rate=DROP_CONNECT_RATE):
+    """Stem, MBConv stages and top conv of a variant, applied to a preprocessed tensor.
+
+    Returns:
+        (top, taps): the top activation and a dict {"P1": .., "P5": ..} of the last
+        tensor before each stride change (P5 is the top activation).
+    """
+    width, depth, _, _ = scaling_of(variant)
+    x = conv_bn_act(x, round_filters(STEM_FILTERS, width), 3, strides=2, name="stem")
+    taps, level = {}, 1
+    total_blocks = sum(round_repeats(stage[1], depth) for stage in STAGES)
+    block_index = 0
+    for stage_index, (kernel, repeats, _, filters_out, expand, stride, se) in enumerate(STAGES):
+        if stride == 2:
+            taps[f"P{level}"] = x
+            level += 1
+        filters_out = round_filters(filters_out, width)
+        for repeat in range(round_repeats(repeats, depth)):
+            x = mbconv(
+                x,
+                filters_out,
+                kernel_size=kernel,
+                strides=stride if repeat == 0 else 1,
+                expand_ratio=expand,
+                se_ratio=se,
+                drop_rate=drop_connect_rate * block_index / total_blocks,
+                name=f"block{stage_index + 1}{chr(ord('a') + repeat)}",
+            )
+            block_index += 1
+    x = conv_bn_act(x, round_filters(TOP_FILTERS, width), 1, name="top")
+    taps[f"P{level}"] = x
+    return x, taps
+
+
+def efficientnet(
+    variant,
+    *,
+    include_top=True,
+    input_shape=None,
+    weights=None,
+    classes=1000,
+    drop_connect_rate=DROP_CONNECT_RATE,
+):
+    """The full EfficientNet classifier (or its headless feature extractor).
+
+    Args:
+        variant: "b0".."b7" (or "effnet-b0".."effnet-b7").
+        include_top: add global pooling, dropout and the softmax classifier.
+        input_shape: (H, W, 3); defaults to the variant's native resolution with the head
+            and to (None, None, 3) without it.
+        weights: None for random init, or "imagenet" to download keras.applications'
+            weights (needs internet) and copy them in.
+        classes: classifier size when ``include_top``.
+        drop_connect_rate: stochastic depth of the last block (linearly increasing).
+
+    Returns:
+        A keras.Model taking raw 0..255 RGB. Without the head its output is the top
+        activation (stride 32).
+    """
+    width, _, resolution, dropout = scaling_of(variant)
+    key = variant.lower().removeprefix("effnet-")
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights must be None or 'imagenet'. Received: weights={weights!r}")
+    if input_shape is None:
+        input_shape = (resolution, resolution, 3) if include_top else (None, None, 3)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"EfficientNet takes RGB input: input_shape must be (H, W, 3). "
+            f"Received: input_shape={input_shape}"
+        )
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = imagenet_normalize(inputs)
+    x, _ = efficientnet_features(x, key, drop_connect_rate=drop_connect_rate)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if dropout > 0:
+            x = layers.Dropout(dropout, name="top_dropout")(x)
+        x = layers.Dense(
+            classes, activation="softmax", kernel_initializer=DENSE_INIT, name="predictions"
+        )(x)
+    model = keras.Model(inputs, x, name=f"efficientnet-{key}")
+    if weights == "imagenet":
+        from models.encoders.weights import load_keras_applications_weights
+
+        load_keras_applications_weights(model, key, include_top=include_top)
+    return model
+
+
+def _efficientnet_encoder(variant):
+    def build(*, input_shape, weights=None):
+        inputs = keras.Input(shape=input_shape, name="image")
+        x = imagenet_normalize(inputs)
+        _, taps = efficientnet_features(x, variant)
+        model = keras.Model(inputs, taps, name=f"effnet-{variant}")
+        model.pyramid_channels = {level: int(t.shape[-1]) for level, t in taps.items()}
+        if weights is not None:
+            from models.encoders.weights import load_encoder_weights
+
+            load_encoder_weights(model, f"effnet-{variant}", weights)
+        return model
+
+    build.__doc__ = f"EfficientNet-{variant.upper()} feature pyramid P1..P5."
+    return build
+
+
+for _variant in SCALING:
+    register_encoder(f"effnet-{_variant}")(_efficientnet_encoder(_variant))

@@ -1,0 +1,62 @@
+"""The encoder registry: a dict of builders and the decorator that fills it."""
+
+ENCODERS = {}
+
+
+def register_encoder(name):
+    """Register ``builder(*, input_shape, weights) -> keras.Model`` under ``name``."""
+
+    def decorator(builder):
+        if name in ENCODERS:
+            raise ValueError(f"Encoder name registered twice. Received: name={name!r}")
+        ENCODERS[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_encoders():
+    """Sorted names of every registered encoder."""
+    return sorted(ENCODERS)
+
+
+def check_input_shape(input_shape, *, name, multiple=32):
+    """Validate an (H, W, 3) input shape; H and W are None or multiples of ``multiple``."""
+    if input_shape is None or len(input_shape) != 3:
+        raise ValueError(
+            f"{name}: input_shape must be (height, width, 3). Received: input_shape={input_shape}"
+        )
+    height, width, channels = input_shape
+    if channels != 3:
+        raise ValueError(
+            f"{name}: the encoders take RGB images, so input_shape must end in 3. "
+            f"Received: input_shape={input_shape}"
+        )
+    for size in (height, width):
+        if size is not None and (size <= 0 or size % multiple):
+            raise ValueError(
+                f"{name}: height and width must be multiples of {multiple} (the encoder's "
+                f"output stride), e.g. {max(multiple, (size // multiple) * multiple)}; pad or "
+                f"crop the image. Received: input_shape={input_shape}"
+            )
+    return tuple(input_shape)
+
+
+def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
+    """Build a registered encoder: image batch -> {"P1": .., "P5": ..} (strides 2..32).
+
+    Args:
+        name: a registered name, e.g. "effnet-b0", "resnet34", "vgg16".
+        input_shape: (H, W, 3); H and W multiples of 32 or None.
+        weights: None (random init) or "imagenet".
+
+    Returns:
+        A keras.Model whose output is a dict of pyramid levels; its attribute
+        ``pyramid_channels`` maps each level to its channel count.
+    """
+    if name not in ENCODERS:
+        raise ValueError(
+            f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}"
+        )
+    input_shape = check_input_shape(input_shape, name=name)
+    return ENCODERS[name](input_shape=input_shape, weights=weights)

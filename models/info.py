@@ -1,0 +1,50 @@
+"""Print parameters and GMACs of a registered encoder (or arch x encoder model).
+
+Usage:
+    python -m models.info effnet-b3                 # encoder at its native resolution
+    python -m models.info effnet-b0 --size 256      # at 256x256
+    python -m models.info effnet-b0 --arch unet     # a whole segmentation model
+"""
+
+import argparse
+
+from models.encoders import create_encoder, list_encoders
+from models.encoders.efficientnet import SCALING
+from models.flops import count_macs
+
+
+def native_size(encoder_name):
+    """The encoder's native resolution rounded up to a multiple of 32 (224 if it has none)."""
+    variant = encoder_name.removeprefix("effnet-")
+    resolution = SCALING[variant][2] if variant in SCALING else 224
+    return -(-resolution // 32) * 32
+
+
+def describe(encoder_name, *, size=None, arch=None):
+    """(params, GMACs, size) of an encoder, or of ``arch`` over that encoder."""
+    size = size or native_size(encoder_name)
+    if arch is None:
+        model = create_encoder(encoder_name, input_shape=(size, size, 3))
+    else:
+        from models.segmenter import create_model
+
+        model = create_model(arch, encoder_name, input_shape=(size, size, 3))
+    return model.count_params(), count_macs(model) / 1e9, size
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("encoder", nargs="+", help=f"one of: {', '.join(list_encoders())}")
+    parser.add_argument("--size", type=int, default=None, help="square input size (multiple of 32)")
+    parser.add_argument("--arch", default=None, help="a decoder name; omit for the bare encoder")
+    args = parser.parse_args(argv)
+    print(f"| {'model':<28} | {'size':>5} | {'params':>12} | {'GMACs':>8} |")
+    print(f"|{'-' * 30}|{'-' * 7}|{'-' * 14}|{'-' * 10}|")
+    for name in args.encoder:
+        params, gmacs, size = describe(name, size=args.size, arch=args.arch)
+        label = f"{args.arch} / {name}" if args.arch else name
+        print(f"| {label:<28} | {size:>5} | {params:>12,} | {gmacs:>8.3f} |")
+
+
+if __name__ == "__main__":
+    main()
