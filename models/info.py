@@ -4,6 +4,7 @@ Usage:
     python -m models.info effnet-b3                 # encoder at its native resolution
     python -m models.info effnet-b0 --size 256      # at 256x256
     python -m models.info effnet-b0 --arch unet     # a whole segmentation model
+    python -m models.info effnet-b0 --arch all --size 256   # every decoder on effnet-b0
 """
 
 import argparse
@@ -36,14 +37,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("encoder", nargs="+", help=f"one of: {', '.join(list_encoders())}")
     parser.add_argument("--size", type=int, default=None, help="square input size (multiple of 32)")
-    parser.add_argument("--arch", default=None, help="a decoder name; omit for the bare encoder")
+    parser.add_argument("--arch", default=None, help="a decoder name or 'all'; omit for the bare encoder")
     args = parser.parse_args(argv)
+    from models.decoders import list_archs
+
+    archs = list_archs() if args.arch == "all" else [args.arch]
     print(f"| {'model':<28} | {'size':>5} | {'params':>12} | {'GMACs':>8} |")
     print(f"|{'-' * 30}|{'-' * 7}|{'-' * 14}|{'-' * 10}|")
     for name in args.encoder:
-        params, gmacs, size = describe(name, size=args.size, arch=args.arch)
-        label = f"{args.arch} / {name}" if args.arch else name
-        print(f"| {label:<28} | {size:>5} | {params:>12,} | {gmacs:>8.3f} |")
+        for arch in archs:
+            params, gmacs, size = describe(name, size=args.size, arch=arch)
+            label = f"{arch} / {name}" if arch else name
+            print(f"| {label:<28} | {size:>5} | {params:>12,} | {gmacs:>8.3f} |")
 
 
 if __name__ == "__main__":

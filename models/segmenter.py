@@ -1,0 +1,72 @@
+"""Compose encoder -> decoder -> head into one segmentation model. The only place that does.
+
+The model takes raw 0..255 RGB (preprocessing lives inside the encoder) and returns
+logits at the input resolution. The final layer computes in float32, so mixed precision
+never hands the loss half-precision logits.
+"""
+
+import keras
+from keras import layers
+
+from models.decoders import DECODERS, list_archs
+from models.decoders.registry import upsample
+from models.encoders import create_encoder, list_encoders
+
+# BatchNorm momentum for the whole model. Keras' 0.99 lets the moving statistics lag the
+# weights for thousands of steps, so a short from-scratch run evaluates badly in inference
+# mode; 0.9 tracks them within a few dozen steps.
+DEFAULT_BN_MOMENTUM = 0.9
+
+
+def create_model(
+    arch,
+    encoder,
+    *,
+    num_classes=1,
+    input_shape=(256, 256, 3),
+    encoder_weights=None,
+    bn_momentum=DEFAULT_BN_MOMENTUM,
+):
+    """Build a segmentation model from a registered decoder and encoder.
+
+    Args:
+        arch: decoder name, one of ``list_archs()`` ("unet", "fpn", "fcn8", ...).
+        encoder: encoder name, one of ``list_encoders()`` ("effnet-b0", "vgg16", ...).
+        num_classes: 1 for a single sigmoid building logit, >1 for softmax classes.
+        input_shape: (H, W, 3); H and W multiples of 32, or None for any size (not "cnn").
+        encoder_weights: None, "imagenet" (via keras.applications; needs internet once) or
+            a ``.weights.h5`` file of the same encoder.
+        bn_momentum: momentum of every BatchNormalization layer.
+
+    Returns:
+        A keras.Model: raw RGB (N, H, W, 3) -> logits (N, H, W, num_classes), float32.
+    """
+    if arch not in DECODERS:
+        raise ValueError(f"Unknown arch. Valid archs: {', '.join(list_archs())}. Received: arch={arch!r}")
+    if encoder not in list_encoders():
+        raise ValueError(
+            f"Unknown encoder. Valid encoders: {', '.join(list_encoders())}. Received: encoder={encoder!r}"
+        )
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int. Received: num_classes={num_classes!r}")
+    backbone = create_encoder(encoder, input_shape=input_shape, weights=encoder_weights)
+    channels = backbone.pyramid_channels
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    pyramid = backbone(inputs)
+    logits, stride = DECODERS[arch](pyramid, channels, num_classes)
+    if stride > 1:
+        logits = upsample(logits, stride, name="head_upsample")
+    logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    model = keras.Model(inputs, logits, name=f"{arch}_{encoder}")
+    set_bn_momentum(model, bn_momentum)
+    return model
+
+
+def set_bn_momentum(model, momentum):
+    """Set the momentum of every BatchNormalization layer, nested models included."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"bn_momentum must lie in [0, 1). Received: bn_momentum={momentum}")
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
