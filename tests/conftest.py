@@ -1,10 +1,14 @@
-import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
+
+
+@pytest.fixture(scope="session")
+def sample_dir():
+    """The real sample in ../shared (skips the test cleanly when it is absent)."""
+    if not (SHARED_SAMPLE / "building_data" / "src").is_dir():
+        pytest.skip(f"real sample not found at {SHARED_SAMPLE}")
+    return SHARED_SAMPLE
