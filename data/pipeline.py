@@ -1,8 +1,8 @@
 """tf.data input for training and evaluation, in TensorFlow ops only.
 
-Training: cached PNG bytes -> parallel decode -> several random crops per decoded image
-(small images are mirror-padded first) -> joint image/mask augmentation -> batch ->
-prefetch. Every random draw is stateless and seeded from (seed, element index), so a seed
+Training: decode (cached in memory for small splits, else PNG bytes cached and decoded in
+parallel) -> several random crops per decoded image (small images are mirror-padded
+first) -> batch -> joint image/mask augmentation, vectorised over the batch -> prefetch. Every random draw is stateless and seeded from (seed, element index), so a seed
 fixes the whole stream. Evaluation: each image is zero-padded to a multiple of the tile
 size and cut into tiles, with a weight map that is 0 on the padding, so metrics count
 exactly the real pixels once.
@@ -58,53 +58,73 @@ def random_crops(image, mask, seed, *, size, count):
     return crops[..., :3], crops[..., 3:]
 
 
-def _affine_matrix(seed, size, *, max_rotate, max_scale, max_shift):
-    """Projective-transform parameters (output -> input coordinates) of a random similarity."""
-    angle = tf.random.stateless_uniform([], seed, -max_rotate, max_rotate) * math.pi / 180
-    scale = tf.random.stateless_uniform([], seed + 1, 1 - max_scale, 1 + max_scale)
-    shift = tf.random.stateless_uniform([2], seed + 2, -max_shift, max_shift) * size
-    center = (size - 1) / 2
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    # input = R(angle) / scale * (output - center) + center - shift
-    a2 = center - cos * center + sin * center - shift[0]
-    b2 = center - sin * center - cos * center - shift[1]
-    return tf.stack([cos, -sin, a2, sin, cos, b2, 0.0, 0.0])[None]
+def _random_transforms(seed, batch, size, *, max_rotate, max_scale, max_shift):
+    """Per-sample projective-transform rows (output -> input coordinates).
 
-
-def _transform(x, matrix, interpolation):
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x[None], transforms=matrix, output_shape=tf.shape(x)[:2], fill_value=0.0,
-        interpolation=interpolation, fill_mode="REFLECT",
-    )[0]
-
-
-def augment(image, mask, seed, *, max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2):
-    """Joint random geometry (flips, 90-degree rotations, transpose, scale/shift/rotate) and
-    photometric jitter (brightness/contrast) for a float image and its {0, 1} mask.
-
-    The mask goes through the same geometry with nearest-neighbour sampling and stays
-    binary; photometric changes touch the image only.
+    Each transform is a random element of the square's symmetry group (horizontal and
+    vertical flips, transpose; together they give all 90-degree rotations) composed with a
+    random rotation, scale and shift about the centre: input = M @ A @ (out - c) + c - t.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 7)
-    size = tf.cast(tf.shape(image)[0], tf.float32)
-    joint = tf.concat([image, mask], axis=-1)
-    if_flip = lambda s, fn, x: tf.cond(tf.random.stateless_uniform([], s) < 0.5, lambda: fn(x), lambda: x)  # noqa: E731
-    joint = if_flip(seeds[0], lambda x: tf.reverse(x, [1]), joint)
-    joint = if_flip(seeds[1], lambda x: tf.reverse(x, [0]), joint)
-    joint = tf.image.rot90(joint, tf.random.stateless_uniform([], seeds[2], 0, 4, tf.int32))
-    joint = if_flip(seeds[3], lambda x: tf.transpose(x, [1, 0, 2]), joint)
-    image, mask = joint[..., :3], joint[..., 3:]
-    matrix = _affine_matrix(seeds[4], size, max_rotate=max_rotate, max_scale=max_scale, max_shift=max_shift)
-    image = _transform(image, matrix, "BILINEAR")
-    mask = _transform(mask, matrix, "NEAREST")
-    mean = tf.reduce_mean(image, axis=[0, 1], keepdims=True)
-    factor = tf.random.stateless_uniform([], seeds[5], 1 - contrast, 1 + contrast)
-    offset = tf.random.stateless_uniform([], seeds[6], -brightness, brightness) * 255.0
-    image = tf.clip_by_value((image - mean) * factor + mean + offset, 0.0, 255.0)
-    return image, mask
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    flip_x = tf.where(tf.random.stateless_uniform([batch], seeds[0]) < 0.5, -1.0, 1.0)
+    flip_y = tf.where(tf.random.stateless_uniform([batch], seeds[1]) < 0.5, -1.0, 1.0)
+    transpose = tf.random.stateless_uniform([batch], seeds[2]) < 0.5
+    angle = tf.random.stateless_uniform([batch], seeds[3], -max_rotate, max_rotate) * math.pi / 180
+    scale = tf.random.stateless_uniform([batch], seeds[4], 1 - max_scale, 1 + max_scale)
+    shift = tf.random.stateless_uniform([batch, 2], seeds[5], -max_shift, max_shift) * size
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # A = [[cos, -sin], [sin, cos]]; M = diag(flip) @ (swap rows if transpose)
+    a = tf.stack([tf.stack([cos, -sin], -1), tf.stack([sin, cos], -1)], -2)
+    a = tf.where(transpose[:, None, None], tf.reverse(a, [1]), a)
+    b = a * tf.stack([flip_x, flip_y], -1)[:, :, None]
+    center = (size - 1) / 2
+    offset = center - tf.reduce_sum(b, -1) * center - shift
+    zeros = tf.zeros([batch])
+    return tf.stack([b[:, 0, 0], b[:, 0, 1], offset[:, 0], b[:, 1, 0], b[:, 1, 1], offset[:, 1], zeros, zeros], -1)
 
 
-def train_dataset(examples, *, size, batch_size, seed=0, augment_data=True, crops_per_image=4, shuffle_buffer=256):
+def _transform(x, transforms, interpolation):
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
+        interpolation=interpolation, fill_mode="REFLECT",
+    )
+
+
+def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2):
+    """Joint random geometry (flips, 90-degree rotations, transpose, scale/shift/rotate) and
+    photometric jitter (brightness/contrast) for float images (B, S, S, 3) and {0, 1} masks.
+
+    All geometry is one projective transform per sample, applied to the image with
+    bilinear and to the mask with nearest-neighbour sampling, so the mask stays binary and
+    aligned; photometric changes touch the images only.
+    """
+    batch = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    geometry_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    transforms = _random_transforms(geometry_seed, batch, size, max_rotate=max_rotate, max_scale=max_scale, max_shift=max_shift)
+    images = _transform(images, transforms, "BILINEAR")
+    masks = _transform(masks, transforms, "NEAREST")
+    factor_seed, offset_seed = tf.unstack(tf.random.experimental.stateless_split(light_seed, 2))
+    factor = tf.random.stateless_uniform([batch, 1, 1, 1], factor_seed, 1 - contrast, 1 + contrast)
+    offset = tf.random.stateless_uniform([batch, 1, 1, 1], offset_seed, -brightness, brightness) * 255.0
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    images = tf.clip_by_value((images - mean) * factor + mean + offset, 0.0, 255.0)
+    return images, masks
+
+
+def augment(image, mask, seed, **kwargs):
+    """``augment_batch`` for a single (H, W, 3) image and (H, W, 1) mask."""
+    images, masks = augment_batch(image[None], mask[None], seed, **kwargs)
+    return images[0], masks[0]
+
+
+# Splits up to this many examples are kept decoded in memory (the real sample: ~0.1 GB).
+DECODED_CACHE_MAX_EXAMPLES = 500
+
+
+def train_dataset(
+    examples, *, size, batch_size, seed=0, augment_data=True, crops_per_image=8, shuffle_buffer=256, cache_decoded=None
+):
     """Endless batches of (image float32 0..255 (B, size, size, 3), mask float32 {0, 1}).
 
     Args:
@@ -114,11 +134,21 @@ def train_dataset(examples, *, size, batch_size, seed=0, augment_data=True, crop
         seed: fixes shuffling, crops and augmentation.
         augment_data: apply ``augment`` to each crop.
         crops_per_image: crops taken from each decoded image (decoding is the costly step).
-        shuffle_buffer: examples held for shuffling (encoded bytes, so cheap).
+        shuffle_buffer: examples held for shuffling.
+        cache_decoded: keep decoded images in memory (True), or only the PNG bytes (False);
+            None decides by size: decoded when the split has at most
+            DECODED_CACHE_MAX_EXAMPLES examples.
     """
-    ds = examples.map(lambda ex: {"image": ex["image"], "mask": ex["mask"]}).cache()
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache_decoded is None:
+        count = int(examples.cardinality())
+        cache_decoded = 0 <= count <= DECODED_CACHE_MAX_EXAMPLES
+    ds = examples.map(lambda ex: {"image": ex["image"], "mask": ex["mask"]})
+    if cache_decoded:
+        ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    else:
+        ds = ds.cache().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.enumerate()
 
     def crops(index, pair):
@@ -129,16 +159,15 @@ def train_dataset(examples, *, size, batch_size, seed=0, augment_data=True, crop
 
     ds = ds.interleave(crops, cycle_length=4, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.shuffle(crops_per_image * 8, seed=seed + 1)
-    ds = ds.enumerate()
+    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
 
     def prepare(index, pair):
-        image, mask = tf.cast(pair[0], tf.float32), tf.cast(pair[1], tf.float32)
+        images, masks = tf.cast(pair[0], tf.float32), tf.cast(pair[1], tf.float32)
         if augment_data:
-            image, mask = augment(image, mask, tf.stack([tf.cast(seed, tf.int64) + 7919, index]))
-        return image, mask
+            images, masks = augment_batch(images, masks, tf.stack([tf.cast(seed, tf.int64) + 7919, index]))
+        return images, masks
 
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
 def tile_with_weights(image, mask, size):
