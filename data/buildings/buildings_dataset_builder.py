@@ -9,7 +9,7 @@ from data.buildings import readers
 from data.synthetic import synthetic_scene
 
 # examples per split of the synthetic config, and the scene size
-SYNTHETIC_SPLITS = {"train": 1200, "validation": 100, "test": 100}
+SYNTHETIC_SPLITS = {"train": 600, "validation": 64, "test": 64}
 SYNTHETIC_SIZE = 256
 _SPLIT_SEED_OFFSET = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 

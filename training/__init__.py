@@ -1,0 +1,1 @@
+"""Training pieces used by train.py: losses, metrics, checkpoints, trackers, plots."""

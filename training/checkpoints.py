@@ -1,0 +1,109 @@
+"""Run-directory checkpoints: last and best weights, training state, and the history CSV.
+
+At the end of every epoch, in this order: the history row is appended, the best weights
+are replaced when the monitored metric improved, and the last weights (model AND
+optimizer state) plus ``state.json`` are written atomically (temporary file, then rename).
+A killed run therefore resumes from the last finished epoch: ``resume_state`` reloads it
+and trims history rows of epochs the checkpoint does not cover, so the history never has
+a gap or a duplicate.
+"""
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+
+LAST = "last.weights.h5"
+BEST = "best.weights.h5"
+STATE = "state.json"
+HISTORY = "history.csv"
+
+
+def _atomic_save_weights(model, path):
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(data, path):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def read_history(run_dir):
+    """History rows as a list of dicts with float values ('epoch' as int)."""
+    path = Path(run_dir) / HISTORY
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+
+
+def _write_history(run_dir, rows):
+    if not rows:
+        return
+    keys = list(rows[0])
+    for row in rows[1:]:
+        keys += [k for k in row if k not in keys]
+    path = Path(run_dir) / HISTORY
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Writes history.csv, best.weights.h5, last.weights.h5 and state.json every epoch."""
+
+    def __init__(self, run_dir, *, monitor="val_iou", best_value=None, history=None, trackers=()):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.best_value = best_value
+        self.history_rows = list(history or [])
+        self.trackers = trackers
+        self._epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        row["epoch_seconds"] = time.perf_counter() - self._epoch_start
+        row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.history_rows.append(row)
+        _write_history(self.run_dir, self.history_rows)
+        value = logs.get(self.monitor)
+        if value is not None and (self.best_value is None or value > self.best_value):
+            self.best_value = float(value)
+            _atomic_save_weights(self.model, self.run_dir / BEST)
+        _atomic_save_weights(self.model, self.run_dir / LAST)
+        _atomic_write_json({"epoch": epoch + 1, "best_value": self.best_value, "monitor": self.monitor}, self.run_dir / STATE)
+        for tracker in self.trackers:
+            tracker.log_metrics(row, step=epoch + 1)
+
+
+def resume_state(run_dir, model):
+    """Load last weights + optimizer state; returns (finished epochs, best value, history rows)."""
+    run_dir = Path(run_dir)
+    state_path = run_dir / STATE
+    if not state_path.exists() or not (run_dir / LAST).exists():
+        raise ValueError(
+            f"--resume: {run_dir} holds no finished epoch to resume from ({STATE} or {LAST} missing). "
+            "Start a new run without --resume, or point --run-dir at the run to continue."
+        )
+    state = json.loads(state_path.read_text())
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(run_dir / LAST)
+    history = [row for row in read_history(run_dir) if row["epoch"] <= state["epoch"]]
+    _write_history(run_dir, history)
+    return state["epoch"], state["best_value"], history

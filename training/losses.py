@@ -1,0 +1,108 @@
+"""Segmentation losses on building logits, written here.
+
+Every loss takes ``y_true`` in {0, 1} (N, H, W, 1), logits of the same shape and an
+optional per-pixel weight (0 marks padding to ignore), and returns a scalar.
+"""
+
+import keras
+import tensorflow as tf
+
+EPSILON = 1.0  # additive smoothing of the soft overlap losses
+
+
+def _flat(y_true, logits, weight):
+    y_true = tf.reshape(tf.cast(y_true, tf.float32), [-1])
+    logits = tf.reshape(tf.cast(logits, tf.float32), [-1])
+    weight = tf.ones_like(y_true) if weight is None else tf.reshape(tf.cast(weight, tf.float32), [-1])
+    return y_true, logits, weight
+
+
+def _weighted_mean(values, weight):
+    return tf.reduce_sum(values * weight) / tf.maximum(tf.reduce_sum(weight), 1e-6)
+
+
+def bce(y_true, logits, weight=None):
+    """Binary cross-entropy with logits, averaged over the weighted pixels."""
+    y, z, w = _flat(y_true, logits, weight)
+    return _weighted_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z), w)
+
+
+def focal(y_true, logits, weight=None, *, alpha=0.25, gamma=2.0):
+    """Focal loss (Lin et al., 2017): BCE scaled by alpha_t * (1 - p_t)^gamma."""
+    y, z, w = _flat(y_true, logits, weight)
+    p = tf.sigmoid(z)
+    p_t = y * p + (1 - y) * (1 - p)
+    alpha_t = y * alpha + (1 - y) * (1 - alpha)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)
+    return _weighted_mean(alpha_t * tf.pow(1 - p_t, gamma) * ce, w)
+
+
+def dice(y_true, logits, weight=None):
+    """1 - soft Dice over the whole batch: 1 - (2 sum(p y) + e) / (sum(p) + sum(y) + e)."""
+    y, z, w = _flat(y_true, logits, weight)
+    p = tf.sigmoid(z)
+    intersection = tf.reduce_sum(w * p * y)
+    return 1 - (2 * intersection + EPSILON) / (tf.reduce_sum(w * p) + tf.reduce_sum(w * y) + EPSILON)
+
+
+def jaccard(y_true, logits, weight=None):
+    """1 - soft IoU over the whole batch: 1 - (sum(p y) + e) / (sum(p + y - p y) + e)."""
+    y, z, w = _flat(y_true, logits, weight)
+    p = tf.sigmoid(z)
+    intersection = tf.reduce_sum(w * p * y)
+    union = tf.reduce_sum(w * (p + y - p * y))
+    return 1 - (intersection + EPSILON) / (union + EPSILON)
+
+
+def lovasz(y_true, logits, weight=None):
+    """Lovasz hinge (Berman et al., 2018) over all weighted pixels of the batch.
+
+    A convex surrogate of 1 - IoU: hinge errors sorted in decreasing order, weighted by
+    the gradient of the Lovasz extension of the Jaccard loss.
+    """
+    y, z, w = _flat(y_true, logits, weight)
+    keep = w > 0
+    y, z = tf.boolean_mask(y, keep), tf.boolean_mask(z, keep)
+    errors = 1.0 - z * (2.0 * y - 1.0)
+    order = tf.argsort(errors, direction="DESCENDING")
+    errors_sorted = tf.gather(errors, order)
+    y_sorted = tf.gather(y, order)
+    positives = tf.reduce_sum(y_sorted)
+    intersection = positives - tf.cumsum(y_sorted)
+    union = positives + tf.cumsum(1.0 - y_sorted)
+    jaccard_curve = 1.0 - intersection / tf.maximum(union, 1e-6)
+    grad = tf.concat([jaccard_curve[:1], jaccard_curve[1:] - jaccard_curve[:-1]], 0)
+    return tf.tensordot(tf.nn.relu(errors_sorted), grad, 1)
+
+
+LOSSES = {"bce": bce, "dice": dice, "focal": focal, "jaccard": jaccard, "lovasz": lovasz}
+
+
+def parse_loss(spec):
+    """'dice+focal' -> ["dice", "focal"]; raises ValueError naming the valid terms."""
+    terms = [t.strip().lower() for t in spec.split("+")]
+    unknown = [t for t in terms if t not in LOSSES]
+    if not terms or unknown:
+        raise ValueError(
+            f"Unknown loss term(s) {unknown}. Valid terms: {', '.join(LOSSES)}; combine them with '+', "
+            f"e.g. 'dice+focal'. Received: loss={spec!r}"
+        )
+    return terms
+
+
+class SegmentationLoss(keras.losses.Loss):
+    """The sum of the named loss terms; ``sample_weight`` is a per-pixel weight map."""
+
+    def __init__(self, spec="dice+focal", name=None, **kwargs):
+        super().__init__(name=name or spec.replace("+", "_"), **kwargs)
+        self.spec = spec
+        self.terms = parse_loss(spec)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return tf.add_n([LOSSES[t](y_true, y_pred, sample_weight) for t in self.terms])
+
+    def call(self, y_true, y_pred):
+        return self(y_true, y_pred)
+
+    def get_config(self):
+        return {"spec": self.spec, "name": self.name}

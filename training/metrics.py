@@ -1,0 +1,75 @@
+"""IoU, F1, precision and recall at a 0.5 threshold, accumulated over a whole dataset.
+
+Each metric keeps running true-positive, false-positive and false-negative pixel counts
+and computes its ratio from the totals, so the value is the dataset-level score, not an
+average of per-batch scores. Pixels with weight 0 (padding) are ignored.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+KINDS = ("iou", "f1", "precision", "recall")
+
+
+def scores_from_counts(tp, fp, fn):
+    """{"iou", "f1", "precision", "recall"} from pixel counts (1.0 when nothing to find or predict)."""
+    def ratio(num, den):
+        return float(num / den) if den > 0 else 1.0
+
+    return {
+        "iou": ratio(tp, tp + fp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+    }
+
+
+def confusion_counts(y_true, predicted, weight=None):
+    """(tp, fp, fn) pixel counts of binary arrays, NumPy."""
+    y_true = np.asarray(y_true).astype(bool)
+    predicted = np.asarray(predicted).astype(bool)
+    weight = np.ones(y_true.shape) if weight is None else np.asarray(weight, dtype="float64")
+    tp = float((weight * (predicted & y_true)).sum())
+    fp = float((weight * (predicted & ~y_true)).sum())
+    fn = float((weight * (~predicted & y_true)).sum())
+    return tp, fp, fn
+
+
+class BinarySegmentationScore(keras.metrics.Metric):
+    """One of iou / f1 / precision / recall of sigmoid(logits) > 0.5 (i.e. logits > 0)."""
+
+    def __init__(self, kind="iou", name=None, **kwargs):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}. Received: kind={kind!r}")
+        super().__init__(name=name or kind, **kwargs)
+        self.kind = kind
+        self.tp = self.add_variable(shape=(), initializer="zeros", name="tp")
+        self.fp = self.add_variable(shape=(), initializer="zeros", name="fp")
+        self.fn = self.add_variable(shape=(), initializer="zeros", name="fn")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y = tf.cast(y_true > 0.5, tf.float32)
+        p = tf.cast(y_pred > 0.0, tf.float32)
+        w = tf.ones_like(y) if sample_weight is None else tf.broadcast_to(tf.cast(sample_weight, tf.float32), tf.shape(y))
+        self.tp.assign_add(tf.reduce_sum(w * p * y))
+        self.fp.assign_add(tf.reduce_sum(w * p * (1 - y)))
+        self.fn.assign_add(tf.reduce_sum(w * (1 - p) * y))
+
+    def result(self):
+        tp, fp, fn = self.tp, self.fp, self.fn
+        num = {"iou": tp, "f1": 2 * tp, "precision": tp, "recall": tp}[self.kind]
+        den = {"iou": tp + fp + fn, "f1": 2 * tp + fp + fn, "precision": tp + fp, "recall": tp + fn}[self.kind]
+        return tf.where(den > 0, num / tf.maximum(den, 1e-12), 1.0)
+
+    def reset_state(self):
+        for variable in (self.tp, self.fp, self.fn):
+            variable.assign(0.0)
+
+    def get_config(self):
+        return {"kind": self.kind, "name": self.name}
+
+
+def segmentation_metrics():
+    """The four metrics train.py reports, named iou, f1, precision, recall."""
+    return [BinarySegmentationScore(kind) for kind in KINDS]

@@ -1,0 +1,45 @@
+"""Plots of a run: learning curves and a grid of validation predictions."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_learning_curves(history, path):
+    """Loss and validation metrics per epoch, saved as a PNG."""
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("loss", "val_loss"):
+        if history and key in history[0]:
+            left.plot(epochs, [row[key] for row in history], marker="o", label=key)
+    left.set(xlabel="epoch", ylabel="loss", title="loss")
+    left.legend()
+    for key in ("val_iou", "val_f1", "val_precision", "val_recall", "iou"):
+        if history and key in history[0]:
+            right.plot(epochs, [row[key] for row in history], marker="o", label=key)
+    right.set(xlabel="epoch", ylabel="score", title="metrics (threshold 0.5)", ylim=(0, 1))
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_predictions(images, masks, probabilities, path, *, max_rows=6):
+    """Rows of image | ground truth | probability | overlay of the 0.5-threshold mask."""
+    rows = min(max_rows, len(images))
+    fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
+    for row in range(rows):
+        image = np.clip(images[row], 0, 255).astype("uint8")
+        predicted = probabilities[row, ..., 0] > 0.5
+        overlay = image.copy()
+        overlay[predicted] = (0.5 * overlay[predicted] + [127, 0, 0]).astype("uint8")
+        panels = (image, masks[row, ..., 0], probabilities[row, ..., 0], overlay)
+        for col, (panel, title) in enumerate(zip(panels, ("image", "truth", "probability", "prediction"))):
+            axes[row, col].imshow(panel, cmap=None if panel.ndim == 3 else "gray", vmin=0, vmax=1 if panel.ndim == 2 else None)
+            axes[row, col].set_title(title)
+            axes[row, col].axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
