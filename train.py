@@ -41,7 +41,7 @@ class Config:
     image_size: int = 128
     batch_size: int = 8
     epochs: int = 6
-    steps_per_epoch: int = 40
+    steps_per_epoch: int = 35
     lr: float = 2e-3
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
@@ -263,7 +263,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val_ds,
-                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
+                  verbose=1 if sys.stdout.isatty() else 2)
     except KeyboardInterrupt:
         model.save_weights(run_dir / "interrupted.weights.h5")
         print(f"\ninterrupted: weights saved to {run_dir / 'interrupted.weights.h5'}; "

@@ -1,0 +1,155 @@
+"""train.py end to end at a tiny size: run directory, resume after a kill, trackers, workers."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--arch", "fcn8", "--encoder", "mobilenetv2", "--image-size", "64", "--batch-size", "4",
+        "--steps-per-epoch", "3", "--warmup-steps", "1", "--tracker", "local"]
+RESULT_KEYS = {"arch", "encoder", "params", "gmacs", "val_iou", "val_f1", "val_precision", "val_recall",
+               "train_images_per_sec", "epochs", "wall_seconds", "dataset"}
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    """A small prepared synthetic dataset that train.py finds and does not rebuild."""
+    from unittest import mock
+
+    from data.buildings import buildings_dataset_builder
+    from data.pipeline import load_split
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    with mock.patch.object(buildings_dataset_builder, "SYNTHETIC_SPLITS", {"train": 12, "validation": 4, "test": 2}):
+        load_split("buildings/synthetic", "train", data_dir=str(data_dir))
+    return str(data_dir)
+
+
+def _train_args(synthetic_dir, run_dir, *extra):
+    return [*TINY, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--run-dir", str(run_dir), *extra]
+
+
+def _run(args, **kwargs):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path):
+    import train
+
+    run_dir = train.main(_train_args(synthetic_dir, tmp_path / "run", "--epochs", "2", "--tracker", "local,tensorboard"))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert RESULT_KEYS <= set(results)
+    assert results["arch"] == "fcn8" and results["encoder"] == "mobilenetv2"
+    assert results["dataset"] == "buildings/synthetic" and results["epochs"] == 2
+    assert results["params"] > 2_000_000 and 0 < results["gmacs"] < 1
+    for key in ("val_iou", "val_f1", "val_precision", "val_recall"):
+        assert 0.0 <= results[key] <= 1.0
+    assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
+    for name in ("config.json", "history.csv", "best.weights.h5", "last.weights.h5", "model.keras",
+                 "learning_curves.png", "predictions.png", "state.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["arch"] == "fcn8" and config["image_size"] == 64
+    # the exported model takes any size and needs no custom objects
+    import keras
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model(np.zeros((1, 96, 128, 3), "float32")).shape == (1, 96, 128, 1)
+
+
+def test_bad_arguments_fail_before_any_work(tmp_path):
+    result = _run(["--encoder", "effnet-b9", "--image-size", "100", "--loss", "dice+hinge", "--run-dir", str(tmp_path / "r")])
+    assert result.returncode != 0
+    for text in ("valid encoders are", "effnet-b0", "multiple of 32", "Valid terms: bce, dice"):
+        assert text in result.stderr + result.stdout
+    assert not (tmp_path / "r").exists()
+    result = _run(["--arch", "segformer"])
+    assert "invalid choice: 'segformer'" in result.stderr and "fcn8" in result.stderr
+
+
+def test_existing_run_is_never_overwritten(synthetic_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "state.json").write_text("{}")
+    result = _run(_train_args(synthetic_dir, run_dir, "--epochs", "1"))
+    assert result.returncode != 0 and "already holds a run" in result.stderr + result.stdout
+    assert (run_dir / "state.json").read_text() == "{}"
+
+
+def test_kill_and_resume_keeps_history_whole(synthetic_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    args = _train_args(synthetic_dir, run_dir, "--epochs", "3", "--steps-per-epoch", "6")
+    process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (run_dir / "state.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert (run_dir / "state.json").exists(), process.communicate()[0][-3000:]
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output[-3000:]
+    assert (run_dir / "interrupted.weights.h5").exists()
+    assert "--resume" in output
+    finished = json.loads((run_dir / "state.json").read_text())["epoch"]
+    assert 1 <= finished < 3
+    result = _run([*args, "--resume"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"resuming after epoch {finished}" in result.stdout
+    from training.checkpoints import read_history
+
+    assert [row["epoch"] for row in read_history(run_dir)] == [1, 2, 3]
+    assert json.loads((run_dir / "results.json").read_text())["epochs"] == 3
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_end_with_identical_weights(synthetic_dir, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+               "CUDA_VISIBLE_DEVICES": "-1"}
+        args = _train_args(synthetic_dir, tmp_path / "run", "--epochs", "1", "--strategy", "multiworker")
+        processes.append(subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    import keras
+
+    chief = keras.models.load_model(tmp_path / "run" / "model.keras")
+    other = keras.models.load_model(tmp_path / "run" / "worker1" / "model.keras")
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("tracker", ["mlflow", "neptune"])
+def test_optional_trackers_write_their_records(synthetic_dir, tmp_path, tracker, monkeypatch):
+    pytest.importorskip(tracker)
+    import train
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = train.main(_train_args(synthetic_dir, tmp_path / "runs" / "run", "--epochs", "1", "--tracker", f"local,{tracker}"))
+    if tracker == "mlflow":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "runs" / "mlflow.db") as db:
+            names = [row[0] for row in db.execute("select name from runs")]
+            metrics = {row[0] for row in db.execute("select key from metrics")}
+        assert names == ["run"]
+        assert {"val_iou", "loss"} <= metrics
+    else:
+        files = [p for p in (run_dir / ".neptune").rglob("*") if p.is_file()]
+        assert files, "no offline Neptune files"
+        assert any(b"val_iou" in p.read_bytes() for p in files)
