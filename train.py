@@ -27,7 +27,7 @@ DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")
+STRATEGIES = ("default", "mirrored", "multiworker")  # as in training.distribute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,16 +136,6 @@ def make_run_dir(config):
     return run_dir
 
 
-def make_strategy(name):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def make_optimizer(config):
     import keras
 
@@ -203,7 +193,9 @@ def main(argv=None):
 
     from data.pipeline import eval_dataset, load_split, train_dataset
     from models import count_macs, create_model
+    from models.segmenter import set_bn_momentum
     from training.checkpoints import BEST, RunCheckpoint, read_history, resume_state
+    from training.distribute import make_strategy, prepare_multiworker_model
     from training.losses import SegmentationLoss
     from training.metrics import segmentation_metrics
     from training.plots import plot_learning_curves, plot_predictions
@@ -240,6 +232,10 @@ def main(argv=None):
     with strategy.scope():
         model = create_model(config.arch, config.encoder, input_shape=shape, encoder_weights=weights, bn_momentum=config.bn_momentum)
         model.compile(optimizer=make_optimizer(config), loss=SegmentationLoss(config.loss), weighted_metrics=segmentation_metrics())
+        if config.strategy != "default":  # one set of batch statistics across replicas and workers
+            set_bn_momentum(model, config.bn_momentum, synchronized=True)
+        if config.strategy == "multiworker":
+            prepare_multiworker_model(model, next(iter(train_ds)))
     params, gmacs = model.count_params(), count_macs(model) / 1e9
     print(f"model: {config.arch} / {config.encoder}: {params:,} params, {gmacs:.2f} GMACs at {config.image_size}x{config.image_size}")
 

@@ -63,10 +63,16 @@ def create_model(
     return model
 
 
-def set_bn_momentum(model, momentum):
-    """Set the momentum of every BatchNormalization layer, nested models included."""
+def set_bn_momentum(model, momentum, *, synchronized=None):
+    """Set momentum (and optionally cross-replica sync) of every BatchNormalization layer.
+
+    ``synchronized=True`` makes batch statistics global under a tf.distribute strategy, so
+    every replica and worker keeps the same moving statistics.
+    """
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"bn_momentum must lie in [0, 1). Received: bn_momentum={momentum}")
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = momentum
+            if synchronized is not None:
+                layer.synchronized = synchronized

@@ -1,0 +1,58 @@
+"""tf.distribute strategies for train.py, with the workarounds Keras 3.15 needs for multi-worker.
+
+Keras 3.15's TensorFlow trainer has two bugs under MultiWorkerMirroredStrategy:
+
+1. ``fit``/``evaluate`` first reduce one distributed batch eagerly to build the compiled
+   metrics; that reduce fails ("Attempt to convert a value (PerReplica...)").
+2. Per-step logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which fails for
+   the scalar losses and metrics ("Invalid reduction dimension 0 for input with 0
+   dimensions").
+
+``prepare_multiworker_model`` builds the compiled state from a local batch, and
+``patch_keras_multiworker_reduce`` reduces scalars across replicas with ``axis=None``.
+Both are no-ops for the other strategies. Remove them once Keras fixes the trainer.
+"""
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def make_strategy(name):
+    """The tf.distribute strategy for ``--strategy``."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        patch_keras_multiworker_reduce()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def patch_keras_multiworker_reduce():
+    """Reduce scalar per-replica logs with axis=None under multi-worker strategies."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras.src import tree
+
+    if getattr(tf_trainer.reduce_per_replica, "_zoo_patched", False):
+        return
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            def reduce_one(value):
+                local = strategy.experimental_local_results(value) if tf_trainer._is_per_replica_instance(value) else [value]
+                if local[0].shape.rank == 0:
+                    return strategy.reduce("MEAN", value, axis=None)
+                return original(value, strategy, reduction)
+
+            return tree.map_structure(reduce_one, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._zoo_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def prepare_multiworker_model(model, batch):
+    """Build the compiled metrics/loss from a local batch so fit() skips its eager reduce."""
+    model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
