@@ -179,6 +179,20 @@ class Throughput:
         return _Throughput()
 
 
+def measure_predict(model, images, *, repeats=3):
+    """Inference images/s on one batch (after a warm-up call), best of ``repeats``."""
+    import tensorflow as tf
+
+    predict = tf.function(lambda x: model(x, training=False))
+    predict(images)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(images).numpy()
+        best = min(best, time.perf_counter() - start)
+    return int(images.shape[0]) / best
+
+
 def main(argv=None):
     config = parse_args(argv)
     check_config(config)
@@ -279,6 +293,7 @@ def main(argv=None):
     history = read_history(run_dir)
     plot_learning_curves(history, run_dir / "learning_curves.png")
     images, masks, _ = next(iter(val_ds))
+    predict_images_per_sec = measure_predict(model, images)
     plot_predictions(images.numpy(), masks.numpy(), tf.sigmoid(model.predict(images, verbose=0)).numpy(), run_dir / "predictions.png")
     results = {
         "format": 1,
@@ -294,6 +309,7 @@ def main(argv=None):
         "val_recall": float(scores["recall"]),
         "val_loss": float(scores["loss"]),
         "train_images_per_sec": round(throughput.images_per_second(), 3),
+        "predict_images_per_sec": round(predict_images_per_sec, 3),
         "epochs": len(history),
         "best_epoch": int(max(history, key=lambda r: r.get("val_iou", -1))["epoch"]) if history else 0,
         "wall_seconds": round(time.time() - started + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),

@@ -12,3 +12,16 @@ def sample_dir():
     if not (SHARED_SAMPLE / "building_data" / "src").is_dir():
         pytest.skip(f"real sample not found at {SHARED_SAMPLE}")
     return SHARED_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_tfds(sample_dir, tmp_path_factory):
+    """(data_dir, builder) of the real sample built once per test session."""
+    import tensorflow_datasets as tfds
+
+    import data.buildings  # noqa: F401
+
+    data_dir = tmp_path_factory.mktemp("sample_tfds")
+    builder = tfds.builder("buildings/kaggle", data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(sample_dir)))
+    return str(data_dir), builder

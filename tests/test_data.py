@@ -29,8 +29,8 @@ def _names(builder, split):
 
 
 @pytest.fixture(scope="module")
-def sample_builder(sample_dir, tmp_path_factory):
-    return _build(sample_dir, tmp_path_factory.mktemp("tfds"))
+def sample_builder(sample_tfds):
+    return sample_tfds[1]
 
 
 def test_sample_counts(sample_builder):

@@ -1,0 +1,225 @@
+"""Compare training runs: a results table, plots, the static cost table, the experiment grid.
+
+    python compare.py                          # table of runs/*/results.json + plots in runs/compare/
+    python compare.py --runs path/to/runs      # another folder of runs
+    python compare.py --static --size 256      # params and GMACs of every arch x encoder, no training
+    python compare.py --grid seed --budget 40  # train the original experiment grid, then tabulate
+
+The grid answers the questions the project was started for: CNN vs FCN-8, FCN-8 vs U-Net,
+U-Net vs FPN (all on EfficientNet-B0), and U-Net on B0 vs B1 vs B3, every run with the
+same budget (steps), seed and data. A finished grid run is never trained again; an
+interrupted one resumes from its last epoch.
+"""
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = (
+    ("arch", "arch"), ("encoder", "encoder"), ("params_m", "params (M)"), ("gmacs", "GMACs"),
+    ("train_images_per_sec", "train img/s"), ("predict_images_per_sec", "predict img/s"),
+    ("val_iou", "val IoU"), ("val_f1", "F1"), ("val_precision", "precision"), ("val_recall", "recall"),
+    ("epochs", "epochs"), ("wall_seconds", "wall s"), ("dataset", "dataset"), ("run", "run"),
+)
+REQUIRED = ("arch", "encoder", "params", "gmacs", "val_iou", "val_f1", "val_precision", "val_recall", "epochs", "wall_seconds", "dataset")
+GRID = (
+    ("cnn", "effnet-b0"), ("fcn8", "effnet-b0"), ("unet", "effnet-b0"), ("fpn", "effnet-b0"),
+    ("unet", "effnet-b1"), ("unet", "effnet-b3"),
+)
+
+
+def load_runs(runs_dir):
+    """(rows, problems): one row per readable results.json; a problem line per broken run."""
+    rows, problems = [], []
+    for run_dir in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
+        path = run_dir / "results.json"
+        if not path.exists():
+            if (run_dir / "config.json").exists():
+                problems.append(f"{run_dir.name}: no results.json (unfinished or killed; resume it with train.py --resume)")
+            continue
+        try:
+            results = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            problems.append(f"{run_dir.name}: results.json is not valid JSON ({error.msg if hasattr(error, 'msg') else error})")
+            continue
+        missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
+        if missing:
+            problems.append(f"{run_dir.name}: results.json lacks {', '.join(missing)} (partial or older format)")
+            continue
+        rows.append({**results, "params_m": results["params"] / 1e6, "run": run_dir.name})
+    rows.sort(key=lambda r: (-r["val_iou"], r["arch"], r["encoder"]))
+    return rows, problems
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows, columns=COLUMNS):
+    header = "| " + " | ".join(title for _, title in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+def write_csv(rows, path, columns=COLUMNS):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[key for key, _ in columns], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_iou_vs_gmacs(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for row in rows:
+        ax.scatter(row["gmacs"], row["val_iou"], s=40)
+        ax.annotate(f"{row['arch']}/{row['encoder']}", (row["gmacs"], row["val_iou"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set(xscale="log", xlabel="GMACs per image at the training size (log)", ylabel="validation IoU", title="IoU vs compute")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_learning_curves(rows, runs_dir, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.checkpoints import read_history
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    for row in rows:
+        history = read_history(Path(runs_dir) / row["run"])
+        if not history:
+            continue
+        label = f"{row['arch']}/{row['encoder']}"
+        epochs = [h["epoch"] for h in history]
+        left.plot(epochs, [h.get("val_loss", float("nan")) for h in history], marker="o", label=label)
+        right.plot(epochs, [h.get("val_iou", float("nan")) for h in history], marker="o", label=label)
+    left.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
+    right.set(xlabel="epoch", ylabel="validation IoU", title="validation IoU", ylim=(0, 1))
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_prediction_grid(rows, runs_dir, path, *, count=4):
+    """Each run's model on the same validation tiles: one column per model."""
+    import keras
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    from data.pipeline import eval_dataset, load_split
+
+    first = json.loads((Path(runs_dir) / rows[0]["run"] / "config.json").read_text())
+    examples = load_split(rows[0]["dataset"], "validation", data_dir=first.get("data_dir") or None, manual_dir=first.get("manual_dir") or None)
+    images, masks, _ = next(iter(eval_dataset(examples, size=rows[0].get("image_size", 256), batch_size=count)))
+    columns = [("image", None), ("truth", None)] + [(f"{r['arch']}/{r['encoder']}", r) for r in rows]
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(2.4 * len(columns), 2.4 * len(images)), squeeze=False)
+    for col, (title, row) in enumerate(columns):
+        if row is None:
+            panels = images.numpy().astype("uint8") if title == "image" else masks.numpy()[..., 0]
+        else:
+            model = keras.models.load_model(Path(runs_dir) / row["run"] / "model.keras")
+            panels = tf.sigmoid(model.predict(images, verbose=0)).numpy()[..., 0] if model.input.shape[1] in (None, images.shape[1]) else None
+        for index in range(len(images)):
+            ax = axes[index, col]
+            ax.axis("off")
+            if panels is not None:
+                ax.imshow(panels[index], cmap=None if panels.ndim == 4 else "gray", vmin=0, vmax=1 if panels.ndim == 3 else None)
+            if index == 0:
+                ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def static_table(size, archs=None, encoders=None):
+    """Rows of params and GMACs of every arch x encoder at size x size (no training)."""
+    from models import count_macs, create_model, list_archs, list_encoders
+
+    rows = []
+    for encoder in encoders or list_encoders():
+        for arch in archs or list_archs():
+            model = create_model(arch, encoder, input_shape=(size, size, 3))
+            rows.append({"arch": arch, "encoder": encoder, "params_m": model.count_params() / 1e6, "gmacs": count_macs(model) / 1e9})
+    return rows
+
+
+def run_grid(runs_dir, *, budget, epochs, seed, extra):
+    """Train each grid entry once with the same budget; resume or skip what exists."""
+    import train
+
+    per_epoch = max(budget // epochs, 1)
+    for arch, encoder in GRID:
+        run_dir = Path(runs_dir) / f"grid_{arch}_{encoder}"
+        if (run_dir / "results.json").exists():
+            print(f"grid: {run_dir.name} finished earlier, kept")
+            continue
+        args = ["--arch", arch, "--encoder", encoder, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
+                "--seed", str(seed), "--run-dir", str(run_dir), *extra]
+        if (run_dir / "state.json").exists():
+            args.append("--resume")
+        print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)")
+        train.main(args)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs", help="folder holding one directory per run")
+    parser.add_argument("--out", default=None, help="where tables and plots go (default RUNS/compare)")
+    parser.add_argument("--static", action="store_true", help="params and GMACs of every arch x encoder instead")
+    parser.add_argument("--size", type=int, default=256, help="input size for --static")
+    parser.add_argument("--grid", choices=["seed"], default=None, help="train the original experiment grid first")
+    parser.add_argument("--budget", type=int, default=240, help="training steps per grid run")
+    parser.add_argument("--grid-epochs", type=int, default=4, help="epochs the budget is split into")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-predictions", action="store_true", help="skip the prediction grid plot")
+    args, extra = parser.parse_known_args(argv)
+    out = Path(args.out or Path(args.runs) / "compare")
+
+    if args.static:
+        rows = static_table(args.size)
+        print(markdown_table(rows, (("arch", "arch"), ("encoder", "encoder"), ("params_m", "params (M)"), ("gmacs", f"GMACs @{args.size}"))))
+        return rows
+    if args.grid:
+        Path(args.runs).mkdir(parents=True, exist_ok=True)
+        run_grid(args.runs, budget=args.budget, epochs=args.grid_epochs, seed=args.seed, extra=extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)} (train.py options are only passed on with --grid)")
+    if not Path(args.runs).is_dir():
+        sys.exit(f"compare.py: no runs folder at {args.runs}; train something first (python train.py) or pass --runs DIR.")
+    rows, problems = load_runs(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows)
+    print(table)
+    for problem in problems:
+        print(f"skipped {problem}")
+    (out / "results.md").write_text(table + "\n" + "".join(f"\nskipped {p}" for p in problems) + "\n")
+    write_csv(rows, out / "results.csv")
+    if rows:
+        plot_iou_vs_gmacs(rows, out / "iou_vs_gmacs.png")
+        plot_learning_curves(rows, args.runs, out / "learning_curves.png")
+        if not args.no_predictions:
+            plot_prediction_grid(rows, args.runs, out / "predictions.png")
+    print(f"tables and plots in {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
