@@ -14,7 +14,8 @@ def evaluate_split(model, examples, *, size, batch_size=8):
     """
     from data.pipeline import eval_dataset
 
-    predict = tf.function(lambda x: model(x, training=False))
+    # one trace for every batch size (the last batch is smaller)
+    predict = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
     tp = fp = fn = positives = pixels = 0.0
     for images, masks, weights in eval_dataset(examples, size=size, batch_size=batch_size, cache=False):
         predicted = predict(images).numpy() > 0.0
