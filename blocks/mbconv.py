@@ -2,7 +2,7 @@
 
 from keras import layers
 
-from blocks.conv import CONV_INIT, batch_norm, conv_bn_act, depthwise_bn_act, squeeze_excite
+from blocks.conv import conv_bn_act, depthwise_bn_act, squeeze_excite
 
 
 def mbconv(
@@ -55,15 +55,7 @@ def mbconv(
         reduced = max(1, int(filters_in * se_ratio))
         x = squeeze_excite(x, reduced, activation=activation, name=f"{name}_se")
     # project (linear)
-    x = layers.Conv2D(
-        filters_out,
-        1,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_INIT,
-        name=f"{name}_project_conv",
-    )(x)
-    x = batch_norm(x, name=f"{name}_project_bn")
+    x = conv_bn_act(x, filters_out, 1, activation=None, name=f"{name}_project")
 
     if strides == 1 and filters_in == filters_out:
         if drop_rate > 0:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-# Calibrated on 2026-11-25 (2-core CPU): this recipe scored IoU 0.XX; the floor leaves margin
-# for run-to-run variation while staying far above the all-building baseline.
-IOU_FLOOR = 0.30
+# Calibrated on 2026-11-25 (2-core CPU): this recipe scored IoU 0.489 (F1 0.657) on the test
+# scenes, whose all-building IoU is 0.291. The floor leaves margin for run-to-run variation
+# (thread scheduling makes CPU training not bit-exact) and stays well above that baseline.
+IOU_FLOOR = 0.40
 
 
 def test_short_training_on_real_sample_beats_baseline(sample_dir, sample_tfds, tmp_path):

@@ -3,24 +3,13 @@
 import numpy as np
 from keras import layers
 
+from models.registry import registrar
+
 DECODERS = {}
-
-
-def register_decoder(name):
-    """Register ``decoder(pyramid, channels, num_classes) -> (logits, stride)`` under ``name``.
-
-    ``pyramid`` maps "P1".."P5" to tensors at strides 2..32 and ``channels`` maps the same
-    keys to their channel counts. The decoder returns logits and the stride they sit at;
-    the segmenter upsamples them to the input resolution.
-    """
-
-    def decorator(decoder):
-        if name in DECODERS:
-            raise ValueError(f"Decoder name registered twice. Received: name={name!r}")
-        DECODERS[name] = decoder
-        return decoder
-
-    return decorator
+# register_decoder(name): registers ``decoder(pyramid, channels, num_classes) -> (logits, stride)``.
+# ``pyramid`` maps "P1".."P5" to tensors at strides 2..32 and ``channels`` maps the same keys
+# to their channel counts; the segmenter upsamples the logits from ``stride`` to the input.
+register_decoder = registrar(DECODERS, "Decoder")
 
 
 def list_archs():

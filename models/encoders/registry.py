@@ -1,18 +1,10 @@
 """The encoder registry: a dict of builders and the decorator that fills it."""
 
+from models.registry import registrar
+
 ENCODERS = {}
-
-
-def register_encoder(name):
-    """Register ``builder(*, input_shape, weights) -> keras.Model`` under ``name``."""
-
-    def decorator(builder):
-        if name in ENCODERS:
-            raise ValueError(f"Encoder name registered twice. Received: name={name!r}")
-        ENCODERS[name] = builder
-        return builder
-
-    return decorator
+# register_encoder(name): registers ``builder(*, input_shape, weights) -> keras.Model``
+register_encoder = registrar(ENCODERS, "Encoder")
 
 
 def list_encoders():
