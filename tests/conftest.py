@@ -25,3 +25,17 @@ def sample_tfds(sample_dir, tmp_path_factory):
     builder = tfds.builder("buildings/kaggle", data_dir=str(data_dir))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(sample_dir)))
     return str(data_dir), builder
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """A small prepared synthetic dataset that train.py finds and does not rebuild."""
+    from unittest import mock
+
+    from data.buildings import buildings_dataset_builder
+    from data.pipeline import load_split
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    with mock.patch.object(buildings_dataset_builder, "SYNTHETIC_SPLITS", {"train": 12, "validation": 4, "test": 2}):
+        load_split("buildings/synthetic", "train", data_dir=str(data_dir))
+    return str(data_dir)

@@ -77,3 +77,18 @@ def test_static_table_counts(capsys):
 def test_missing_runs_folder_is_explained(tmp_path):
     with pytest.raises(SystemExit, match="no runs folder"):
         compare.main(["--runs", str(tmp_path / "nothing")])
+
+
+@pytest.mark.slow  # trains the six grid models (tiny budget): about 5 minutes on 2 cores
+def test_grid_seed_trains_each_entry_once(synthetic_dir, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ["--runs", str(runs), "--grid", "seed", "--budget", "2", "--grid-epochs", "1", "--no-predictions",
+            "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--image-size", "64",
+            "--batch-size", "2", "--warmup-steps", "1", "--tracker", "local"]
+    rows = compare.main(args)
+    assert sorted((r["arch"], r["encoder"]) for r in rows) == sorted(compare.GRID)
+    assert all(r["epochs"] == 1 for r in rows)
+    capsys.readouterr()
+    again = compare.main(args)  # re-running resumes the grid: nothing is trained twice
+    assert "finished earlier, kept" in capsys.readouterr().out
+    assert [r["run"] for r in again] == [r["run"] for r in rows]

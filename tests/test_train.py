@@ -20,20 +20,6 @@ RESULT_KEYS = {"arch", "encoder", "params", "gmacs", "val_iou", "val_f1", "val_p
                "train_images_per_sec", "epochs", "wall_seconds", "dataset"}
 
 
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    """A small prepared synthetic dataset that train.py finds and does not rebuild."""
-    from unittest import mock
-
-    from data.buildings import buildings_dataset_builder
-    from data.pipeline import load_split
-
-    data_dir = tmp_path_factory.mktemp("tfds")
-    with mock.patch.object(buildings_dataset_builder, "SYNTHETIC_SPLITS", {"train": 12, "validation": 4, "test": 2}):
-        load_split("buildings/synthetic", "train", data_dir=str(data_dir))
-    return str(data_dir)
-
-
 def _train_args(synthetic_dir, run_dir, *extra):
     return [*TINY, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--run-dir", str(run_dir), *extra]
 
