@@ -96,8 +96,6 @@ def check_config(config):
         problems.append(f"--tracker {config.tracker!r}: valid trackers are {', '.join(TRACKERS)} (comma-separated)")
     if config.encoder_weights not in ("none", "imagenet") and not config.encoder_weights.endswith(".weights.h5"):
         problems.append(f"--encoder-weights {config.encoder_weights!r}: use none, imagenet or a .weights.h5 file")
-    if config.precision == "mixed_float16" and config.strategy == "multiworker":
-        pass  # supported; listed here to keep the combinations explicit
     if config.strategy == "multiworker" and "TF_CONFIG" not in os.environ:
         problems.append("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
     if config.warmup_steps >= config.epochs * config.steps_per_epoch and config.schedule == "cosine":
@@ -151,32 +149,6 @@ def make_optimizer(config):
     return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
 
 
-class Throughput:
-    """Keras callback timing train batches (the first two are compile/warm-up, skipped)."""
-
-    def __new__(cls, batch_size):
-        import keras
-
-        class _Throughput(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.batches, self.seconds, self._start, self._seen = 0, 0.0, 0.0, 0
-
-            def on_train_batch_begin(self, batch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                self._seen += 1
-                if self._seen > 2:
-                    self.batches += 1
-                    self.seconds += time.perf_counter() - self._start
-
-            def images_per_second(self):
-                return batch_size * self.batches / self.seconds if self.seconds else 0.0
-
-        return _Throughput()
-
-
 def main(argv=None):
     config = parse_args(argv)
     check_config(config)
@@ -194,7 +166,7 @@ def main(argv=None):
     from training.checkpoints import BEST, RunCheckpoint, read_history, resume_state
     from training.distribute import make_strategy, prepare_multiworker_model
     from training.losses import SegmentationLoss
-    from training.metrics import segmentation_metrics
+    from training.metrics import ThroughputMeter, segmentation_metrics
     from training.plots import plot_learning_curves, plot_predictions
     from training.trackers import create_trackers
 
@@ -243,7 +215,7 @@ def main(argv=None):
     trackers = create_trackers(config.tracker.split(","), run_dir) if is_chief else []
     for tracker in trackers:
         tracker.start(resolved)
-    throughput = Throughput(config.batch_size)
+    throughput = ThroughputMeter(config.batch_size)
     callbacks = [RunCheckpoint(run_dir, best_value=best_value, history=history, trackers=trackers), throughput]
     if "tensorboard" in config.tracker.split(","):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), update_freq="epoch"))

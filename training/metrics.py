@@ -5,6 +5,8 @@ and computes its ratio from the totals, so the value is the dataset-level score,
 average of per-batch scores. Pixels with weight 0 (padding) are ignored.
 """
 
+import time
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -73,3 +75,24 @@ class BinarySegmentationScore(keras.metrics.Metric):
 def segmentation_metrics():
     """The four metrics train.py reports, named iou, f1, precision, recall."""
     return [BinarySegmentationScore(kind) for kind in KINDS]
+
+
+class ThroughputMeter(keras.callbacks.Callback):
+    """Training images/s over timed train batches (the first two, tracing and warm-up, skipped)."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+        self.batches, self.seconds, self._start, self._seen = 0, 0.0, 0.0, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._seen += 1
+        if self._seen > 2:
+            self.batches += 1
+            self.seconds += time.perf_counter() - self._start
+
+    def images_per_second(self):
+        return self.batch_size * self.batches / self.seconds if self.seconds else 0.0

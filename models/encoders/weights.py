@@ -98,9 +98,11 @@ def copy_keras_applications_weights(source, target):
     """
     src, extra_scale = _weighted(source)
     dst, _ = _weighted(target)
+    copied = 0
     if src and src[0][0] == "normalization":
         if dst and dst[0][0] == "normalization":
             _copy_normalization(src[0][1], dst[0][1], extra_scale)
+            copied = 1
             dst = dst[1:]
         src = src[1:]
     elif dst and dst[0][0] == "normalization":
@@ -122,7 +124,7 @@ def copy_keras_applications_weights(source, target):
                 f"{dst_layer.name!r} ({dst_role}, {dst_shapes})."
             )
         dst_layer.set_weights(src_layer.get_weights())
-    return len(src) + 1
+    return copied + len(src)
 
 
 def keras_applications_model(encoder_name, *, include_top=False, weights="imagenet", input_shape=None):
