@@ -24,9 +24,11 @@ _SOURCES = {
     "effnet-b5": "EfficientNetB5",
     "effnet-b6": "EfficientNetB6",
     "effnet-b7": "EfficientNetB7",
-    "vgg16": "VGG16",
     "mobilenetv2": "MobileNetV2",
-    "resnet50": "ResNet50",
+    # vgg16 is left out on purpose: keras.applications' VGG16 weights expect Caffe-style
+    # BGR mean-subtracted input, and our vgg16 normalises RGB with ImageNet mean/std, so a
+    # plain copy would be silently wrong. It needs a channel flip of the first kernel plus
+    # matching statistics before it can be listed here.
 }
 
 
