@@ -27,7 +27,7 @@ DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")  # as in training.distribute
+STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute.make_strategy
 
 
 @dataclasses.dataclass(frozen=True)

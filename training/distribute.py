@@ -15,7 +15,6 @@ Both are no-ops for the other strategies. Remove them once Keras fixes the train
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def make_strategy(name):
