@@ -50,7 +50,9 @@ def main():
     parser.add_argument("--arch", default="unet")
     parser.add_argument("--encoder", default="effnet-b0")
     parser.add_argument("--run-dir", default=f"runs/real_sample_{time.strftime('%Y%m%d-%H%M%S')}")
-    parser.add_argument("--data-dir", default=str(Path.home() / "tensorflow_datasets"))
+    parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
+                        help="TFDS folder for the sample build; kept apart from ~/tensorflow_datasets so that "
+                             "train.py never mistakes the 70-pair sample for the Kaggle download")
     args = parser.parse_args()
     if not (args.sample / "building_data" / "src").is_dir():
         sys.exit(f"Sample not found at {args.sample}; pass --sample PATH to the buildings_sample folder.")

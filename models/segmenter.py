@@ -17,6 +17,9 @@ from models.encoders import create_encoder, list_encoders
 # mode; 0.9 tracks them within a few dozen steps.
 DEFAULT_BN_MOMENTUM = 0.9
 
+# Every encoder reaches its deepest level P5 at stride 32: model inputs are multiples of it.
+OUTPUT_STRIDE = 32
+
 
 def create_model(
     arch,

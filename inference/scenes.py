@@ -1,0 +1,97 @@
+"""Find and read the scenes to predict (and their labels), keeping any georeferencing.
+
+Pixels are decoded by the data layer's reader (the same decoding the training data went
+through); the georeferencing (CRS and affine transform, from a GeoTIFF's tags or a world
+file) is read with rasterio.
+"""
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+from data.buildings.readers import IMAGE_SUFFIXES, decode_image, decode_mask
+
+
+@dataclasses.dataclass
+class Scene:
+    path: Path
+    image: object  # uint8 (H, W, 3)
+    crs: object = None  # rasterio CRS, or None
+    transform: object = None  # rasterio Affine pixel -> CRS coordinates, or None
+
+    @property
+    def stem(self):
+        return self.path.stem
+
+    @property
+    def georeferenced(self):
+        return self.transform is not None
+
+
+def list_inputs(paths):
+    """Image files named by ``paths`` (files, or folders whose images are taken in name order)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}. Point INPUT at images or a folder of them.")
+            files += found
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{path} is not an image this tool reads; use one of {', '.join(IMAGE_SUFFIXES)}.")
+            files.append(path)
+        else:
+            raise ValueError(f"Input {path} does not exist. Check the path.")
+    stems = {}
+    for path in files:
+        if path.stem in stems:
+            raise ValueError(f"{stems[path.stem]} and {path} share the name {path.stem!r}, so their outputs would "
+                             "overwrite each other. Predict them in separate runs (different --out).")
+        stems[path.stem] = path
+    return files
+
+
+def read_georeference(path):
+    """(crs, transform) of a georeferenced image, or (None, None)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as source:
+                crs, transform = source.crs, source.transform
+    except RasterioIOError:
+        return None, None  # GDAL cannot open it: then it carries no georeferencing we could keep
+    if crs is None and transform.is_identity:
+        return None, None
+    return crs, transform
+
+
+def read_scene(path):
+    """Decode one scene to uint8 RGB and attach its georeferencing."""
+    path = Path(path)
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # orthophotos exceed PIL's bomb guard
+    try:
+        image = decode_image(path.read_bytes(), str(path))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    crs, transform = read_georeference(path)
+    return Scene(path=path, image=image, crs=crs, transform=transform)
+
+
+def read_label(labels_dir, stem, shape):
+    """The (H, W) bool mask named ``stem`` in ``labels_dir``, checked against the scene's size."""
+    labels_dir = Path(labels_dir)
+    candidates = sorted(p for p in labels_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not candidates:
+        raise ValueError(f"No label for scene {stem!r} in {labels_dir} (expected {stem}.png or {stem}.tif). "
+                         "Add it, or drop --labels.")
+    mask = decode_mask(candidates[0].read_bytes(), str(candidates[0]))[..., 0] > 0
+    if mask.shape != tuple(shape):
+        raise ValueError(f"Label {candidates[0]} is {mask.shape[1]}x{mask.shape[0]} but its scene is "
+                         f"{shape[1]}x{shape[0]} (width x height). Use the label made for this scene.")
+    return mask

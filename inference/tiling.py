@@ -1,0 +1,153 @@
+"""Sliding-window prediction over scenes of any size, blended without seams.
+
+A scene is cut into overlapping tiles; each tile's logits are weighted by a smooth window
+(a cosine ramp over the overlap, flat inside), summed, and divided by the summed weights.
+Two neighbouring ramps add up to one, so a pixel seen by two tiles gets a weighted mean
+that slides from one tile to the other, and a pixel seen by one tile gets its logit
+unchanged. Rows of tiles are processed top to bottom and finished rows are handed out as
+strips, so the float buffers never hold more than one row of tiles (memory does not grow
+with the scene's height).
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from models.segmenter import OUTPUT_STRIDE
+
+
+def tile_starts(length, tile, stride):
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` pixels, ``stride`` apart.
+
+    The last tile is moved back to end exactly at ``length``, so no tile leaves the scene.
+    """
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def blend_ramp(length, overlap):
+    """1-D window: a sin^2 ramp over ``overlap`` pixels at both ends, 1 in between.
+
+    sin^2 on one tile's falling edge plus cos^2 on the next tile's rising edge equals one,
+    so tiles placed ``length - overlap`` apart blend as a partition of unity. Weights stay
+    strictly positive, so scene borders covered by a single tile are well defined.
+    """
+    ramp = np.ones(length, dtype="float64")
+    margin = min(overlap, length // 2)
+    if margin > 0:
+        t = (np.arange(margin) + 0.5) / margin
+        rise = np.sin(0.5 * math.pi * t) ** 2
+        ramp[:margin] = rise
+        ramp[length - margin:] = rise[::-1]
+    return ramp.astype("float32")
+
+
+def round_up(value, multiple=OUTPUT_STRIDE):
+    return -(-value // multiple) * multiple
+
+
+def dihedral(x, k, flip):
+    """Rotate an (N, H, W, C) batch by k*90 degrees after an optional left-right flip."""
+    if flip:
+        x = tf.reverse(x, axis=[2])
+    return tf.image.rot90(x, k) if k else x
+
+
+def undo_dihedral(y, k, flip):
+    y = tf.image.rot90(y, 4 - k) if k else y
+    return tf.reverse(y, axis=[2]) if flip else y
+
+
+TTA_TRANSFORMS = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+def make_logit_fn(model, *, tta=False, fixed_size=None):
+    """A traced function: float32 (N, H, W, 3) raw RGB -> (N, H, W) building logits.
+
+    With ``tta`` it averages the logits over the 8 flips / 90-degree rotations. One trace
+    serves every batch and tile size (``fixed_size`` pins the size for a dense-head model).
+    """
+    transforms = TTA_TRANSFORMS if tta else ((0, False),)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, fixed_size, fixed_size, 3], tf.float32)])
+    def logits(images):
+        total = 0.0
+        for k, flip in transforms:
+            out = model(dihedral(images, k, flip), training=False)
+            total += undo_dihedral(tf.cast(out, tf.float32), k, flip)
+        return total[..., 0] / len(transforms)
+
+    return logits
+
+
+def check_tiling(tile, overlap, *, fixed_size=None):
+    """Validate --tile / --overlap for a model; returns the tile size to use."""
+    if fixed_size is not None:
+        if tile != fixed_size:
+            raise ValueError(
+                f"This model has a fixed input size of {fixed_size}x{fixed_size} (a dense 'cnn' head); "
+                f"use --tile {fixed_size}. Received: tile={tile}")
+    if tile < OUTPUT_STRIDE or tile % OUTPUT_STRIDE:
+        raise ValueError(
+            f"--tile must be a multiple of the model's output stride {OUTPUT_STRIDE} and at least "
+            f"{OUTPUT_STRIDE} (e.g. 256, 512). Received: tile={tile}")
+    if not 0 <= overlap < tile:
+        raise ValueError(f"--overlap must lie in [0, tile) = [0, {tile}). Received: overlap={overlap}")
+    return tile
+
+
+def predict_strips(logit_fn, image, *, tile=512, overlap=64, batch_size=4, fixed_size=None):
+    """Yield ``(y0, logits)`` strips that cover an (H, W, 3) uint8 scene top to bottom.
+
+    ``logits`` is float32 (rows, W). A scene smaller than the tile along an axis is padded
+    (mirror) to the next multiple of the output stride there, or to ``fixed_size``.
+    """
+    check_tiling(tile, overlap, fixed_size=fixed_size)
+    height, width = image.shape[:2]
+    # tile per axis: never larger than the (stride-rounded) scene
+    th = fixed_size or min(tile, round_up(height))
+    tw = fixed_size or min(tile, round_up(width))
+    padded = np.pad(image, ((0, max(th - height, 0)), (0, max(tw - width, 0)), (0, 0)), mode="symmetric")
+    ph, pw = padded.shape[:2]
+    stride_y, stride_x = max(th - overlap, 1), max(tw - overlap, 1)
+    window = np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))
+    xs = tile_starts(pw, tw, stride_x)
+    ys = tile_starts(ph, th, stride_y)
+
+    acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
+    weight = np.zeros((th, pw), dtype="float32")
+    for i, y in enumerate(ys):
+        for chunk in range(0, len(xs), batch_size):
+            columns = xs[chunk:chunk + batch_size]
+            batch = np.stack([padded[y:y + th, x:x + tw] for x in columns]).astype("float32")
+            out = logit_fn(tf.constant(batch)).numpy()
+            for x, logits in zip(columns, out):
+                acc[:, x:x + tw] += logits * window
+                weight[:, x:x + tw] += window
+        last = i + 1 == len(ys)
+        done = th if last else ys[i + 1] - y  # rows no later tile reaches
+        rows = min(done, height - y)
+        if rows > 0:
+            yield y, acc[:rows, :width] / weight[:rows, :width]
+        if not last:  # shift the buffers down to the next row of tiles
+            acc = np.concatenate([acc[done:], np.zeros((done, pw), "float32")])
+            weight = np.concatenate([weight[done:], np.zeros((done, pw), "float32")])
+
+
+def predict_probabilities(logit_fn, image, **tiling):
+    """Whole-scene float32 (H, W) building probabilities from ``predict_strips``."""
+    probabilities = np.empty(image.shape[:2], dtype="float32")
+    for y, logits in predict_strips(logit_fn, image, **tiling):
+        probabilities[y:y + len(logits)] = tf.sigmoid(logits).numpy()
+    return probabilities
+
+
+def predict_whole(logit_fn, image):
+    """Reference: the whole scene in one call (mirror-padded to the output stride)."""
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((0, round_up(height) - height), (0, round_up(width) - width), (0, 0)), mode="symmetric")
+    logits = logit_fn(tf.constant(padded[None].astype("float32"))).numpy()[0]
+    return tf.sigmoid(logits[:height, :width]).numpy()

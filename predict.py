@@ -1,0 +1,136 @@
+"""Find buildings on scenes of any size; write masks, GeoTIFFs, GeoJSON; evaluate; export.
+
+    python predict.py --model runs/RUN scene.tif more_scenes/ --out predictions
+    python predict.py --model runs/RUN test/src --labels test/label --out eval   # + metrics.json
+    python predict.py --model runs/RUN --export saved_model,tflite --out export  # serving models
+
+Scenes are predicted with overlapping --tile x --tile windows whose logits are blended
+with a smooth window (no seams), in batches of --batch-size; --tta averages the 8 flips and
+90-degree rotations. Per input: <stem>_mask.png (0/255), <stem>_prob.png and
+<stem>_overlay.png; a georeferenced input (GeoTIFF, or an image with a world file) gets
+<stem>_prob.tif and <stem>_mask.tif with its georeferencing and <stem>.geojson with one
+polygon per building in its coordinate system (--min-area drops specks, in pixels).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXPORTS = ("saved_model", "tflite")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="images (PNG, JPEG, TIFF, GeoTIFF) or folders of them")
+    parser.add_argument("--model", required=True, help="a run directory of train.py, or its model.keras")
+    parser.add_argument("--out", default="predictions", help="output folder (created)")
+    parser.add_argument("--tile", type=int, default=512, help="window size, a multiple of 32")
+    parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring windows")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows per model call")
+    parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="probability at which a pixel is a building")
+    parser.add_argument("--min-area", type=int, default=16, help="GeoJSON: drop polygons smaller than this many pixels")
+    parser.add_argument("--labels", help="folder of masks named like the inputs: evaluate and write metrics.json")
+    parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
+    args = parser.parse_args(argv)
+    problems = []
+    unknown = [e for e in args.export.split(",") if e and e not in EXPORTS]
+    if unknown:
+        problems.append(f"--export {args.export!r}: valid exports are {', '.join(EXPORTS)} (comma-separated)")
+    if not args.inputs and not args.export:
+        problems.append("nothing to do: give INPUT images or folders, or --export")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size {args.batch_size}: must be at least 1")
+    if not 0.0 < args.threshold < 1.0:
+        problems.append(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
+    if args.min_area < 0:
+        problems.append(f"--min-area {args.min_area}: must be 0 or more")
+    if args.labels and not Path(args.labels).is_dir():
+        problems.append(f"--labels {args.labels}: not a folder; pass the folder holding the masks")
+    if problems:
+        parser.error("\n  " + "\n  ".join(problems))
+    return args
+
+
+def prepare_out_dir(out):
+    """Create the output folder and prove it is writable before any work."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_test_{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"predict.py: cannot write to --out {out} ({error.strerror}). Choose a folder you can write to.")
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = prepare_out_dir(args.out)
+
+    from inference.evaluation import evaluation_report, format_table, scene_scores
+    from inference.loading import load_segmenter
+    from inference.outputs import write_outputs
+    from inference.scenes import list_inputs, read_label, read_scene
+    from inference.tiling import check_tiling, make_logit_fn, predict_probabilities
+
+    try:
+        files = list_inputs(args.inputs)
+        model, fixed_size = load_segmenter(args.model)
+        tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
+    except ValueError as error:
+        raise SystemExit(f"predict.py: {error}")
+    print(f"model: {model.name} ({model.count_params():,} params) from {args.model}")
+
+    for kind in filter(None, args.export.split(",")):
+        from inference.export import export_saved_model, export_tflite
+
+        if kind == "saved_model":
+            print(f"exported: {export_saved_model(model, out / 'saved_model', fixed_size=fixed_size)}")
+        else:
+            for precision in ("float32", "int8"):
+                path = export_tflite(model, out / f"model_{precision}.tflite", tile=tile, kind=precision)
+                print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
+
+    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size)
+    rows, failed = [], []
+    for path in files:
+        started = time.perf_counter()
+        try:
+            scene = read_scene(path)
+            truth = read_label(args.labels, scene.stem, scene.image.shape[:2]) if args.labels else None
+        except ValueError as error:  # name it, keep going: earlier and later scenes are not lost
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            failed.append(str(path))
+            continue
+        probabilities = predict_probabilities(logit_fn, scene.image, tile=tile, overlap=args.overlap,
+                                              batch_size=args.batch_size, fixed_size=fixed_size)
+        write_outputs(scene, probabilities, out, threshold=args.threshold, min_area=args.min_area)
+        seconds = time.perf_counter() - started
+        megapixels = scene.image.shape[0] * scene.image.shape[1] / 1e6
+        line = f"{scene.stem}: {scene.image.shape[1]}x{scene.image.shape[0]}, {megapixels / seconds:.2f} MP/s"
+        if truth is not None:
+            rows.append(scene_scores(scene.stem, truth, probabilities >= args.threshold))
+            line += f", IoU {rows[-1]['iou']:.3f}"
+        print(line + ("  (georeferenced: .tif + .geojson)" if scene.georeferenced else ""))
+
+    if rows:
+        report = evaluation_report(rows, threshold=args.threshold, model=str(args.model), tta=args.tta)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+        print(format_table(report))
+    if failed:
+        raise SystemExit(f"predict.py: {len(failed)} of {len(files)} input(s) could not be read (named above); "
+                         f"the other outputs are in {out}.")
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
