@@ -188,6 +188,7 @@ def main(argv=None):
     data_dir, manual_dir = config.data_dir or None, config.manual_dir or None
     train_examples = load_split(dataset, "train", data_dir=data_dir, manual_dir=manual_dir)
     val_examples = load_split(dataset, "validation", data_dir=data_dir, manual_dir=manual_dir)
+    print(f"examples: {int(train_examples.cardinality())} train, {int(val_examples.cardinality())} validation")
     train_ds = train_dataset(train_examples, size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                              crops_per_image=config.crops_per_image)
     val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size)

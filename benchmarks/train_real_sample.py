@@ -3,10 +3,13 @@
 Trains with train.py on ../shared/data/buildings_sample (random init, 256x256 crops,
 batch 8), then evaluates the best checkpoint in inference mode on the sample's 5 large
 test scenes (every pixel once, tiles of --eval-size) and prints IoU / F1 / precision /
-recall next to the all-building baseline.
+recall next to the all-building baseline, twice: with training/evaluate.py (zero-padded
+--eval-size tiles, the pipeline's evaluation) and with predict.py's blended sliding window
+(512 windows, 64 px overlap, mirror padding at the scene border).
 
     python benchmarks/train_real_sample.py                     # 200 steps (about 25 min on 2 CPU cores)
     python benchmarks/train_real_sample.py --steps 60 --size 128
+    python benchmarks/train_real_sample.py --score-only runs/real_sample_unet_b0   # re-score a finished run
 """
 
 import argparse
@@ -40,6 +43,25 @@ def train_and_score(sample, run_dir, *, steps, epochs, size, batch, arch, encode
     return evaluate_split(model, test, size=eval_size)
 
 
+def score_with_predictor(model_file, sample, *, tile=512, overlap=64):
+    """Overall scores of predict.py's tiled inference on the sample's test scenes (files on disk)."""
+    from inference.evaluation import evaluation_report, scene_scores
+    from inference.loading import load_segmenter
+    from inference.scenes import list_inputs, read_label, read_scene
+    from inference.tiling import make_logit_fn, predict_probabilities
+
+    model, fixed_size = load_segmenter(model_file)
+    logit_fn = make_logit_fn(model, fixed_size=fixed_size)
+    test = Path(sample) / "building_data" / "test"
+    rows = []
+    for path in list_inputs([test / "src"]):
+        scene = read_scene(path)
+        truth = read_label(test / "label", scene.stem, scene.image.shape[:2])
+        probabilities = predict_probabilities(logit_fn, scene.image, tile=tile, overlap=overlap, fixed_size=fixed_size)
+        rows.append(scene_scores(scene.stem, truth, probabilities >= 0.5))
+    return evaluation_report(rows)["overall"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sample", type=Path, default=ROOT.parent / "shared" / "data" / "buildings_sample")
@@ -53,17 +75,31 @@ def main():
     parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
                         help="TFDS folder for the sample build; kept apart from ~/tensorflow_datasets so that "
                              "train.py never mistakes the 70-pair sample for the Kaggle download")
+    parser.add_argument("--score-only", metavar="RUN", help="skip training; score this finished run's model.keras")
     args = parser.parse_args()
     if not (args.sample / "building_data" / "src").is_dir():
         sys.exit(f"Sample not found at {args.sample}; pass --sample PATH to the buildings_sample folder.")
     start = time.time()
-    scores = train_and_score(args.sample, args.run_dir, steps=args.steps, epochs=args.epochs, size=args.size,
-                             batch=args.batch, arch=args.arch, encoder=args.encoder, data_dir=args.data_dir)
-    print(f"\n{args.arch} / {args.encoder}, random init, {args.steps} steps x batch {args.batch} at {args.size}, "
+    run_dir = Path(args.score_only or args.run_dir)
+    if args.score_only:
+        import keras
+
+        from data.pipeline import load_split
+        from training.evaluate import evaluate_split
+
+        test = load_split("buildings/kaggle", "test", data_dir=args.data_dir, manual_dir=str(args.sample))
+        scores = evaluate_split(keras.models.load_model(run_dir / "model.keras"), test, size=256)
+    else:
+        scores = train_and_score(args.sample, run_dir, steps=args.steps, epochs=args.epochs, size=args.size,
+                                 batch=args.batch, arch=args.arch, encoder=args.encoder, data_dir=args.data_dir)
+    tiled = score_with_predictor(run_dir / "model.keras", args.sample)
+    print(f"\n{run_dir}: {args.arch} / {args.encoder}, random init, {args.steps} steps x batch {args.batch} at {args.size}, "
           f"{time.time() - start:.0f} s; test scenes of {args.sample.name} ({scores['pixels']:,} pixels), inference mode")
-    print("| IoU | F1 | precision | recall | all-building IoU |")
-    print("|---|---|---|---|---|")
-    print(f"| {scores['iou']:.3f} | {scores['f1']:.3f} | {scores['precision']:.3f} | {scores['recall']:.3f} | {scores['all_building_iou']:.3f} |")
+    print("| scoring | IoU | F1 | precision | recall | all-building IoU |")
+    print("|---|---|---|---|---|---|")
+    for name, row in (("evaluate_split, zero-padded 256 tiles", scores), ("predict.py, blended 512 windows", tiled)):
+        print(f"| {name} | {row['iou']:.3f} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | "
+              f"{scores['all_building_iou']:.3f} |")
 
 
 if __name__ == "__main__":

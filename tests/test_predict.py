@@ -1,0 +1,252 @@
+"""predict.py: blended tiling, georeferenced outputs, evaluation, export and errors."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import predict
+from inference.evaluation import evaluation_report, scene_scores
+from inference.tiling import blend_ramp, make_logit_fn, predict_probabilities, predict_whole, tile_starts
+
+
+def smooth_scene(height, width, seed=0):
+    """A blurry random RGB scene: structure at several scales, like aerial texture."""
+    coarse = np.random.RandomState(seed).randint(0, 256, (height // 16 + 1, width // 16 + 1, 3)).astype("uint8")
+    return np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    from models import create_model
+
+    keras.utils.set_random_seed(0)
+    return create_model("fcn8", "resnet18", input_shape=(None, None, 3))
+
+
+@pytest.fixture(scope="module")
+def logit_fn(model):
+    return make_logit_fn(model)
+
+
+@pytest.fixture(scope="module")
+def everywhere_model_file(tmp_path_factory):
+    """A saved model whose every score is positive: it predicts 'building' on every pixel."""
+    from models import create_model
+
+    model = create_model("fcn8", "resnet18", input_shape=(None, None, 3))
+    for layer in model.layers:
+        if layer.name.startswith("fcn8_score"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([np.zeros_like(kernel), np.full_like(bias, 3.0)])
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_tile_starts_cover_the_scene_and_stay_inside():
+    assert tile_starts(1000, 256, 192) == [0, 192, 384, 576, 744]
+    assert tile_starts(200, 256, 192) == [0]
+    assert tile_starts(256, 256, 192) == [0]
+
+
+def test_blend_ramps_of_neighbouring_tiles_sum_to_one():
+    ramp = blend_ramp(256, 64)
+    assert ramp.min() > 0 and ramp[64:192].min() == 1.0
+    np.testing.assert_allclose(ramp[-64:] + ramp[:64], 1.0, atol=1e-6)
+
+
+def test_one_tile_scene_equals_whole_image(logit_fn):
+    scene = smooth_scene(200, 250)
+    tiled = predict_probabilities(logit_fn, scene, tile=256, overlap=64)
+    whole = predict_whole(logit_fn, scene)
+    assert tiled.shape == (200, 250)
+    assert whole.std() > 0.01  # the model's output varies, so equality means something
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+
+
+def tile_edges(length, tile, overlap):
+    starts = tile_starts(length, tile, tile - overlap)
+    return sorted({s for s in starts} | {s + tile for s in starts} - {0, length})
+
+
+def local_cnn(seed=0):
+    """A small seeded zero-padded CNN (receptive field 13 px): tile borders change its output."""
+    import keras
+
+    def init(i):
+        return keras.initializers.GlorotUniform(seed=seed * 10 + i)
+
+    return keras.Sequential([
+        keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 64.0, offset=-2.0),
+        keras.layers.Conv2D(8, 5, padding="same", activation="tanh", kernel_initializer=init(0)),
+        keras.layers.Conv2D(8, 5, padding="same", activation="tanh", kernel_initializer=init(1)),
+        keras.layers.Conv2D(1, 5, padding="same", kernel_initializer=init(2)),
+    ])
+
+
+def test_blended_tiles_leave_no_seam():
+    logit_fn = make_logit_fn(local_cnn())
+    scene = smooth_scene(300, 460)
+    whole = predict_whole(logit_fn, scene)
+    blended = predict_probabilities(logit_fn, scene, tile=128, overlap=32, batch_size=3)
+    hard = predict_probabilities(logit_fn, scene, tile=128, overlap=0)
+    inside = np.s_[16:-16, 16:-16]  # the scene's own border is padded differently by the two
+    hard_error, blended_error = (hard - whole)[inside], (blended - whole)[inside]
+    # where hard tiles meet, their difference from the whole-image prediction steps ...
+    columns, rows = np.abs(np.diff(hard - whole, axis=1)).mean(0), np.abs(np.diff(hard - whole, axis=0)).mean(1)
+    hard_step = np.mean([columns[x - 1] for x in tile_edges(460, 128, 0)] + [rows[y - 1] for y in tile_edges(300, 128, 0)])
+    assert hard_step > 0.02 and np.abs(hard_error).max() > 0.1
+    # ... blended tiles follow the whole-image prediction and never step
+    blended_step = max(np.abs(np.diff(blended_error, axis=axis)).mean(1 - axis).max() for axis in (0, 1))
+    assert blended_step < 0.1 * hard_step
+    assert np.abs(blended_error).max() < 0.01
+
+
+def test_strips_equal_a_whole_canvas_blend(logit_fn):
+    """The row-by-row buffers give the same result as blending on one full-size canvas."""
+    import tensorflow as tf
+
+    scene, tile, overlap = smooth_scene(300, 460, seed=1), 128, 32
+    window = np.outer(blend_ramp(tile, overlap), blend_ramp(tile, overlap))
+    total, weight = np.zeros(scene.shape[:2]), np.zeros(scene.shape[:2])
+    for y in tile_starts(300, tile, tile - overlap):
+        for x in tile_starts(460, tile, tile - overlap):
+            logits = logit_fn(tf.constant(scene[None, y:y + tile, x:x + tile].astype("float32"))).numpy()[0]
+            total[y:y + tile, x:x + tile] += logits * window
+            weight[y:y + tile, x:x + tile] += window
+    expected = 1 / (1 + np.exp(-total / weight))
+    got = predict_probabilities(logit_fn, scene, tile=tile, overlap=overlap, batch_size=3)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_scene_smaller_than_the_output_stride(logit_fn):
+    scene = smooth_scene(20, 45)
+    probabilities = predict_probabilities(logit_fn, scene, tile=256, overlap=64)
+    assert probabilities.shape == (20, 45)
+    np.testing.assert_allclose(probabilities, predict_whole(logit_fn, scene), atol=1e-4)
+
+
+def test_scene_scores_equal_hand_computation():
+    truth = np.array([[1, 1, 0], [0, 1, 0]], bool)
+    predicted = np.array([[1, 0, 0], [1, 1, 0]], bool)
+    row = scene_scores("a", truth, predicted)  # tp 2, fp 1, fn 1
+    assert (row["tp"], row["fp"], row["fn"], row["pixels"]) == (2, 1, 1, 6)
+    assert row["iou"] == pytest.approx(0.5) and row["f1"] == pytest.approx(2 / 3)
+    assert row["precision"] == pytest.approx(2 / 3) and row["recall"] == pytest.approx(2 / 3)
+    other = scene_scores("b", np.ones((2, 2), bool), np.zeros((2, 2), bool))  # fn 4
+    overall = evaluation_report([row, other])["overall"]
+    assert overall["iou"] == pytest.approx(2 / 8) and overall["recall"] == pytest.approx(2 / 7)  # tp 2, fp 1, fn 5
+    assert overall["precision"] == pytest.approx(2 / 3) and overall["pixels"] == 10
+
+
+def test_cli_evaluates_against_labels(everywhere_model_file, tmp_path):
+    images, labels = tmp_path / "src", tmp_path / "label"
+    images.mkdir(), labels.mkdir()
+    truth = np.zeros((70, 90), "uint8")
+    truth[10:30, 20:60] = 255  # 800 of 6300 pixels
+    Image.fromarray(smooth_scene(70, 90)).save(images / "scene.jpg")
+    Image.fromarray(truth).save(labels / "scene.png")
+    out = predict.main(["--model", str(everywhere_model_file), str(images), "--labels", str(labels), "--out", str(tmp_path / "o")])
+    report = json.loads((out / "metrics.json").read_text())
+    # predicting building everywhere: IoU = precision = 800/6300, recall 1
+    assert report["overall"]["iou"] == pytest.approx(800 / 6300)
+    assert report["scenes"][0]["precision"] == pytest.approx(800 / 6300) and report["scenes"][0]["recall"] == 1.0
+    mask = np.asarray(Image.open(out / "scene_mask.png"))
+    assert mask.shape == (70, 90) and set(np.unique(mask)) == {255}
+    assert np.asarray(Image.open(out / "scene_overlay.png")).shape == (70, 90, 3)
+
+
+def test_geotiff_keeps_georeferencing_and_polygons_lie_inside(sample_dir, everywhere_model_file, tmp_path):
+    import rasterio
+
+    scene = sample_dir / "building_data" / "test" / "src" / "rio_3band_013022223130_Public_img53.tiff"
+    out = predict.main(["--model", str(everywhere_model_file), str(scene), "--out", str(tmp_path), "--tile", "256"])
+    with rasterio.open(scene) as source, rasterio.open(out / f"{scene.stem}_mask.tif") as mask:
+        assert mask.crs == source.crs and mask.transform == source.transform
+        assert (mask.width, mask.height) == (source.width, source.height)
+        bounds = source.bounds
+        assert mask.read(1).min() == 255
+    collection = json.loads((out / f"{scene.stem}.geojson").read_text())
+    assert "crs" not in collection  # WGS84, the GeoJSON default
+    [feature] = collection["features"]  # one building covering the scene
+    xs, ys = np.asarray(feature["geometry"]["coordinates"][0]).T
+    assert feature["properties"]["area_pixels"] == 438 * 406
+    np.testing.assert_allclose([xs.min(), ys.min(), xs.max(), ys.max()], list(bounds), rtol=0, atol=1e-9)
+
+
+def test_label_polygons_cover_the_mask_inside_the_bounds(sample_dir):
+    import rasterio
+
+    from inference.outputs import mask_polygons
+    from inference.scenes import read_label, read_scene
+
+    test = sample_dir / "building_data" / "test"
+    scene = read_scene(test / "src" / "rio_3band_013022223130_Public_img55.tiff")
+    truth = read_label(test / "label", scene.stem, scene.image.shape[:2])
+    polygons = mask_polygons(truth, scene.transform, min_area=0)
+    pixel_area = abs(scene.transform.a * scene.transform.e)
+    assert len(polygons) > 3
+    assert sum(p.area for p in polygons) / pixel_area == pytest.approx(truth.sum(), rel=1e-6)
+    with rasterio.open(scene.path) as source:
+        left, bottom, right, top = source.bounds
+    for polygon in polygons:
+        x0, y0, x1, y1 = polygon.bounds
+        assert left - 1e-9 <= x0 and x1 <= right + 1e-9 and bottom - 1e-9 <= y0 and y1 <= top + 1e-9
+    big = mask_polygons(truth, scene.transform, min_area=200)
+    assert 0 < len(big) < len(polygons) and all(p.area / pixel_area >= 200 for p in big)
+
+
+def test_saved_model_and_tflite_match_keras(model, tmp_path):
+    import tensorflow as tf
+
+    from inference.export import export_saved_model, export_tflite, run_tflite
+
+    images = smooth_scene(64, 64, seed=3)[None]
+    expected = tf.sigmoid(model(images.astype("float32"), training=False)).numpy()
+    serving = tf.saved_model.load(str(export_saved_model(model, tmp_path / "saved_model")))
+    odd = smooth_scene(50, 70, seed=4)[None]  # not a multiple of 32: padded and cropped inside
+    got = serving.signatures["serving_default"](images=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    odd_expected = predict_whole(make_logit_fn(model), odd[0])
+    odd_got = serving.signatures["serving_default"](images=tf.constant(odd))["probabilities"].numpy()[0, ..., 0]
+    np.testing.assert_allclose(odd_got, odd_expected, atol=1e-5)
+    float_out = run_tflite(export_tflite(model, tmp_path / "f.tflite", tile=64), images)
+    np.testing.assert_allclose(float_out, expected, atol=1e-4)
+    int8_path = export_tflite(model, tmp_path / "q.tflite", tile=64, kind="int8")
+    int8_out = run_tflite(int8_path, images)
+    # dynamic-range int8 weights: stated tolerance 0.05 in probability, 0.01 on average
+    assert np.abs(int8_out - expected).max() < 0.05 and np.abs(int8_out - expected).mean() < 0.01
+    assert int8_path.stat().st_size < 0.4 * (tmp_path / "f.tflite").stat().st_size
+
+
+def test_clear_errors(everywhere_model_file, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(smooth_scene(40, 40)).save(good)
+    model = str(everywhere_model_file)
+    with pytest.raises(SystemExit, match="multiple of the model's output stride 32"):
+        predict.main(["--model", model, str(good), "--tile", "16", "--out", str(tmp_path / "o1")])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit, match="cannot write to --out"):
+        predict.main(["--model", model, str(good), "--out", str(blocker / "sub")])
+    not_a_model = tmp_path / "notes.keras"
+    not_a_model.write_text("not a zip")
+    with pytest.raises(SystemExit, match="could not be loaded as a Keras model"):
+        predict.main(["--model", str(not_a_model), str(good), "--out", str(tmp_path / "o2")])
+    import keras
+
+    classifier = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    classifier.save(tmp_path / "classifier.keras")
+    with pytest.raises(SystemExit, match="not one of this project's building models"):
+        predict.main(["--model", str(tmp_path / "classifier.keras"), str(good), "--out", str(tmp_path / "o3")])
+    # an unreadable scene is named and skipped; the readable one still gets its outputs
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(SystemExit, match="1 of 2 input"):
+        predict.main(["--model", model, str(broken), str(good), "--out", str(tmp_path / "o4")])
+    assert "broken.png" in capsys.readouterr().err
+    assert (tmp_path / "o4" / "good_mask.png").exists()
