@@ -65,6 +65,7 @@ def main():
     contenders = {
         "naive: model.predict per 256 tile": lambda: naive_loop(model, image),
         "ours: 256 tiles, overlap 0, batch 4": lambda: predict_probabilities(logit_fn, image, tile=256, overlap=0, batch_size=4),
+        "ours: 256 tiles, overlap 32, batch 4": lambda: predict_probabilities(logit_fn, image, tile=256, overlap=32, batch_size=4),
         "ours: defaults (512, overlap 64, batch 4)": lambda: predict_probabilities(logit_fn, image, tile=512, overlap=64, batch_size=4),
     }
     for run in contenders.values():  # warm-up: traces and first-call allocations

@@ -18,14 +18,29 @@ from models.segmenter import OUTPUT_STRIDE
 
 
 def tile_starts(length, tile, stride):
-    """Start offsets of tiles of ``tile`` pixels covering ``length`` pixels, ``stride`` apart.
+    """Start offsets of the fewest ``tile``-pixel windows, at most ``stride`` apart, covering ``length``.
 
-    The last tile is moved back to end exactly at ``length``, so no tile leaves the scene.
+    The windows are spread evenly from 0 to ``length - tile``, so none leaves the scene and
+    every overlap is at least ``tile - stride``.
     """
     if length <= tile:
         return [0]
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+    count = math.ceil((length - tile) / stride) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def axis_layout(length, tile, overlap):
+    """(window, starts) along one axis of ``length`` pixels.
+
+    Uses the fewest windows of at most ``tile`` pixels that overlap by at least ``overlap``,
+    then shrinks the window to the smallest multiple of the output stride that still covers
+    the axis with them: a 1479-pixel axis takes 4 windows of 448 rather than 4 of 512.
+    """
+    if length <= tile:
+        return round_up(length), [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    window = min(tile, round_up(math.ceil((length - overlap) / count) + overlap))
+    return window, tile_starts(length, window, window - overlap)
 
 
 def blend_ramp(length, overlap):
@@ -102,20 +117,21 @@ def check_tiling(tile, overlap, *, fixed_size=None):
 def predict_strips(logit_fn, image, *, tile=512, overlap=64, batch_size=4, fixed_size=None):
     """Yield ``(y0, logits)`` strips that cover an (H, W, 3) uint8 scene top to bottom.
 
-    ``logits`` is float32 (rows, W). A scene smaller than the tile along an axis is padded
-    (mirror) to the next multiple of the output stride there, or to ``fixed_size``.
+    ``logits`` is float32 (rows, W). Windows follow ``axis_layout`` on each axis; a scene
+    smaller than the tile along an axis is padded (mirror) to the next multiple of the
+    output stride there, or to ``fixed_size``.
     """
     check_tiling(tile, overlap, fixed_size=fixed_size)
     height, width = image.shape[:2]
-    # tile per axis: never larger than the (stride-rounded) scene
-    th = fixed_size or min(tile, round_up(height))
-    tw = fixed_size or min(tile, round_up(width))
+    if fixed_size:
+        th = tw = fixed_size
+        ys = tile_starts(max(height, th), th, th - overlap)
+        xs = tile_starts(max(width, tw), tw, tw - overlap)
+    else:
+        (th, ys), (tw, xs) = axis_layout(height, tile, overlap), axis_layout(width, tile, overlap)
     padded = np.pad(image, ((0, max(th - height, 0)), (0, max(tw - width, 0)), (0, 0)), mode="symmetric")
-    ph, pw = padded.shape[:2]
-    stride_y, stride_x = max(th - overlap, 1), max(tw - overlap, 1)
+    pw = padded.shape[1]
     window = np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))
-    xs = tile_starts(pw, tw, stride_x)
-    ys = tile_starts(ph, th, stride_y)
 
     acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
     weight = np.zeros((th, pw), dtype="float32")

@@ -81,6 +81,14 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     assert "invalid choice: 'segformer'" in result.stderr and "fcn8" in result.stderr
 
 
+def test_cli_arch_choices_are_the_registered_decoders():
+    """train.py lists the archs itself (argparse rejects a bad --arch before TensorFlow loads)."""
+    import train
+    from models import list_archs
+
+    assert sorted(train.ARCHS) == sorted(list_archs())
+
+
 def test_existing_run_is_never_overwritten(synthetic_dir, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
