@@ -135,6 +135,20 @@ def test_scene_smaller_than_the_output_stride(logit_fn):
     np.testing.assert_allclose(probabilities, predict_whole(logit_fn, scene), atol=1e-4)
 
 
+def test_tta_average_is_exactly_flip_and_rotation_equivariant(model):
+    """Averaging g^-1 f(g x) over all 8 flips/rotations commutes with each of them, if every
+    inverse is right, even though the network itself is not equivariant."""
+    tta, plain = make_logit_fn(model, tta=True), make_logit_fn(model)
+    x = smooth_scene(64, 64, seed=5)[None].astype("float32")
+    base = tta(x).numpy()[0]
+    rotated = tta(np.rot90(x, 1, axes=(1, 2)).copy()).numpy()[0]
+    flipped = tta(x[:, :, ::-1].copy()).numpy()[0]
+    np.testing.assert_allclose(rotated, np.rot90(base, 1), atol=1e-4)
+    np.testing.assert_allclose(flipped, base[:, ::-1], atol=1e-4)
+    # the plain network is not: the check above could fail
+    assert np.abs(plain(np.rot90(x, 1, axes=(1, 2)).copy()).numpy()[0] - np.rot90(plain(x).numpy()[0], 1)).max() > 1e-3
+
+
 def test_scene_scores_equal_hand_computation():
     truth = np.array([[1, 1, 0], [0, 1, 0]], bool)
     predicted = np.array([[1, 0, 0], [1, 1, 0]], bool)
