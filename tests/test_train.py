@@ -167,6 +167,9 @@ def _check_mlflow(runs_dir):
         metrics = {row[0] for row in db.execute("select key from metrics")}
     assert names == ["run"]
     assert {"val_iou", "loss", "val_f1"} <= metrics
+    # artifacts sit beside the database, not in ./mlruns of whatever folder the shell was in
+    assert {p.name for p in (runs_dir / "mlartifacts").rglob("*") if p.is_file()} >= {"results.json", "learning_curves.png"}
+    assert not (Path.cwd() / "mlruns").exists()
 
 
 def _check_neptune(run_dir):

@@ -33,8 +33,12 @@ class MLflowTracker(Tracker):
             raise ValueError("--tracker mlflow needs the mlflow package: pip install mlflow") from error
         self.mlflow = mlflow
         self.run_dir = Path(run_dir)
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.run_dir.parent.resolve() / 'mlflow.db'}"
-        mlflow.set_tracking_uri(uri)
+        runs = self.run_dir.parent.resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(uri or f"sqlite:///{runs / 'mlflow.db'}")
+        if not uri and mlflow.get_experiment_by_name("buildings") is None:
+            # a new local store keeps its artifacts beside its database, not in ./mlruns of the shell's folder
+            mlflow.create_experiment("buildings", artifact_location=(runs / "mlartifacts").as_uri())
         mlflow.set_experiment("buildings")
 
     def start(self, config):
