@@ -7,13 +7,15 @@ Each block is a plain function: a tensor in, a tensor out, with every layer name
 import keras
 from keras import layers
 
-# He-style initialisers, as in the EfficientNet reference implementation.
-CONV_INIT = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="truncated_normal"
-)
-DENSE_INIT = keras.initializers.VarianceScaling(
-    scale=1.0 / 3.0, mode="fan_out", distribution="uniform"
-)
+# He-style initialisers, as in the EfficientNet reference implementation. A new instance
+# per layer: a Keras 3 initializer instance fixes its seed when created, so one instance
+# shared by several layers gives every kernel of the same shape the same initial values.
+def conv_init():
+    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="truncated_normal")
+
+
+def dense_init():
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
 
 # BatchNormalization settings of the published EfficientNet / MobileNet family.
 BN_EPSILON = 1e-3
@@ -47,7 +49,7 @@ def conv_bn_act(
         strides=strides,
         padding="same",
         use_bias=not use_bn,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         name=f"{name}_conv",
     )(x)
     if use_bn:
@@ -64,7 +66,7 @@ def depthwise_bn_act(x, kernel_size=3, *, strides=1, activation="swish", name):
         strides=strides,
         padding="same",
         use_bias=False,
-        depthwise_initializer=CONV_INIT,
+        depthwise_initializer=conv_init(),
         name=f"{name}_dwconv",
     )(x)
     x = batch_norm(x, name=f"{name}_dwbn")
@@ -118,10 +120,10 @@ def squeeze_excite(x, reduced_filters, *, activation="swish", name):
         reduced_filters,
         1,
         activation=activation,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         name=f"{name}_reduce",
     )(se)
     se = layers.Conv2D(
-        channels, 1, activation="sigmoid", kernel_initializer=CONV_INIT, name=f"{name}_expand"
+        channels, 1, activation="sigmoid", kernel_initializer=conv_init(), name=f"{name}_expand"
     )(se)
     return layers.Multiply(name=f"{name}_excite")([x, se])

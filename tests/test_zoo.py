@@ -90,6 +90,15 @@ def test_keras_save_load_round_trip_is_exact(arch, tmp_path):
     assert loaded.count_params() == model.count_params()
 
 
+@pytest.mark.parametrize("encoder", ["effnet-b0", "resnet18"])
+def test_no_two_kernels_start_equal(encoder):
+    """Each layer draws its own initial kernel (a shared seeded initializer would repeat it)."""
+    model = create_model("unet", encoder, input_shape=(None, None, 3))
+    kernels = [w for w in model.weights if "kernel" in w.path]
+    assert len(kernels) > 20
+    assert len({np.asarray(w.numpy()).tobytes() for w in kernels}) == len(kernels)
+
+
 def test_bn_momentum_reaches_nested_encoder():
     model = create_model("unet", "effnet-b0", input_shape=(64, 64, 3), bn_momentum=0.8)
     bns = [l for l in model._flatten_layers(recursive=True) if isinstance(l, keras.layers.BatchNormalization)]

@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from blocks import conv_bn_act, mbconv, round_filters, round_repeats
-from blocks.conv import DENSE_INIT
+from blocks.conv import dense_init
 from models.encoders.preprocess import imagenet_normalize
 from models.encoders.registry import register_encoder
 
@@ -132,7 +132,7 @@ def efficientnet(
         if dropout > 0:
             x = layers.Dropout(dropout, name="top_dropout")(x)
         x = layers.Dense(
-            classes, activation="softmax", kernel_initializer=DENSE_INIT, name="predictions"
+            classes, activation="softmax", kernel_initializer=dense_init(), name="predictions"
         )(x)
     model = keras.Model(inputs, x, name=f"efficientnet-{key}")
     if weights == "imagenet":
