@@ -2,6 +2,7 @@
 
     python predict.py --model runs/RUN scene.tif more_scenes/ --out predictions
     python predict.py --model runs/RUN test/src --labels test/label --out eval   # + metrics.json
+    python predict.py --model runs/RUN building_data/test/src --labels auto      # Kaggle layout: src/ -> label/
     python predict.py --model runs/RUN --export saved_model,tflite --out export  # serving models
 
 Scenes are predicted with overlapping --tile x --tile windows whose logits are blended
@@ -36,7 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability at which a pixel is a building")
     parser.add_argument("--min-area", type=int, default=16, help="GeoJSON: drop polygons smaller than this many pixels")
-    parser.add_argument("--labels", help="folder of masks named like the inputs: evaluate and write metrics.json")
+    parser.add_argument("--labels", help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
+                        "(INPUT_FOLDER/../label): evaluate and write metrics.json")
     parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
     args = parser.parse_args(argv)
     problems = []
@@ -51,7 +53,7 @@ def parse_args(argv=None):
         problems.append(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
     if args.min_area < 0:
         problems.append(f"--min-area {args.min_area}: must be 0 or more")
-    if args.labels and not Path(args.labels).is_dir():
+    if args.labels and args.labels != "auto" and not Path(args.labels).is_dir():
         problems.append(f"--labels {args.labels}: not a folder; pass the folder holding the masks")
     if problems:
         parser.error("\n  " + "\n  ".join(problems))
@@ -105,7 +107,8 @@ def main(argv=None):
         started = time.perf_counter()
         try:
             scene = read_scene(path)
-            truth = read_label(args.labels, scene.stem, scene.image.shape[:2]) if args.labels else None
+            labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
+            truth = read_label(labels, scene.stem, scene.image.shape[:2]) if args.labels else None
         except ValueError as error:  # name it, keep going: earlier and later scenes are not lost
             print(f"skipped {path}: {error}", file=sys.stderr)
             failed.append(str(path))

@@ -171,6 +171,8 @@ def test_cli_evaluates_against_labels(everywhere_model_file, tmp_path):
     Image.fromarray(truth).save(labels / "scene.png")
     out = predict.main(["--model", str(everywhere_model_file), str(images), "--labels", str(labels), "--out", str(tmp_path / "o")])
     report = json.loads((out / "metrics.json").read_text())
+    auto = predict.main(["--model", str(everywhere_model_file), str(images), "--labels", "auto", "--out", str(tmp_path / "a")])
+    assert json.loads((auto / "metrics.json").read_text())["overall"] == report["overall"]
     # predicting building everywhere: IoU = precision = 800/6300, recall 1
     assert report["overall"]["iou"] == pytest.approx(800 / 6300)
     assert report["scenes"][0]["precision"] == pytest.approx(800 / 6300) and report["scenes"][0]["recall"] == 1.0
