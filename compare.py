@@ -116,7 +116,7 @@ def plot_learning_curves(rows, runs_dir, path):
 
 
 def plot_prediction_grid(rows, runs_dir, path, *, count=4):
-    """Each run's model on the same validation tiles: one column per model."""
+    """Each run's model on the same validation tiles: one column per model (False: data not prepared)."""
     import keras
     import matplotlib
 
@@ -126,8 +126,17 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
 
     from data.pipeline import eval_dataset, load_split
 
+    import tensorflow_datasets as tfds
+
+    import data.buildings  # noqa: F401  (registers the builder)
+
     first = json.loads((Path(runs_dir) / rows[0]["run"] / "config.json").read_text())
-    examples = load_split(rows[0]["dataset"], "validation", data_dir=first.get("data_dir") or None, manual_dir=first.get("manual_dir") or None)
+    data_dir = first.get("data_dir") or None
+    if not tfds.builder(rows[0]["dataset"], data_dir=data_dir).is_prepared():
+        # never build a dataset as a side effect of drawing a figure (it would land in the user's TFDS folder)
+        print(f"prediction grid skipped: {rows[0]['dataset']} is not prepared in {data_dir or '~/tensorflow_datasets'}")
+        return False
+    examples = load_split(rows[0]["dataset"], "validation", data_dir=data_dir, manual_dir=first.get("manual_dir") or None)
     images, masks, _ = next(iter(eval_dataset(examples, size=rows[0].get("image_size", 256), batch_size=count)))
     columns = [("image", None), ("truth", None)] + [(f"{r['arch']}/{r['encoder']}", r) for r in rows]
     fig, axes = plt.subplots(len(images), len(columns), figsize=(2.4 * len(columns), 2.4 * len(images)), squeeze=False)
@@ -147,6 +156,7 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return True
 
 
 def static_table(size, archs=None, encoders=None):

@@ -92,3 +92,15 @@ def test_grid_seed_trains_each_entry_once(synthetic_dir, tmp_path, capsys):
     again = compare.main(args)  # re-running resumes the grid: nothing is trained twice
     assert "finished earlier, kept" in capsys.readouterr().out
     assert [r["run"] for r in again] == [r["run"] for r in rows]
+
+
+def test_prediction_grid_never_builds_a_dataset(tmp_path, capsys):
+    """Drawing the grid uses a prepared dataset or skips; it must not build one into a TFDS folder."""
+    runs = tmp_path / "runs"
+    run = _fake_run(runs, "a_unet", dataset="buildings/kaggle")
+    empty = tmp_path / "tfds"
+    (run / "config.json").write_text(json.dumps({"data_dir": str(empty), "manual_dir": str(tmp_path / "download")}))
+    rows = compare.load_runs(runs)[0]
+    assert compare.plot_prediction_grid(rows, runs, tmp_path / "grid.png") is False
+    assert "prediction grid skipped: buildings/kaggle is not prepared" in capsys.readouterr().out
+    assert not empty.exists() and not (tmp_path / "grid.png").exists()
