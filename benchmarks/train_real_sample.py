@@ -43,23 +43,18 @@ def train_and_score(sample, run_dir, *, steps, epochs, size, batch, arch, encode
     return evaluate_split(model, test, size=eval_size)
 
 
-def score_with_predictor(model_file, sample, *, tile=512, overlap=64):
-    """Overall scores of predict.py's tiled inference on the sample's test scenes (files on disk)."""
-    from inference.evaluation import evaluation_report, scene_scores
-    from inference.loading import load_segmenter
-    from inference.scenes import list_inputs, read_label, read_scene
-    from inference.tiling import make_logit_fn, predict_probabilities
+def score_with_predictor(run_dir, sample):
+    """Overall scores of ``predict.py --labels auto`` (its defaults) on the sample's test scenes.
 
-    model, fixed_size = load_segmenter(model_file)
-    logit_fn = make_logit_fn(model, fixed_size=fixed_size)
-    test = Path(sample) / "building_data" / "test"
-    rows = []
-    for path in list_inputs([test / "src"]):
-        scene = read_scene(path)
-        truth = read_label(test / "label", scene.stem, scene.image.shape[:2])
-        probabilities = predict_probabilities(logit_fn, scene.image, tile=tile, overlap=overlap, fixed_size=fixed_size)
-        rows.append(scene_scores(scene.stem, truth, probabilities >= 0.5))
-    return evaluation_report(rows)["overall"]
+    The masks, overlays and metrics.json land in RUN/test_predictions.
+    """
+    import json
+
+    import predict
+
+    out = predict.main(["--model", str(run_dir), str(Path(sample) / "building_data" / "test" / "src"),
+                        "--labels", "auto", "--out", str(Path(run_dir) / "test_predictions")])
+    return json.loads((out / "metrics.json").read_text())["overall"]
 
 
 def main():
@@ -92,7 +87,7 @@ def main():
     else:
         scores = train_and_score(args.sample, run_dir, steps=args.steps, epochs=args.epochs, size=args.size,
                                  batch=args.batch, arch=args.arch, encoder=args.encoder, data_dir=args.data_dir)
-    tiled = score_with_predictor(run_dir / "model.keras", args.sample)
+    tiled = score_with_predictor(run_dir, args.sample)
     print(f"\n{run_dir}: {args.arch} / {args.encoder}, random init, {args.steps} steps x batch {args.batch} at {args.size}, "
           f"{time.time() - start:.0f} s; test scenes of {args.sample.name} ({scores['pixels']:,} pixels), inference mode")
     print("| scoring | IoU | F1 | precision | recall | all-building IoU |")
