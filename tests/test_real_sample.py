@@ -11,11 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-# Calibrated on 2026-11-25 (2-core CPU): two runs of this recipe scored IoU 0.489 and 0.565
-# on the test scenes, whose all-building IoU is 0.291 (CPU training is not bit-exact: thread
-# scheduling changes reduction order). The floor leaves margin for that spread and stays
-# well above the baseline.
-IOU_FLOOR = 0.40
+# Calibrated on 2026-11-25 (2-core CPU). Four runs of this recipe scored IoU 0.489, 0.565 (before
+# the per-layer initializer fix), 0.402 and 0.565 (after it) on the test scenes, whose all-building
+# IoU is 0.291. CPU training is not bit-exact (thread scheduling changes reduction order), and the
+# best epoch is picked on a 3-image validation split, so the spread is wide. The floor sits below
+# the lowest run, at 1.2x that baseline and about 3x the sample's building fraction (0.12).
+IOU_FLOOR = 0.35
 
 
 def test_short_training_on_real_sample_beats_baseline(sample_dir, sample_tfds, tmp_path):
