@@ -25,11 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 def train_and_score(sample, run_dir, *, steps, epochs, size, batch, arch, encoder, data_dir, seed=0, eval_size=256):
     """Train on the sample, then score the exported best model on its test split."""
-    import keras
-
     import train
-    from data.pipeline import load_split
-    from training.evaluate import evaluate_split
 
     steps_per_epoch = max(steps // epochs, 1)
     train.main([
@@ -38,6 +34,16 @@ def train_and_score(sample, run_dir, *, steps, epochs, size, batch, arch, encode
         "--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch), "--warmup-steps", str(min(20, steps // 4)),
         "--seed", str(seed), "--run-dir", str(run_dir), "--tracker", "local",
     ])
+    return score_test_split(run_dir, sample, data_dir=data_dir, eval_size=eval_size)
+
+
+def score_test_split(run_dir, sample, *, data_dir, eval_size=256):
+    """training/evaluate.py's scores of RUN/model.keras on the sample's test split."""
+    import keras
+
+    from data.pipeline import load_split
+    from training.evaluate import evaluate_split
+
     model = keras.models.load_model(Path(run_dir) / "model.keras")
     test = load_split("buildings/kaggle", "test", data_dir=str(data_dir), manual_dir=str(sample))
     return evaluate_split(model, test, size=eval_size)
@@ -77,13 +83,7 @@ def main():
     start = time.time()
     run_dir = Path(args.score_only or args.run_dir)
     if args.score_only:
-        import keras
-
-        from data.pipeline import load_split
-        from training.evaluate import evaluate_split
-
-        test = load_split("buildings/kaggle", "test", data_dir=args.data_dir, manual_dir=str(args.sample))
-        scores = evaluate_split(keras.models.load_model(run_dir / "model.keras"), test, size=256)
+        scores = score_test_split(run_dir, args.sample, data_dir=args.data_dir)
     else:
         scores = train_and_score(args.sample, run_dir, steps=args.steps, epochs=args.epochs, size=args.size,
                                  batch=args.batch, arch=args.arch, encoder=args.encoder, data_dir=args.data_dir)

@@ -38,7 +38,7 @@ def mask_polygons(mask, transform, *, min_area=16):
     from rasterio import features
     from shapely.geometry import shape
 
-    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    pixel_area = abs(transform.determinant)
     polygons = []
     for geometry, value in features.shapes(mask.astype("uint8"), mask=mask, connectivity=8, transform=transform):
         polygon = shape(geometry)
@@ -51,7 +51,7 @@ def geojson(polygons, transform, crs):
     """A GeoJSON FeatureCollection; a CRS other than WGS84 is named in a 'crs' member."""
     from shapely.geometry import mapping
 
-    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    pixel_area = abs(transform.determinant)
     features = [{"type": "Feature", "id": i, "geometry": mapping(p),
                  "properties": {"id": i, "area_pixels": int(round(p.area / pixel_area)), "area_crs_units": p.area}}
                 for i, p in enumerate(polygons)]
