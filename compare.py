@@ -28,6 +28,8 @@ GRID = (
     ("cnn", "effnet-b0"), ("fcn8", "effnet-b0"), ("unet", "effnet-b0"), ("fpn", "effnet-b0"),
     ("unet", "effnet-b1"), ("unet", "effnet-b3"),
 )
+# today's recipe against the one before held-out groups were measured (tag, train.py options)
+BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best"])
 
 
 def load_runs(runs_dir):
@@ -171,22 +173,43 @@ def static_table(size, archs=None, encoders=None):
     return rows
 
 
-def run_grid(runs_dir, *, budget, epochs, seed, extra):
-    """Train each grid entry once with the same budget; resume or skip what exists."""
-    import train
+def grid_entries(kind):
+    """(arch, encoder, recipe tag, train.py options) of a grid; tag "" is the default recipe."""
+    if kind == "recipe":
+        return [("unet", "effnet-b0", "", []), ("unet", "effnet-b0", *BASIC_RECIPE)]
+    return [(arch, encoder, "", []) for arch, encoder in GRID]
+
+
+def grid_run_dir(runs_dir, arch, encoder, tag, seed):
+    return Path(runs_dir) / f"grid_{arch}_{encoder}{'_' + tag if tag else ''}_s{seed}"
+
+
+def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, extra=()):
+    """Train every grid entry with seeds seed .. seed + repeats - 1, all with the same budget.
+
+    Seeds are the outer loop, so a grid cut short still holds whole repeats. A finished
+    run is kept; a killed one resumes from its last epoch. Each run is its own process, so
+    one run's failure is reported and the others still train. Returns the failed run dirs.
+    """
+    import subprocess
 
     per_epoch = max(budget // epochs, 1)
-    for arch, encoder in GRID:
-        run_dir = Path(runs_dir) / f"grid_{arch}_{encoder}"
-        if (run_dir / "results.json").exists():
-            print(f"grid: {run_dir.name} finished earlier, kept")
-            continue
-        args = ["--arch", arch, "--encoder", encoder, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
-                "--seed", str(seed), "--run-dir", str(run_dir), *extra]
-        if (run_dir / "state.json").exists():
-            args.append("--resume")
-        print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)")
-        train.main(args)
+    failed = []
+    for repeat_seed in range(seed, seed + repeats):
+        for arch, encoder, tag, options in grid_entries(kind):
+            run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed)
+            if (run_dir / "results.json").exists():
+                print(f"grid: {run_dir.name} finished earlier, kept", flush=True)
+                continue
+            args = ["--arch", arch, "--encoder", encoder, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
+                    "--seed", str(repeat_seed), "--run-dir", str(run_dir), *extra, *options]
+            if (run_dir / "state.json").exists():
+                args.append("--resume")
+            print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)", flush=True)
+            if subprocess.run([sys.executable, str(Path(__file__).with_name("train.py")), *args]).returncode:
+                print(f"grid: {run_dir.name} failed (its output is above); the other runs go on", flush=True)
+                failed.append(run_dir)
+    return failed
 
 
 def main(argv=None):
@@ -195,7 +218,10 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="where tables and plots go (default RUNS/compare)")
     parser.add_argument("--static", action="store_true", help="params and GMACs of every arch x encoder instead")
     parser.add_argument("--size", type=int, default=256, help="input size for --static")
-    parser.add_argument("--grid", choices=["seed"], default=None, help="train the original experiment grid first")
+    parser.add_argument("--grid", choices=["seed", "recipe"], default=None,
+                        help="train a grid first: seed = the original experiments, recipe = U-Net/B0 with today's "
+                             "recipe and with the one before (basic augmentation, best epoch on validation)")
+    parser.add_argument("--repeats", type=int, default=1, help="seeds per grid entry (--seed, --seed + 1, ...)")
     parser.add_argument("--budget", type=int, default=240, help="training steps per grid run")
     parser.add_argument("--grid-epochs", type=int, default=4, help="epochs the budget is split into")
     parser.add_argument("--seed", type=int, default=0)
@@ -209,7 +235,10 @@ def main(argv=None):
         return rows
     if args.grid:
         Path(args.runs).mkdir(parents=True, exist_ok=True)
-        run_grid(args.runs, budget=args.budget, epochs=args.grid_epochs, seed=args.seed, extra=extra)
+        failed = run_grid(args.runs, kind=args.grid, budget=args.budget, epochs=args.grid_epochs, seed=args.seed,
+                          repeats=args.repeats, extra=extra)
+        for run_dir in failed:
+            print(f"grid: {run_dir} failed; run the same command again to resume it")
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)} (train.py options are only passed on with --grid)")
     if not Path(args.runs).is_dir():

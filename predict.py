@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+from inference import defaults
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXPORTS = ("saved_model", "tflite")
@@ -31,11 +33,11 @@ def parse_args(argv=None):
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="images (PNG, JPEG, TIFF, GeoTIFF) or folders of them")
     parser.add_argument("--model", required=True, help="a run directory of train.py, or its model.keras")
     parser.add_argument("--out", default="predictions", help="output folder (created)")
-    parser.add_argument("--tile", type=int, default=512, help="window size, a multiple of 32")
-    parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring windows")
-    parser.add_argument("--batch-size", type=int, default=4, help="windows per model call")
+    parser.add_argument("--tile", type=int, default=defaults.TILE, help="window size, a multiple of 32")
+    parser.add_argument("--overlap", type=int, default=defaults.OVERLAP, help="pixels shared by neighbouring windows")
+    parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability at which a pixel is a building")
+    parser.add_argument("--threshold", type=float, default=defaults.THRESHOLD, help="probability at which a pixel is a building")
     parser.add_argument("--min-area", type=int, default=16, help="GeoJSON: drop polygons smaller than this many pixels")
     parser.add_argument("--labels", help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
                         "(INPUT_FOLDER/../label): evaluate and write metrics.json")

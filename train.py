@@ -4,11 +4,18 @@
     python train.py --arch fcn8 --encoder effnet-b0   # choose the model
     python train.py --dataset buildings/kaggle --manual-dir ~/Downloads/buildings --epochs 30
     python train.py --run-dir runs/my_run --resume    # continue a killed run
+    python train.py --dataset buildings/kaggle --manual-dir DIR --holdout dubai_t8   # score a place never trained on
+    python train.py --dataset buildings/kaggle --manual-dir DIR --folds 4 --fold 0   # fold 0 of a 4-fold group split
 
 Without a Kaggle download the default dataset ("auto") is the procedural synthetic set, so
 the command runs on a fresh machine. Every run writes one directory (see --run-dir): the
 resolved config, history.csv, TensorBoard logs, best and last checkpoints, model.keras
-(best weights), results.json and plots. The last line printed is that directory.
+(the selected weights, --select), results.json and plots. The last line printed is that
+directory.
+
+The final scores come from predict.py's scorer (whole images, blended windows, inference
+mode): on the held-out groups with --holdout or --folds/--fold (every image of those places,
+from every split, kept out of training), else on the validation split.
 """
 
 import argparse
@@ -22,10 +29,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from data.groups import DEFAULT_GROUP_PATTERN  # noqa: E402  (light: no TensorFlow)
+
 ARCHS = ("cnn", "deeplabv3plus", "fcn16", "fcn32", "fcn8", "fpn", "linknet", "unet")
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
+SELECTIONS = ("ema", "last", "best")  # which weights a run keeps: see select_weights
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute.make_strategy
 
@@ -56,12 +66,21 @@ class Config:
     resume: bool = False
     seed: int = 0
     crops_per_image: int = 8
+    augment: str = "aerial"  # a preset of data.pipeline.AUGMENTATIONS (basic: the recipe before 2026-11-26)
+    select: str = "ema"  # ema: moving average of the weights; last: last step; best: best epoch on validation
+    ema_fraction: float = 0.1  # the weight average spans about this fraction of the run's steps
+    holdout: str = ""  # comma-separated groups kept out of training and scored at the end
+    folds: int = 0  # > 1: split the groups into this many folds and hold out fold --fold
+    fold: int = 0
+    group_pattern: str = DEFAULT_GROUP_PATTERN  # regex naming an image's group (data/groups.py)
+    score_selections: bool = False  # also score the other --select choices (results.json "selections")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     choices = {"arch": ARCHS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-               "precision": PRECISIONS, "strategy": STRATEGIES}
+               "precision": PRECISIONS, "strategy": STRATEGIES, "select": SELECTIONS,
+               "augment": ("aerial", "basic", "none")}
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool" or isinstance(field.default, bool):
@@ -100,6 +119,14 @@ def check_config(config):
         problems.append("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
     if config.warmup_steps >= config.epochs * config.steps_per_epoch and config.schedule == "cosine":
         problems.append(f"--warmup-steps {config.warmup_steps}: must be smaller than epochs x steps-per-epoch")
+    if config.holdout and config.folds:
+        problems.append("--holdout and --folds both choose the held-out groups; pass one of them")
+    if config.folds and not 0 <= config.fold < config.folds:
+        problems.append(f"--fold {config.fold}: must lie in [0, --folds) = [0, {config.folds})")
+    if config.folds == 1 or config.folds < 0:
+        problems.append(f"--folds {config.folds}: use 0 (no folds) or at least 2")
+    if not 0 < config.ema_fraction <= 1:
+        problems.append(f"--ema-fraction {config.ema_fraction}: must lie in (0, 1]")
     if problems:
         raise SystemExit("train.py: invalid arguments:\n  " + "\n  ".join(problems))
 
@@ -132,10 +159,47 @@ def make_run_dir(config):
     return run_dir
 
 
+def split_examples(config, dataset):
+    """(train, validation, held-out, held-out description): whole groups are held out.
+
+    Without --holdout / --folds the held-out set is the validation split. With them, every
+    image of a held-out group, from any split (test scenes included), is held out, and the
+    other images keep their train / validation split.
+    """
+    from data.groups import group_folds, group_names, split_by_groups
+    from data.pipeline import file_names, load_split, only_files
+
+    kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
+    splits = {name: load_split(dataset, name, **kwargs) for name in ("train", "validation", "test")}
+    if not (config.holdout or config.folds):
+        return splits["train"], splits["validation"], splits["validation"], {"kind": "validation split", "groups": []}
+    names = {split: file_names(examples) for split, examples in splits.items()}
+    try:
+        groups = group_names([name for split in names.values() for name in split], config.group_pattern)
+        held = config.holdout.split(",") if config.holdout else group_folds(groups, config.folds)[config.fold]
+        _, away = split_by_groups(groups, held)
+    except ValueError as error:
+        raise SystemExit(f"train.py: {error}")
+    away = set(away)
+    keep = {split: [n for n in split_names if n not in away] for split, split_names in names.items()}
+    if not keep["train"]:
+        raise SystemExit(f"train.py: holding out {', '.join(held)} leaves no training image. Hold out fewer groups.")
+    held_out = [only_files(examples, [n for n in names[split] if n in away]) for split, examples in splits.items()]
+    scored = held_out[0].concatenate(held_out[1]).concatenate(held_out[2])
+    print(f"groups held out: {', '.join(held)} ({len(away)} images); training groups: "
+          f"{', '.join(sorted(set(groups.values()) - set(held)))}")
+    description = {"kind": "groups", "groups": sorted(held)}
+    return only_files(splits["train"], keep["train"]), only_files(splits["validation"], keep["validation"]), scored, description
+
+
 def make_optimizer(config):
+    """The optimizer with its schedule; it keeps a moving average of the weights for --select ema."""
     import keras
 
     total = config.epochs * config.steps_per_epoch
+    ema = {}
+    if config.select == "ema" or config.score_selections:
+        ema = {"use_ema": True, "ema_momentum": 1.0 - 1.0 / max(config.ema_fraction * total, 1.0)}
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=max(total - config.warmup_steps, 1), warmup_target=config.lr, warmup_steps=config.warmup_steps
@@ -143,10 +207,10 @@ def make_optimizer(config):
     else:
         lr = config.lr
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+        return keras.optimizers.Adam(lr, **ema)
+    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **ema)
 
 
 def main(argv=None):
@@ -160,14 +224,13 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from data.pipeline import eval_dataset, load_split, train_dataset
+    from data.pipeline import count_examples, eval_dataset, train_dataset
     from models import count_macs, create_model
     from models.segmenter import set_bn_momentum
-    from training.checkpoints import BEST, RunCheckpoint, read_history, resume_state
+    from training.checkpoints import RunCheckpoint, resume_state
     from training.distribute import make_strategy, prepare_multiworker_model
     from training.losses import SegmentationLoss
     from training.metrics import ThroughputMeter, segmentation_metrics
-    from training.plots import plot_learning_curves, plot_predictions
     from training.trackers import create_trackers
 
     keras.utils.set_random_seed(config.seed)
@@ -184,17 +247,20 @@ def main(argv=None):
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2))
     print(f"run directory: {run_dir}")
 
-    # data
-    data_dir, manual_dir = config.data_dir or None, config.manual_dir or None
-    train_examples = load_split(dataset, "train", data_dir=data_dir, manual_dir=manual_dir)
-    val_examples = load_split(dataset, "validation", data_dir=data_dir, manual_dir=manual_dir)
-    print(f"examples: {int(train_examples.cardinality())} train, {int(val_examples.cardinality())} validation")
+    # data: whole groups (places) held out, then the pipelines
+    train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset)
+    counts = [count_examples(ds) for ds in (train_examples, val_examples, heldout_examples)]
+    print(f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score ({heldout['kind']})")
+    if config.select == "best" and not counts[1]:
+        raise SystemExit("train.py: --select best picks the best epoch on the validation split, which is empty here "
+                         "(all of it is held out). Use --select ema or --select last.")
     train_ds = train_dataset(train_examples, size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-                             crops_per_image=config.crops_per_image)
-    val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size)
+                             crops_per_image=config.crops_per_image, augmentation=config.augment)
+    val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size) if counts[1] else None
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+    train_ds = train_ds.with_options(options)
+    val_ds = val_ds.with_options(options) if val_ds is not None else None
 
     # model
     shape = (config.image_size, config.image_size, 3)
@@ -238,50 +304,107 @@ def main(argv=None):
         print(run_dir)
         raise SystemExit(130)
 
-    # best weights -> final evaluation (inference mode) -> model.keras without training state
-    if (run_dir / BEST).exists():
-        model.load_weights(run_dir / BEST)
-    # the evaluation reuses the test step traced during fit(); its pace is the predict throughput
-    val_tiles = sum(int(batch[0].shape[0]) for batch in val_ds)
-    evaluate_start = time.perf_counter()
-    scores = model.evaluate(val_ds, verbose=0, return_dict=True)
-    predict_images_per_sec = val_tiles / (time.perf_counter() - evaluate_start)
-    export = create_model(config.arch, config.encoder, input_shape=shape if config.arch == "cnn" else (None, None, 3),
-                          bn_momentum=config.bn_momentum)
-    export.set_weights(model.get_weights())
-    export.save(run_dir / "model.keras")
-    history = read_history(run_dir)
-    plot_learning_curves(history, run_dir / "learning_curves.png")
-    images, masks, _ = next(iter(val_ds))
-    probabilities = tf.sigmoid(model(images, training=False)).numpy()  # eager: no extra trace
-    plot_predictions(images.numpy(), masks.numpy(), probabilities, run_dir / "predictions.png")
-    results = {
-        "format": 1,
-        "arch": config.arch,
-        "encoder": config.encoder,
-        "dataset": dataset,
-        "image_size": config.image_size,
-        "params": int(params),
-        "gmacs": round(gmacs, 4),
-        "val_iou": float(scores["iou"]),
-        "val_f1": float(scores["f1"]),
-        "val_precision": float(scores["precision"]),
-        "val_recall": float(scores["recall"]),
-        "val_loss": float(scores["loss"]),
-        "train_images_per_sec": round(throughput.images_per_second(), 3),
-        "predict_images_per_sec": round(predict_images_per_sec, 3),
-        "epochs": len(history),
-        "best_epoch": int(max(history, key=lambda r: r.get("val_iou", -1))["epoch"]) if history else 0,
-        "wall_seconds": round(time.time() - started + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),
-        "seed": config.seed,
-    }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    ema_weights = model.get_weights() if model.optimizer.use_ema else None  # fit() ends by swapping the average in
+    results = finish_run(config, run_dir, model, ema_weights=ema_weights, heldout_examples=heldout_examples,
+                         heldout=heldout, val_ds=val_ds, shape=shape,
+                         facts={"dataset": dataset, "params": int(params), "gmacs": round(gmacs, 4),
+                                "train_images_per_sec": round(throughput.images_per_second(), 3),
+                                "wall_seconds": time.time() - started, "initial_epoch": initial_epoch})
     for tracker in trackers:
         tracker.finish(results, artifacts=[run_dir / "results.json", run_dir / "learning_curves.png"])
-    print(f"validation (inference mode, best epoch {results['best_epoch']}): IoU {results['val_iou']:.3f}  F1 {results['val_f1']:.3f}  "
-          f"precision {results['val_precision']:.3f}  recall {results['val_recall']:.3f}")
+    print(f"held out ({heldout['kind']}{': ' + ', '.join(heldout['groups']) if heldout['groups'] else ''}; "
+          f"{config.select} weights, predict.py's scorer): IoU {results['heldout_iou']:.3f}  F1 {results['heldout_f1']:.3f}  "
+          f"precision {results['heldout_precision']:.3f}  recall {results['heldout_recall']:.3f}  "
+          f"(all-building IoU {results['heldout_all_building_iou']:.3f})")
     print(run_dir)
     return run_dir
+
+
+def heldout_scenes(examples):
+    """(file name, uint8 image, bool truth) of every held-out example, decoded one at a time."""
+    import tensorflow as tf
+
+    for example in examples:
+        image = tf.io.decode_png(example["image"], channels=3).numpy()
+        truth = tf.io.decode_png(example["mask"], channels=1).numpy()[..., 0] > 0
+        yield example["file_name"].numpy().decode("utf-8"), image, truth
+
+
+def candidate_weights(model, run_dir, ema_weights):
+    """{selection: weights} this run offers: the moving average, the last step, the best epoch."""
+    from training.checkpoints import BEST, LAST
+
+    candidates = {} if ema_weights is None else {"ema": ema_weights}
+    for name, path in (("last", LAST), ("best", BEST)):
+        if (run_dir / path).exists():
+            model.load_weights(run_dir / path)
+            candidates[name] = model.get_weights()
+    return candidates
+
+
+def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout, val_ds, shape, facts):
+    """The end of a run: keep the selected weights, score the held-out scenes, save model, plots, results.json."""
+    import tensorflow as tf
+
+    from inference import defaults
+    from inference.evaluation import score_scenes
+    from inference.tiling import make_logit_fn
+    from models import create_model
+    from training.checkpoints import read_history
+    from training.plots import plot_learning_curves, plot_predictions
+
+    candidates = candidate_weights(model, run_dir, ema_weights)
+    fixed = config.image_size if config.arch == "cnn" else None  # the dense head fixes the input size
+    export = create_model(config.arch, config.encoder, input_shape=shape if fixed else (None, None, 3),
+                          bn_momentum=config.bn_momentum)
+    # predict.py's scorer at its defaults (a dense-head model predicts windows of its own size)
+    tiling = {"tile": fixed or defaults.TILE, "overlap": defaults.OVERLAP if not fixed or defaults.OVERLAP < fixed else fixed // 4,
+              "batch_size": defaults.BATCH_SIZE, "fixed_size": fixed}
+    reports = {}
+    for name in [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else []):
+        if name not in candidates:
+            continue
+        export.set_weights(candidates[name])
+        reports[name] = score_scenes(make_logit_fn(export, fixed_size=fixed), heldout_scenes(heldout_examples), **tiling)
+    if config.select not in reports:
+        raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
+    export.set_weights(candidates[config.select])
+    export.save(run_dir / "model.keras")
+    report = reports[config.select]
+    (run_dir / "heldout_metrics.json").write_text(json.dumps({**report, "heldout": heldout, "tiling": tiling}, indent=2))
+
+    history = read_history(run_dir)
+    plot_learning_curves(history, run_dir / "learning_curves.png")
+    if val_ds is not None:
+        images, masks, _ = next(iter(val_ds))
+        probabilities = tf.sigmoid(export(images, training=False)).numpy()  # eager: no extra trace
+        plot_predictions(images.numpy(), masks.numpy(), probabilities, run_dir / "predictions.png")
+    overall = report["overall"]
+    initial_epoch = facts.pop("initial_epoch")
+    results = {
+        "format": 2,
+        "arch": config.arch,
+        "encoder": config.encoder,
+        "image_size": config.image_size,
+        **{k: v for k, v in facts.items() if k != "wall_seconds"},
+        "selection": config.select,
+        "heldout_kind": heldout["kind"],
+        "heldout_groups": heldout["groups"],
+        "heldout_scenes": len(report["scenes"]),
+        "heldout_pixels": overall["pixels"],
+        **{f"heldout_{k}": overall[k] for k in ("iou", "f1", "precision", "recall")},
+        "heldout_all_building_iou": report["all_building_iou"],
+        "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
+        "selections": {name: {k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")} for name, r in reports.items()},
+        "epochs": len(history),
+        "best_epoch": int(max(history, key=lambda r: r.get("val_iou", -1))["epoch"]) if history else 0,
+        "wall_seconds": round(facts["wall_seconds"] + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),
+        "seed": config.seed,
+        "recipe": {"augment": config.augment, "loss": config.loss, "lr": config.lr, "steps": config.epochs * config.steps_per_epoch,
+                   "batch_size": config.batch_size},
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

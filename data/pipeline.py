@@ -29,6 +29,23 @@ def load_split(dataset, split, *, data_dir=None, manual_dir=None):
     return builder.as_dataset(split=split, decoders={"image": skip, "mask": skip}, shuffle_files=False)
 
 
+def file_names(examples):
+    """The ``file_name`` of every example, in order (images are not decoded)."""
+    return [name.decode("utf-8") for name in examples.map(lambda ex: ex["file_name"]).as_numpy_iterator()]
+
+
+def count_examples(examples):
+    """Number of examples (counted when a filter left the cardinality unknown)."""
+    known = int(examples.cardinality())
+    return known if known >= 0 else int(examples.reduce(0, lambda count, _: count + 1))
+
+
+def only_files(examples, names):
+    """The examples whose ``file_name`` is one of ``names``."""
+    wanted = tf.constant(sorted(names) or [""])
+    return examples.filter(lambda ex: tf.reduce_any(tf.equal(ex["file_name"], wanted)))
+
+
 def decode(example):
     """PNG bytes -> (uint8 image (H, W, 3), uint8 mask (H, W, 1))."""
     image = tf.io.decode_png(example["image"], channels=3)
@@ -90,13 +107,40 @@ def _transform(x, transforms, interpolation):
     )
 
 
-def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2):
+# Augmentation presets (``--augment``). "basic" is the recipe before spatial hold-outs were
+# measured; "aerial" adds what changes between places and sensors: colour balance,
+# saturation, gamma, blur and sensor noise, and a wider scale range (ground sample distance).
+AUGMENTATIONS = {
+    "basic": dict(max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2),
+    "aerial": dict(max_rotate=20.0, max_scale=0.3, max_shift=0.08, brightness=0.15, contrast=0.3,
+                   channel_gain=0.1, saturation=0.3, gamma=0.25, blur_probability=0.25, max_blur_sigma=1.5,
+                   noise=4.0),
+    "none": None,
+}
+
+
+def _gaussian_blur(images, sigma):
+    """Separable Gaussian blur of (B, S, S, 3) images, one sigma per image (0: unchanged)."""
+    offsets = tf.range(-3.0, 4.0)
+    kernel = tf.exp(-0.5 * tf.square(offsets[None, :] / tf.maximum(sigma[:, None], 1e-3)))
+    kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (B, 7)
+    padded = tf.pad(images, [[0, 0], [3, 3], [3, 3], [0, 0]], mode="REFLECT")
+    size = tf.shape(images)[1]
+    rows = sum(kernel[:, i, None, None, None] * padded[:, i:i + size, :, :] for i in range(7))
+    return sum(kernel[:, i, None, None, None] * rows[:, :, i:i + size, :] for i in range(7))
+
+
+def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2,
+                  channel_gain=0.0, saturation=0.0, gamma=0.0, blur_probability=0.0, max_blur_sigma=0.0, noise=0.0):
     """Joint random geometry (flips, 90-degree rotations, transpose, scale/shift/rotate) and
-    photometric jitter (brightness/contrast) for float images (B, S, S, 3) and {0, 1} masks.
+    photometric jitter for float images (B, S, S, 3) in 0..255 and {0, 1} masks.
 
     All geometry is one projective transform per sample, applied to the image with
     bilinear and to the mask with nearest-neighbour sampling, so the mask stays binary and
-    aligned; photometric changes touch the images only.
+    aligned; photometric changes touch the images only: brightness/contrast, and when
+    their amplitudes are non-zero a per-channel gain, saturation, gamma, Gaussian blur
+    (with ``blur_probability``, sigma up to ``max_blur_sigma`` pixels) and Gaussian noise
+    (standard deviation up to ``noise`` grey levels).
     """
     batch = tf.shape(images)[0]
     size = tf.cast(tf.shape(images)[1], tf.float32)
@@ -104,11 +148,28 @@ def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_s
     transforms = _random_transforms(geometry_seed, batch, size, max_rotate=max_rotate, max_scale=max_scale, max_shift=max_shift)
     images = _transform(images, transforms, "BILINEAR")
     masks = _transform(masks, transforms, "NEAREST")
-    factor_seed, offset_seed = tf.unstack(tf.random.experimental.stateless_split(light_seed, 2))
-    factor = tf.random.stateless_uniform([batch, 1, 1, 1], factor_seed, 1 - contrast, 1 + contrast)
-    offset = tf.random.stateless_uniform([batch, 1, 1, 1], offset_seed, -brightness, brightness) * 255.0
+    seeds = tf.random.experimental.stateless_split(light_seed, 8)
+
+    def uniform(index, shape, amplitude):
+        return tf.random.stateless_uniform(shape, seeds[index], -amplitude, amplitude)
+
+    factor = 1.0 + uniform(0, [batch, 1, 1, 1], contrast)
+    offset = uniform(1, [batch, 1, 1, 1], brightness) * 255.0
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
     images = tf.clip_by_value((images - mean) * factor + mean + offset, 0.0, 255.0)
+    if channel_gain or saturation:
+        images = images * (1.0 + uniform(2, [batch, 1, 1, 3], channel_gain))
+        grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+        images = tf.clip_by_value(grey + (images - grey) * (1.0 + uniform(3, [batch, 1, 1, 1], saturation)), 0.0, 255.0)
+    if gamma:
+        images = 255.0 * tf.pow(images / 255.0, tf.exp(uniform(4, [batch, 1, 1, 1], gamma)))
+    if blur_probability and max_blur_sigma:
+        blurred = tf.random.stateless_uniform([batch], seeds[5]) < blur_probability
+        sigma = tf.random.stateless_uniform([batch], seeds[6], 0.3, max_blur_sigma)
+        images = tf.where(blurred[:, None, None, None], _gaussian_blur(images, sigma), images)
+    if noise:
+        level = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[7], 0.0, noise)
+        images = tf.clip_by_value(images + level * tf.random.stateless_normal(tf.shape(images), seeds[7] + 1), 0.0, 255.0)
     return images, masks
 
 
@@ -123,7 +184,8 @@ DECODED_CACHE_MAX_EXAMPLES = 500
 
 
 def train_dataset(
-    examples, *, size, batch_size, seed=0, augment_data=True, crops_per_image=8, shuffle_buffer=256, cache_decoded=None
+    examples, *, size, batch_size, seed=0, augment_data=True, crops_per_image=8, shuffle_buffer=256, cache_decoded=None,
+    augmentation="basic",
 ):
     """Endless batches of (image float32 0..255 (B, size, size, 3), mask float32 {0, 1}).
 
@@ -132,13 +194,17 @@ def train_dataset(
         size: crop size (a multiple of 32).
         batch_size: images per batch.
         seed: fixes shuffling, crops and augmentation.
-        augment_data: apply ``augment`` to each crop.
+        augment_data: apply ``augment_batch`` to each batch.
+        augmentation: a preset name of ``AUGMENTATIONS`` ("none" is the same as augment_data=False).
         crops_per_image: crops taken from each decoded image (decoding is the costly step).
         shuffle_buffer: examples held for shuffling.
         cache_decoded: keep decoded images in memory (True), or only the PNG bytes (False);
             None decides by size: decoded when the split has at most
             DECODED_CACHE_MAX_EXAMPLES examples.
     """
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}. Received: augmentation={augmentation!r}")
+    settings = AUGMENTATIONS[augmentation] if augment_data else None
     if cache_decoded is None:
         count = int(examples.cardinality())
         cache_decoded = 0 <= count <= DECODED_CACHE_MAX_EXAMPLES
@@ -163,8 +229,8 @@ def train_dataset(
 
     def prepare(index, pair):
         images, masks = tf.cast(pair[0], tf.float32), tf.cast(pair[1], tf.float32)
-        if augment_data:
-            images, masks = augment_batch(images, masks, tf.stack([tf.cast(seed, tf.int64) + 7919, index]))
+        if settings is not None:
+            images, masks = augment_batch(images, masks, tf.stack([tf.cast(seed, tf.int64) + 7919, index]), **settings)
         return images, masks
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)

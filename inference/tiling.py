@@ -14,6 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from inference import defaults
 from models.segmenter import OUTPUT_STRIDE
 
 
@@ -114,7 +115,8 @@ def check_tiling(tile, overlap, *, fixed_size=None):
     return tile
 
 
-def predict_strips(logit_fn, image, *, tile=512, overlap=64, batch_size=4, fixed_size=None):
+def predict_strips(logit_fn, image, *, tile=defaults.TILE, overlap=defaults.OVERLAP, batch_size=defaults.BATCH_SIZE,
+                   fixed_size=None):
     """Yield ``(y0, logits)`` strips that cover an (H, W, 3) uint8 scene top to bottom.
 
     ``logits`` is float32 (rows, W). Windows follow ``axis_layout`` on each axis; a scene
