@@ -1,29 +1,41 @@
-"""Compare training runs: a results table, plots, the static cost table, the experiment grid.
+"""Compare training runs: per-run and per-model tables, answers with intervals, plots, the grid.
 
-    python compare.py                          # table of runs/*/results.json + plots in runs/compare/
+    python compare.py                          # tables of runs/*/results.json + plots in runs/compare/
     python compare.py --runs path/to/runs      # another folder of runs
     python compare.py --static --size 256      # params and GMACs of every arch x encoder, no training
-    python compare.py --grid seed --budget 40  # train the original experiment grid, then tabulate
+    python compare.py --grid seed --repeats 3 --budget 96 [train.py options, e.g. --holdout dubai_t8]
 
-The grid answers the questions the project was started for: CNN vs FCN-8, FCN-8 vs U-Net,
-U-Net vs FPN (all on EfficientNet-B0), and U-Net on B0 vs B1 vs B3, every run with the
-same budget (steps), seed and data. A finished grid run is never trained again; an
-interrupted one resumes from its last epoch.
+The score is each run's held-out IoU (results.json "heldout_iou": predict.py's scorer on
+places kept out of training when the run held out groups). Runs of one (arch, encoder,
+recipe) are pooled into mean ± standard deviation over n runs, and each of the questions
+the project was started for (FCN-8 vs CNN, U-Net vs FCN-8, U-Net vs FPN, which
+EfficientNet under U-Net) gets one line: the difference of the means with a 95% Welch
+t-interval and a plain verdict. ``--grid seed`` trains those models, ``--grid recipe``
+U-Net/B0 with today's recipe and the one before; each entry with --repeats seeds and the
+same budget. A finished grid run is never trained again; an interrupted one resumes.
 """
 
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
+from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate
+
 COLUMNS = (
-    ("arch", "arch"), ("encoder", "encoder"), ("params_m", "params (M)"), ("gmacs", "GMACs"),
-    ("train_images_per_sec", "train img/s"), ("predict_images_per_sec", "predict img/s"),
-    ("val_iou", "val IoU"), ("val_f1", "F1"), ("val_precision", "precision"), ("val_recall", "recall"),
-    ("epochs", "epochs"), ("wall_seconds", "wall s"), ("dataset", "dataset"), ("run", "run"),
+    ("arch", "arch"), ("encoder", "encoder"), ("recipe_label", "recipe"), ("params_m", "params (M)"), ("gmacs", "GMACs"),
+    ("train_images_per_sec", "train img/s"), ("predict_mp_per_sec", "predict MP/s"),
+    ("heldout_iou", "held-out IoU"), ("heldout_f1", "F1"), ("heldout_precision", "precision"), ("heldout_recall", "recall"),
+    ("heldout_label", "held out"), ("epochs", "epochs"), ("wall_seconds", "wall s"), ("seed", "seed"), ("run", "run"),
 )
-REQUIRED = ("arch", "encoder", "params", "gmacs", "val_iou", "val_f1", "val_precision", "val_recall", "epochs", "wall_seconds", "dataset")
+SUMMARY_COLUMNS = (
+    ("arch", "arch"), ("encoder", "encoder"), ("recipe_label", "recipe"), ("iou", "held-out IoU (mean ± sd)"), ("n", "n"),
+    ("params_m", "params (M)"), ("gmacs", "GMACs"), ("train_images_per_sec", "train img/s"),
+    ("predict_mp_per_sec", "predict MP/s"), ("heldout", "held out"),
+)
+REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
 GRID = (
     ("cnn", "effnet-b0"), ("fcn8", "effnet-b0"), ("unet", "effnet-b0"), ("fpn", "effnet-b0"),
     ("unet", "effnet-b1"), ("unet", "effnet-b3"),
@@ -33,7 +45,13 @@ BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best"])
 
 
 def load_runs(runs_dir):
-    """(rows, problems): one row per readable results.json; a problem line per broken run."""
+    """(rows, problems): one row per readable results.json; a problem line per broken run.
+
+    A run without a held-out score (older format, or a score that is not a number) is
+    kept with NaN there and ranked last.
+    """
+    from experiments.aggregate import score_of
+
     rows, problems = [], []
     for run_dir in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
         path = run_dir / "results.json"
@@ -50,12 +68,30 @@ def load_runs(runs_dir):
         if missing:
             problems.append(f"{run_dir.name}: results.json lacks {', '.join(missing)} (partial or older format)")
             continue
-        rows.append({**results, "params_m": results["params"] / 1e6, "run": run_dir.name})
-    rows.sort(key=lambda r: (-r["val_iou"], r["arch"], r["encoder"]))
+        recipe = results.get("recipe") if isinstance(results.get("recipe"), dict) else {}
+        groups = results.get("heldout_groups") or []
+        rows.append({
+            **results, "params_m": results["params"] / 1e6, "run": run_dir.name, SCORE: score_of(results),
+            "recipe_label": f"{recipe.get('augment', '?')}/{results.get('selection', '?')}" if recipe else "",
+            "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
+        })
+    rows.sort(key=lambda r: (math.isnan(r[SCORE]), -r[SCORE] if not math.isnan(r[SCORE]) else 0.0, r["arch"], r["encoder"]))
     return rows, problems
 
 
+def summary_rows(table):
+    """The aggregate table's cells: mean ± sd as one string."""
+    rows = []
+    for model in table:
+        sd = "" if math.isnan(model["std"]) else f" ± {model['std']:.3f}"
+        iou = "" if math.isnan(model["mean"]) else f"{model['mean']:.3f}{sd}"
+        rows.append({**model, "iou": iou, "heldout": ", ".join(model["heldout"])})
+    return rows
+
+
 def _cell(value):
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return "" if value is None else str(value)
@@ -75,20 +111,27 @@ def write_csv(rows, path, columns=COLUMNS):
         writer.writerows(rows)
 
 
-def plot_iou_vs_gmacs(rows, path):
+def plot_iou_vs_gmacs(table, path):
+    """Mean held-out IoU against GMACs, one point per model with a ±1 sd error bar (none for n = 1)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for row in rows:
-        ax.scatter(row["gmacs"], row["val_iou"], s=40)
-        ax.annotate(f"{row['arch']}/{row['encoder']}", (row["gmacs"], row["val_iou"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set(xscale="log", xlabel="GMACs per image at the training size (log)", ylabel="validation IoU", title="IoU vs compute")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in table:
+        if math.isnan(model["mean"]):
+            continue
+        ax.errorbar(model["gmacs"], model["mean"], yerr=0.0 if math.isnan(model["std"]) else model["std"],
+                    fmt="o", capsize=3, markersize=5)
+        label = f"{model['arch']}/{model['encoder']}" + (f" [{model['recipe_label']}]" if model["recipe_label"] else "")
+        ax.annotate(f"{label} n={model['n']}", (model["gmacs"], model["mean"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7)
+    ax.set(xscale="log", xlabel="GMACs per image at the training size (log)", ylabel="held-out IoU (mean ± sd)",
+           title="held-out IoU vs compute")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -108,7 +151,7 @@ def plot_learning_curves(rows, runs_dir, path):
         label = f"{row['arch']}/{row['encoder']}"
         epochs = [h["epoch"] for h in history]
         left.plot(epochs, [h.get("val_loss", float("nan")) for h in history], marker="o", label=label)
-        right.plot(epochs, [h.get("val_iou", float("nan")) for h in history], marker="o", label=label)
+        right.plot(epochs, [h.get("val_iou", float("nan")) for h in history], marker="o", label=label + f" s{row.get('seed', '')}")
     left.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
     right.set(xlabel="epoch", ylabel="validation IoU", title="validation IoU", ylim=(0, 1))
     right.legend(fontsize=8)
@@ -243,16 +286,26 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)} (train.py options are only passed on with --grid)")
     if not Path(args.runs).is_dir():
         sys.exit(f"compare.py: no runs folder at {args.runs}; train something first (python train.py) or pass --runs DIR.")
+    from experiments.aggregate import answer_lines, recipe_lines
+    from train import Config
+
     rows, problems = load_runs(args.runs)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(rows)
-    print(table)
+    table = aggregate(rows)
+    per_run, summary = markdown_table(rows), markdown_table(summary_rows(table), SUMMARY_COLUMNS)
+    answers = answer_lines(table, f"{Config.augment}/{Config.select}") + recipe_lines(table)
+    print(per_run + "\n\n" + summary + "\n")
+    for line in answers:
+        print(line)
+    print(f"(differences of mean held-out IoU with a {INTERVAL_METHOD})" if answers else "")
     for problem in problems:
         print(f"skipped {problem}")
-    (out / "results.md").write_text(table + "\n" + "".join(f"\nskipped {p}" for p in problems) + "\n")
+    (out / "results.md").write_text(per_run + "\n\n" + summary + "\n\n" + "".join(f"- {line}\n" for line in answers)
+                                    + "".join(f"\nskipped {p}" for p in problems) + "\n")
     write_csv(rows, out / "results.csv")
+    write_csv(summary_rows(table), out / "summary.csv", SUMMARY_COLUMNS)
     if rows:
-        plot_iou_vs_gmacs(rows, out / "iou_vs_gmacs.png")
+        plot_iou_vs_gmacs(table, out / "iou_vs_gmacs.png")
         plot_learning_curves(rows, args.runs, out / "learning_curves.png")
         if not args.no_predictions:
             plot_prediction_grid(rows, args.runs, out / "predictions.png")

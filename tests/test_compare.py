@@ -12,20 +12,22 @@ def _fake_run(runs, name, **results):
     run = runs / name
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
-    base = {"format": 1, "arch": "unet", "encoder": "effnet-b0", "params": 8_502_708, "gmacs": 3.47,
-            "val_iou": 0.5, "val_f1": 0.6, "val_precision": 0.7, "val_recall": 0.6, "train_images_per_sec": 1.2,
-            "predict_images_per_sec": 6.0, "epochs": 4, "wall_seconds": 300.0, "dataset": "buildings/synthetic"}
+    base = {"format": 2, "arch": "unet", "encoder": "effnet-b0", "params": 8_502_708, "gmacs": 3.47,
+            "heldout_iou": 0.5, "heldout_f1": 0.6, "heldout_precision": 0.7, "heldout_recall": 0.6,
+            "heldout_kind": "groups", "heldout_groups": ["dubai_t8"], "train_images_per_sec": 1.2,
+            "predict_mp_per_sec": 0.5, "epochs": 4, "wall_seconds": 300.0, "dataset": "buildings/synthetic",
+            "selection": "ema", "recipe": {"augment": "aerial"}, "seed": 0}
     (run / "results.json").write_text(json.dumps({**base, **results}))
-    (run / "history.csv").write_text("epoch,loss,val_loss,val_iou\n1,0.9,0.8,0.3\n2,0.7,0.6,%s\n" % results.get("val_iou", 0.5))
+    (run / "history.csv").write_text("epoch,loss,val_loss,val_iou\n1,0.9,0.8,0.3\n2,0.7,0.6,%s\n" % results.get("heldout_iou", 0.5))
     return run
 
 
 @pytest.fixture
 def runs(tmp_path):
     runs = tmp_path / "runs"
-    _fake_run(runs, "a_unet", val_iou=0.61)
-    _fake_run(runs, "b_fpn", arch="fpn", params=8_409_380, gmacs=5.72, val_iou=0.71)
-    _fake_run(runs, "c_fcn8", arch="fcn8", params=4_051_294, gmacs=0.50, val_iou=0.42)
+    _fake_run(runs, "a_unet", heldout_iou=0.61)
+    _fake_run(runs, "b_fpn", arch="fpn", params=8_409_380, gmacs=5.72, heldout_iou=0.71)
+    _fake_run(runs, "c_fcn8", arch="fcn8", params=4_051_294, gmacs=0.50, heldout_iou=0.42)
     broken = runs / "d_broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
@@ -44,10 +46,10 @@ def test_table_rows_columns_order_and_broken_runs(runs, tmp_path, capsys):
     out = capsys.readouterr().out
     assert [r["run"] for r in rows] == ["b_fpn", "a_unet", "c_fcn8"]  # best IoU first
     header = out.splitlines()[0]
-    for title in ("arch", "encoder", "params (M)", "GMACs", "train img/s", "predict img/s", "val IoU", "F1",
-                  "precision", "recall", "epochs", "wall s", "dataset"):
+    for title in ("arch", "encoder", "recipe", "params (M)", "GMACs", "train img/s", "predict MP/s", "held-out IoU", "F1",
+                  "precision", "recall", "held out", "epochs", "wall s", "seed"):
         assert f"| {title} |" in header
-    assert "| fpn | effnet-b0 | 8.409 | 5.720 |" in out
+    assert "| fpn | effnet-b0 | aerial/ema | 8.409 | 5.720 |" in out
     assert "skipped d_broken: results.json is not valid JSON" in out
     assert "skipped e_old: results.json lacks" in out and "partial or older format" in out
     assert "skipped f_killed: no results.json" in out
@@ -60,7 +62,7 @@ def test_csv_round_trips_and_plots_are_pngs(runs, tmp_path):
     with open(out / "results.csv") as handle:
         back = list(csv.DictReader(handle))
     assert [r["run"] for r in back] == [r["run"] for r in rows]
-    assert [float(r["val_iou"]) for r in back] == [r["val_iou"] for r in rows]
+    assert [float(r["heldout_iou"]) for r in back] == [r["heldout_iou"] for r in rows]
     assert [float(r["params_m"]) for r in back] == pytest.approx([r["params_m"] for r in rows])
     for name in ("iou_vs_gmacs.png", "learning_curves.png"):
         data = (out / name).read_bytes()
@@ -87,7 +89,7 @@ def test_grid_seed_trains_each_entry_once(synthetic_dir, tmp_path, capsys):
             "--batch-size", "2", "--warmup-steps", "1", "--tracker", "local"]
     rows = compare.main(args)
     assert sorted((r["arch"], r["encoder"]) for r in rows) == sorted(compare.GRID)
-    assert all(r["epochs"] == 1 for r in rows)
+    assert all(r["epochs"] == 1 and r["run"].endswith("_s0") for r in rows)
     capsys.readouterr()
     again = compare.main(args)  # re-running resumes the grid: nothing is trained twice
     assert "finished earlier, kept" in capsys.readouterr().out
@@ -104,3 +106,99 @@ def test_prediction_grid_never_builds_a_dataset(tmp_path, capsys):
     assert compare.plot_prediction_grid(rows, runs, tmp_path / "grid.png") is False
     assert "prediction grid skipped: buildings/kaggle is not prepared" in capsys.readouterr().out
     assert not empty.exists() and not (tmp_path / "grid.png").exists()
+
+
+def _welch_by_hand(a, b):
+    """Difference of means and the 95% Welch half-width, written out from the textbook formula."""
+    from scipy.stats import t
+
+    na, nb = len(a), len(b)
+    ma, mb = sum(a) / na, sum(b) / nb
+    va = sum((x - ma) ** 2 for x in a) / (na - 1) / na
+    vb = sum((x - mb) ** 2 for x in b) / (nb - 1) / nb
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    return ma - mb, t.ppf(0.975, df) * (va + vb) ** 0.5
+
+
+def test_aggregation_and_interval_equal_a_hand_computation(tmp_path):
+    from experiments.aggregate import aggregate, difference_interval
+
+    runs = tmp_path / "runs"
+    for seed, iou in enumerate((0.60, 0.64, 0.68)):
+        _fake_run(runs, f"unet_s{seed}", heldout_iou=iou, seed=seed, train_images_per_sec=1.0 + seed)
+    for seed, iou in enumerate((0.40, 0.47)):
+        _fake_run(runs, f"fcn8_s{seed}", arch="fcn8", gmacs=0.5, heldout_iou=iou, seed=seed)
+    _fake_run(runs, "fcn8_s2", arch="fcn8", gmacs=0.5, heldout_iou=None, seed=2)  # a run missing the score
+    _fake_run(runs, "fpn_s0", arch="fpn", heldout_iou=0.55)  # n = 1
+    rows, problems = compare.load_runs(runs)
+    assert not problems and [r["run"] for r in rows][-1] == "fcn8_s2"  # NaN ranks last
+    table = {m["arch"]: m for m in aggregate(rows)}
+    unet, fcn8, fpn = table["unet"], table["fcn8"], table["fpn"]
+    assert (unet["n"], unet["runs"]) == (3, 3) and unet["mean"] == pytest.approx(0.64)
+    assert unet["std"] == pytest.approx(0.04)  # sqrt(((-.04)^2 + 0 + .04^2) / 2)
+    assert unet["train_images_per_sec"] == pytest.approx(2.0)
+    assert (fcn8["n"], fcn8["runs"]) == (2, 3) and fcn8["mean"] == pytest.approx(0.435)
+    assert fcn8["std"] == pytest.approx(0.07 / 2**0.5)
+    assert fpn["n"] == 1 and fpn["mean"] == pytest.approx(0.55) and fpn["std"] != fpn["std"]  # NaN
+    assert [m["arch"] for m in aggregate(rows)] == ["unet", "fpn", "fcn8"]
+    diff, low, high = difference_interval(unet["scores"], fcn8["scores"])
+    hand_diff, hand_half = _welch_by_hand([0.60, 0.64, 0.68], [0.40, 0.47])
+    assert diff == pytest.approx(hand_diff) == pytest.approx(0.205)
+    assert (high - low) / 2 == pytest.approx(hand_half, rel=1e-9)
+    assert hand_half == pytest.approx(0.1917, abs=1e-4)  # df 1.88, t 4.57 x se 0.0419: two fcn8 runs, a wide interval
+    diff, low, high = difference_interval(unet["scores"], fpn["scores"])  # n = 1: no interval
+    assert diff == pytest.approx(0.09) and low != low and high != high
+
+
+def test_answer_lines_say_better_or_no_difference():
+    from experiments.aggregate import answer_lines
+
+    def model(arch, encoder, scores, gmacs=1.0):
+        import numpy as np
+
+        return {"arch": arch, "encoder": encoder, "recipe_label": "aerial/ema", "scores": scores, "n": len(scores),
+                "mean": float(np.mean(scores)), "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else float("nan"),
+                "gmacs": gmacs}
+
+    table = [model("unet", "effnet-b0", [0.70, 0.71, 0.72]), model("fcn8", "effnet-b0", [0.50, 0.51, 0.52]),
+             model("fpn", "effnet-b0", [0.60, 0.75, 0.68]), model("cnn", "effnet-b0", [0.30]),
+             model("unet", "effnet-b3", [0.69, 0.73, 0.71], gmacs=2.0)]
+    lines = {line.split(":")[0]: line for line in answer_lines(table, "aerial/ema")}
+    assert "unet/effnet-b0 better by 0.200 ± 0.023" in lines["FCN-8 vs U-Net"]  # Welch: df 4, t 2.776 x se 0.00816
+    assert "no difference detectable at this budget" in lines["U-Net vs FPN"]
+    assert "cannot tell" in lines["FCN vs CNN"] and "at least 2 runs" in lines["FCN vs CNN"]
+    assert "2.00x the GMACs" in lines["EfficientNet-B3 vs B0 (U-Net)"]
+    assert "no difference detectable" in lines["EfficientNet-B3 vs B0 (U-Net)"]
+    assert "EfficientNet-B1 vs B0 (U-Net)" not in lines  # no B1 runs: no line
+    assert answer_lines(table, "basic/best") == []  # other recipe: nothing to compare
+
+
+@pytest.mark.slow  # four tiny U-Net/B0 runs, each its own process: about 6 minutes on 2 cores
+def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_path, capfd):
+    runs = tmp_path / "runs"
+    args = ["--runs", str(runs), "--grid", "recipe", "--repeats", "2", "--seed", "5", "--budget", "2",
+            "--grid-epochs", "2", "--no-predictions", "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir,
+            "--image-size", "64", "--batch-size", "2", "--warmup-steps", "1", "--tracker", "local"]
+    rows = compare.main(args)
+    names = sorted(r["run"] for r in rows)
+    assert names == ["grid_unet_effnet-b0_basic-best_s5", "grid_unet_effnet-b0_basic-best_s6",
+                     "grid_unet_effnet-b0_s5", "grid_unet_effnet-b0_s6"]
+    assert sorted((r["recipe_label"], r["seed"]) for r in rows) == [
+        ("aerial/ema", 5), ("aerial/ema", 6), ("basic/best", 5), ("basic/best", 6)]
+    out = capfd.readouterr().out
+    assert out.count("grid: training") == 4
+    assert "| unet | effnet-b0 | aerial/ema |" in out and "| 2 |" in out  # two seeds pooled per recipe
+    # a run killed after its first epoch: its checkpoint says epoch 1, its results are not written yet
+    killed = runs / "grid_unet_effnet-b0_s6"
+    (killed / "results.json").unlink()
+    state = json.loads((killed / "state.json").read_text())
+    (killed / "state.json").write_text(json.dumps({**state, "epoch": 1}))
+    again = compare.main(args)
+    out = capfd.readouterr().out
+    assert out.count("grid: training") == 1 and "grid: training grid_unet_effnet-b0_s6" in out
+    assert out.count("finished earlier, kept") == 3
+    assert "resuming after epoch 1 of 2" in out and (killed / "results.json").exists()
+    from training.checkpoints import read_history
+
+    assert [row["epoch"] for row in read_history(killed)] == [1, 2]
+    assert sorted(r["run"] for r in again) == names

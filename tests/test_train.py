@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # fcn32 / resnet18 traces its train step about 3x faster than fcn8 / mobilenetv2 on this CPU
 TINY = ["--arch", "fcn32", "--encoder", "resnet18", "--image-size", "64", "--batch-size", "4",
         "--steps-per-epoch", "3", "--warmup-steps", "1", "--tracker", "local"]
-RESULT_KEYS = {"arch", "encoder", "params", "gmacs", "val_iou", "val_f1", "val_precision", "val_recall",
-               "train_images_per_sec", "epochs", "wall_seconds", "dataset"}
+RESULT_KEYS = {"arch", "encoder", "params", "gmacs", "heldout_iou", "heldout_f1", "heldout_precision", "heldout_recall",
+               "heldout_kind", "heldout_pixels", "predict_mp_per_sec", "selection", "train_images_per_sec", "epochs",
+               "wall_seconds", "dataset"}
 
 
 def _train_args(synthetic_dir, run_dir, *extra):
@@ -50,8 +51,13 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert results["arch"] == "fcn32" and results["encoder"] == "resnet18"
     assert results["dataset"] == "buildings/synthetic" and results["epochs"] == 2
     assert results["params"] > 11_000_000 and 0 < results["gmacs"] < 1
-    for key in ("val_iou", "val_f1", "val_precision", "val_recall"):
-        assert 0.0 <= results[key] <= 1.0
+    # scored by predict.py's scorer on the whole validation split: 4 synthetic scenes of 256 x 256
+    assert results["heldout_kind"] == "validation split" and results["heldout_pixels"] == 4 * 256 * 256
+    metrics = json.loads((run_dir / "heldout_metrics.json").read_text())
+    tp, fp, fn = (metrics["overall"][k] for k in ("tp", "fp", "fn"))
+    assert results["heldout_iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-12)
+    assert results["heldout_precision"] == pytest.approx(tp / (tp + fp), abs=1e-12)
+    assert results["selection"] == "ema" and set(results["selections"]) == {"ema"}
     assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
     for name in ("config.json", "history.csv", "best.weights.h5", "last.weights.h5", "model.keras",
                  "learning_curves.png", "predictions.png", "state.json"):

@@ -1,0 +1,130 @@
+"""Repeated runs -> one row per model, and plain answers with an interval.
+
+Runs of the same (arch, encoder, recipe) are pooled: the held-out IoU's mean, sample
+standard deviation and n (runs without a held-out score are counted in ``runs`` but not
+in ``n``). Two models are compared by the difference of their mean held-out IoU with a
+95% Welch t-interval (unequal variances, Welch-Satterthwaite degrees of freedom): a model
+is called better only when the interval excludes zero.
+"""
+
+import math
+
+import numpy as np
+from scipy import stats
+
+SCORE = "heldout_iou"
+CONFIDENCE = 0.95
+INTERVAL_METHOD = "95% Welch t-interval"
+
+# The questions the project was started for: (question, model A, model B), a model being (arch, encoder).
+QUESTIONS = (
+    ("FCN vs CNN", ("fcn8", "effnet-b0"), ("cnn", "effnet-b0")),
+    ("FCN-8 vs U-Net", ("unet", "effnet-b0"), ("fcn8", "effnet-b0")),
+    ("U-Net vs FPN", ("unet", "effnet-b0"), ("fpn", "effnet-b0")),
+    ("EfficientNet-B1 vs B0 (U-Net)", ("unet", "effnet-b1"), ("unet", "effnet-b0")),
+    ("EfficientNet-B3 vs B0 (U-Net)", ("unet", "effnet-b3"), ("unet", "effnet-b0")),
+)
+
+
+def score_of(row):
+    """The run's held-out IoU as a float, or NaN when it has none."""
+    value = row.get(SCORE)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _mean(values):
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def aggregate(rows):
+    """One dict per (arch, encoder, recipe): n, runs, mean, std (NaN for n < 2), costs and speeds.
+
+    Sorted by mean held-out IoU, best first; models without any score last.
+    """
+    pooled = {}
+    for row in rows:
+        pooled.setdefault((row["arch"], row["encoder"], row.get("recipe_label", "")), []).append(row)
+    table = []
+    for (arch, encoder, recipe), members in pooled.items():
+        scores = [s for s in map(score_of, members) if math.isfinite(s)]
+        table.append({
+            "arch": arch, "encoder": encoder, "recipe_label": recipe,
+            "n": len(scores), "runs": len(members), "scores": scores,
+            "mean": float(np.mean(scores)) if scores else math.nan,
+            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
+            "params_m": _mean([r.get("params_m") for r in members]),
+            "gmacs": _mean([r.get("gmacs") for r in members]),
+            "train_images_per_sec": _mean([r.get("train_images_per_sec") for r in members]),
+            "predict_mp_per_sec": _mean([r.get("predict_mp_per_sec") for r in members]),
+            "heldout": sorted({r.get("heldout_label", "") for r in members}),
+        })
+    table.sort(key=lambda m: (math.isnan(m["mean"]), -m["mean"] if m["n"] else 0.0, m["arch"], m["encoder"], m["recipe_label"]))
+    return table
+
+
+def difference_interval(a, b, confidence=CONFIDENCE):
+    """(mean(a) - mean(b), low, high) with a Welch t-interval; low/high are NaN when n < 2 on a side."""
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0.0:  # identical repeats on both sides: the difference is exact
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb))
+    return diff, diff - half, diff + half
+
+
+def verdict(name_a, name_b, a, b):
+    """A plain sentence: who is better by how much, or that no difference is detectable."""
+    if not len(a) or not len(b):
+        missing = name_a if not len(a) else name_b
+        return f"cannot tell: {missing} has no run with a held-out score"
+    diff, low, high = difference_interval(a, b)
+    if math.isnan(low):
+        return (f"cannot tell: {len(a)} vs {len(b)} run(s) (difference {diff:+.3f}); an interval needs at least "
+                "2 runs per model (--repeats 2 or more)")
+    half = (high - low) / 2
+    if low > 0:
+        return f"{name_a} better by {diff:.3f} ± {half:.3f}"
+    if high < 0:
+        return f"{name_b} better by {-diff:.3f} ± {half:.3f}"
+    return f"no difference detectable at this budget ({diff:+.3f} ± {half:.3f})"
+
+
+def answer_lines(table, recipe):
+    """One line per question, comparing models trained with ``recipe``; questions without both models are left out."""
+    models = {(m["arch"], m["encoder"]): m for m in table if m["recipe_label"] == recipe}
+    lines = []
+    for question, key_a, key_b in QUESTIONS:
+        if key_a not in models or key_b not in models:
+            continue
+        a, b = models[key_a], models[key_b]
+        name_a, name_b = "/".join(key_a), "/".join(key_b)
+        cost = f"; {a['gmacs'] / b['gmacs']:.2f}x the GMACs" if b["gmacs"] and a["encoder"] != b["encoder"] else ""
+        lines.append(f"{question}: {name_a} {_mean_sd(a)} vs {name_b} {_mean_sd(b)}{cost} -> "
+                     f"{verdict(name_a, name_b, a['scores'], b['scores'])}")
+    return lines
+
+
+def recipe_lines(table):
+    """Each recipe against every other one, for the models trained with both."""
+    lines = []
+    by_model = {}
+    for m in table:
+        by_model.setdefault((m["arch"], m["encoder"]), []).append(m)
+    for (arch, encoder), members in sorted(by_model.items()):
+        members = sorted(members, key=lambda m: m["recipe_label"])
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                name_a, name_b = f"recipe {a['recipe_label']}", f"recipe {b['recipe_label']}"
+                lines.append(f"Recipe ({arch}/{encoder}): {a['recipe_label']} {_mean_sd(a)} vs {b['recipe_label']} "
+                             f"{_mean_sd(b)} -> {verdict(name_a, name_b, a['scores'], b['scores'])}")
+    return lines
+
+
+def _mean_sd(model):
+    sd = "" if math.isnan(model["std"]) else f" ± {model['std']:.3f}"
+    return f"{model['mean']:.3f}{sd} (n={model['n']})"

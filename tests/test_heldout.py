@@ -1,0 +1,44 @@
+"""train.py's final held-out scores are predict.py's scores: one scorer, a place kept out of training."""
+
+import json
+
+import pytest
+
+TINY = ["--arch", "fcn32", "--encoder", "resnet18", "--image-size", "64", "--batch-size", "4", "--epochs", "1",
+        "--steps-per-epoch", "3", "--warmup-steps", "1", "--tracker", "local"]
+
+
+def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_path, capsys):
+    import predict
+    import train
+
+    data_dir, _ = sample_tfds
+    run_dir = train.main([*TINY, "--dataset", "buildings/kaggle", "--manual-dir", str(sample_dir), "--data-dir", data_dir,
+                          "--holdout", "rio", "--select", "last", "--run-dir", str(tmp_path / "run")])
+    printed = capsys.readouterr().out
+    assert "examples: 57 train, 3 validation, 12 held out" in printed  # 67 + 3 pairs + 5 scenes; 12 from Rio
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["heldout_kind"] == "groups" and results["heldout_groups"] == ["rio"]
+    assert results["heldout_scenes"] == 12
+    train_scenes = {row["scene"]: row for row in json.loads((run_dir / "heldout_metrics.json").read_text())["scenes"]}
+
+    data = sample_dir / "building_data"
+    counts, scenes = {"tp": 0.0, "fp": 0.0, "fn": 0.0}, {}
+    for src, labels in ((data / "src", data / "label"), (data / "test" / "src", data / "test" / "label")):
+        inputs = sorted(str(p) for p in src.glob("rio_*"))
+        out = predict.main(["--model", str(run_dir), *inputs, "--labels", str(labels), "--out", str(tmp_path / src.parent.name)])
+        report = json.loads((out / "metrics.json").read_text())
+        for row in report["scenes"]:
+            scenes[row["scene"]] = row
+        for key in counts:
+            counts[key] += report["overall"][key]
+    assert sorted(scenes) == sorted(name.rsplit(".", 1)[0] for name in train_scenes)
+    for name, row in train_scenes.items():
+        for key in ("tp", "fp", "fn"):
+            assert row[key] == scenes[name.rsplit(".", 1)[0]][key], (name, key)
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    assert results["heldout_iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+    assert results["heldout_f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    assert results["heldout_precision"] == pytest.approx(tp / (tp + fp) if tp + fp else 1.0, abs=1e-6)
+    assert results["heldout_recall"] == pytest.approx(tp / (tp + fn), abs=1e-6)
+    assert results["heldout_pixels"] == sum(row["pixels"] for row in scenes.values()) == 2_135_560
