@@ -216,42 +216,60 @@ def static_table(size, archs=None, encoders=None):
     return rows
 
 
-def grid_entries(kind):
-    """(arch, encoder, recipe tag, train.py options) of a grid; tag "" is the default recipe."""
+def grid_entries(kind, only=None):
+    """(arch, encoder, recipe tag, train.py options) of a grid; tag "" is the default recipe.
+
+    ``only``: "arch/encoder" names to keep (None: the whole grid).
+    """
     if kind == "recipe":
-        return [("unet", "effnet-b0", "", []), ("unet", "effnet-b0", *BASIC_RECIPE)]
-    return [(arch, encoder, "", []) for arch, encoder in GRID]
+        entries = [("unet", "effnet-b0", "", []), ("unet", "effnet-b0", *BASIC_RECIPE)]
+    else:
+        entries = [(arch, encoder, "", []) for arch, encoder in GRID]
+    if only is None:
+        return entries
+    known = {f"{arch}/{encoder}" for arch, encoder, _, _ in entries}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise SystemExit(f"compare.py: --entries {','.join(unknown)} is not in the {kind} grid; "
+                         f"choose from {', '.join(sorted(known))}")
+    return [entry for entry in entries if f"{entry[0]}/{entry[1]}" in only]
 
 
-def grid_run_dir(runs_dir, arch, encoder, tag, seed):
-    return Path(runs_dir) / f"grid_{arch}_{encoder}{'_' + tag if tag else ''}_s{seed}"
+def grid_run_dir(runs_dir, arch, encoder, tag, seed, fold=None):
+    fold = "" if fold is None else f"_f{fold}"
+    return Path(runs_dir) / f"grid_{arch}_{encoder}{'_' + tag if tag else ''}{fold}_s{seed}"
 
 
-def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, extra=()):
+def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0, only=None, extra=()):
     """Train every grid entry with seeds seed .. seed + repeats - 1, all with the same budget.
 
-    Seeds are the outer loop, so a grid cut short still holds whole repeats. A finished
-    run is kept; a killed one resumes from its last epoch. Each run is its own process, so
-    one run's failure is reported and the others still train. Returns the failed run dirs.
+    With ``folds`` > 1 every entry and seed is trained once per fold of a group split
+    (train.py --folds/--fold), and compare.py pools the folds. Seeds are the outer loop, so
+    a grid cut short still holds whole repeats. A finished run is kept; a killed one
+    resumes from its last epoch. Each run is its own process, so one run's failure is
+    reported and the others still train. Returns the failed run dirs.
     """
     import subprocess
 
     per_epoch = max(budget // epochs, 1)
     failed = []
-    for repeat_seed in range(seed, seed + repeats):
-        for arch, encoder, tag, options in grid_entries(kind):
-            run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed)
-            if (run_dir / "results.json").exists():
-                print(f"grid: {run_dir.name} finished earlier, kept", flush=True)
-                continue
-            args = ["--arch", arch, "--encoder", encoder, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
-                    "--seed", str(repeat_seed), "--run-dir", str(run_dir), *extra, *options]
-            if (run_dir / "state.json").exists():
-                args.append("--resume")
-            print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)", flush=True)
-            if subprocess.run([sys.executable, str(Path(__file__).with_name("train.py")), *args]).returncode:
-                print(f"grid: {run_dir.name} failed (its output is above); the other runs go on", flush=True)
-                failed.append(run_dir)
+    jobs = [(s, f, entry) for s in range(seed, seed + repeats) for f in (range(folds) if folds else [None])
+            for entry in grid_entries(kind, only)]
+    for repeat_seed, fold, (arch, encoder, tag, options) in jobs:
+        run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed, fold)
+        if fold is not None:
+            options = [*options, "--folds", str(folds), "--fold", str(fold)]
+        if (run_dir / "results.json").exists():
+            print(f"grid: {run_dir.name} finished earlier, kept", flush=True)
+            continue
+        args = ["--arch", arch, "--encoder", encoder, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
+                "--seed", str(repeat_seed), "--run-dir", str(run_dir), *extra, *options]
+        if (run_dir / "state.json").exists():
+            args.append("--resume")
+        print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)", flush=True)
+        if subprocess.run([sys.executable, str(Path(__file__).with_name("train.py")), *args]).returncode:
+            print(f"grid: {run_dir.name} failed (its output is above); the other runs go on", flush=True)
+            failed.append(run_dir)
     return failed
 
 
@@ -265,6 +283,11 @@ def main(argv=None):
                         help="train a grid first: seed = the original experiments, recipe = U-Net/B0 with today's "
                              "recipe and with the one before (basic augmentation, best epoch on validation)")
     parser.add_argument("--repeats", type=int, default=1, help="seeds per grid entry (--seed, --seed + 1, ...)")
+    parser.add_argument("--entries", default=None, help="comma-separated arch/encoder entries of the grid to train "
+                        "(default: all of it), e.g. cnn/effnet-b0,unet/effnet-b0")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="train each grid entry once per fold of a K-fold group split (K = number of groups: "
+                             "leave-one-group-out); the table pools folds and seeds")
     parser.add_argument("--budget", type=int, default=240, help="training steps per grid run")
     parser.add_argument("--grid-epochs", type=int, default=4, help="epochs the budget is split into")
     parser.add_argument("--seed", type=int, default=0)
@@ -279,7 +302,8 @@ def main(argv=None):
     if args.grid:
         Path(args.runs).mkdir(parents=True, exist_ok=True)
         failed = run_grid(args.runs, kind=args.grid, budget=args.budget, epochs=args.grid_epochs, seed=args.seed,
-                          repeats=args.repeats, extra=extra)
+                          repeats=args.repeats, folds=args.folds, extra=extra,
+                          only=args.entries.split(",") if args.entries else None)
         for run_dir in failed:
             print(f"grid: {run_dir} failed; run the same command again to resume it")
     elif extra:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,45 @@ def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_pat
 
     assert [row["epoch"] for row in read_history(killed)] == [1, 2]
     assert sorted(r["run"] for r in again) == names
+
+
+def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkeypatch, capsys):
+    """The grid's commands, without training: seeds outermost, one run per fold, finished runs kept, failures reported."""
+    import subprocess
+
+    calls = []
+
+    def fake_run(command):
+        calls.append(command)
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        if "--fold" in command and command[command.index("--fold") + 1] == "1" and "basic" in command:
+            return subprocess.CompletedProcess(command, 1)  # one run fails: reported, the rest go on
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text("{}")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    runs = tmp_path / "runs"
+    failed = compare.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2, extra=["--holdout-x"])
+    names = [Path(c[c.index("--run-dir") + 1]).name for c in calls]
+    assert names == ["grid_unet_effnet-b0_f0_s3", "grid_unet_effnet-b0_basic-best_f0_s3",
+                     "grid_unet_effnet-b0_f1_s3", "grid_unet_effnet-b0_basic-best_f1_s3",
+                     "grid_unet_effnet-b0_f0_s4", "grid_unet_effnet-b0_basic-best_f0_s4",
+                     "grid_unet_effnet-b0_f1_s4", "grid_unet_effnet-b0_basic-best_f1_s4"]
+    first = calls[1]
+    assert first[first.index("--steps-per-epoch") + 1] == "5" and first[first.index("--seed") + 1] == "3"
+    assert first[first.index("--folds") + 1] == "2" and first[first.index("--fold") + 1] == "0"
+    assert "--holdout-x" in first and first[first.index("--augment") + 1] == "basic"
+    assert [p.name for p in failed] == ["grid_unet_effnet-b0_basic-best_f1_s3", "grid_unet_effnet-b0_basic-best_f1_s4"]
+    calls.clear()
+    compare.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2)
+    assert [Path(c[c.index("--run-dir") + 1]).name for c in calls] == [  # only the two failed runs again
+        "grid_unet_effnet-b0_basic-best_f1_s3", "grid_unet_effnet-b0_basic-best_f1_s4"]
+    assert capsys.readouterr().out.count("finished earlier, kept") == 6
+
+
+def test_grid_entries_subset_and_unknown_entry():
+    assert [e[:2] for e in compare.grid_entries("seed", ["unet/effnet-b0", "cnn/effnet-b0"])] == [
+        ("cnn", "effnet-b0"), ("unet", "effnet-b0")]  # grid order, not the order asked
+    with pytest.raises(SystemExit, match="unet/effnet-b7 is not in the seed grid"):
+        compare.grid_entries("seed", ["unet/effnet-b7"])
