@@ -36,6 +36,11 @@ SUMMARY_COLUMNS = (
     ("predict_mp_per_sec", "predict MP/s"), ("heldout", "held out"),
 )
 REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
+NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 GRID = (
     ("cnn", "effnet-b0"), ("fcn8", "effnet-b0"), ("unet", "effnet-b0"), ("fpn", "effnet-b0"),
     ("unet", "effnet-b1"), ("unet", "effnet-b3"),
@@ -68,6 +73,10 @@ def load_runs(runs_dir):
         if missing:
             problems.append(f"{run_dir.name}: results.json lacks {', '.join(missing)} (partial or older format)")
             continue
+        not_numbers = [f"{k}={results[k]!r}" for k in NUMBERS if not _is_number(results.get(k))]
+        if not_numbers:
+            problems.append(f"{run_dir.name}: results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)")
+            continue
         recipe = results.get("recipe") if isinstance(results.get("recipe"), dict) else {}
         groups = results.get("heldout_groups") or []
         rows.append({
@@ -75,7 +84,12 @@ def load_runs(runs_dir):
             "recipe_label": f"{recipe.get('augment', '?')}/{results.get('selection', '?')}" if recipe else "",
             "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
         })
-    rows.sort(key=lambda r: (math.isnan(r[SCORE]), -r[SCORE] if not math.isnan(r[SCORE]) else 0.0, r["arch"], r["encoder"]))
+    for row in rows:  # speeds that are not numbers show as n/a and count as missing
+        for key in ("train_images_per_sec", "predict_mp_per_sec", "heldout_f1", "heldout_precision", "heldout_recall"):
+            if key in row and not _is_number(row[key]):
+                row[key] = math.nan
+    rows.sort(key=lambda r: (math.isnan(r[SCORE]), -r[SCORE] if not math.isnan(r[SCORE]) else 0.0, str(r["arch"]),
+                             str(r["encoder"])))
     return rows, problems
 
 
@@ -144,8 +158,13 @@ def plot_learning_curves(rows, runs_dir, path):
     from training.checkpoints import read_history
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    skipped = []
     for row in rows:
-        history = read_history(Path(runs_dir) / row["run"])
+        try:
+            history = read_history(Path(runs_dir) / row["run"])
+        except ValueError as error:
+            skipped.append(f"{row['run']}: {error}")
+            continue
         if not history:
             continue
         label = f"{row['arch']}/{row['encoder']}"
@@ -158,6 +177,9 @@ def plot_learning_curves(rows, runs_dir, path):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    for reason in skipped:
+        print(f"learning curves: skipped {reason}")
+    return skipped
 
 
 def plot_prediction_grid(rows, runs_dir, path, *, count=4):
@@ -175,7 +197,22 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
 
     import data.buildings  # noqa: F401  (registers the builder)
 
-    first = json.loads((Path(runs_dir) / rows[0]["run"] / "config.json").read_text())
+    usable = []
+    for row in rows:  # a column needs the run's config.json (its data) and model.keras (its model)
+        run = Path(runs_dir) / row["run"]
+        try:
+            config = json.loads((run / "config.json").read_text())
+        except (OSError, ValueError) as error:
+            print(f"prediction grid: skipped {row['run']}: no readable config.json ({type(error).__name__})")
+            continue
+        if not (run / "model.keras").exists():
+            print(f"prediction grid: skipped {row['run']}: no model.keras (resume the run to write it)")
+            continue
+        usable.append((row, config if isinstance(config, dict) else {}))
+    if not usable:
+        print("prediction grid skipped: no run has both config.json and model.keras")
+        return False
+    rows, first = [row for row, _ in usable], usable[0][1]
     data_dir = first.get("data_dir") or None
     if not tfds.builder(rows[0]["dataset"], data_dir=data_dir).is_prepared():
         # never build a dataset as a side effect of drawing a figure (it would land in the user's TFDS folder)
@@ -189,8 +226,13 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
         if row is None:
             panels = images.numpy().astype("uint8") if title == "image" else masks.numpy()[..., 0]
         else:
-            model = keras.models.load_model(Path(runs_dir) / row["run"] / "model.keras")
-            panels = tf.sigmoid(model.predict(images, verbose=0)).numpy()[..., 0] if model.input.shape[1] in (None, images.shape[1]) else None
+            try:
+                model = keras.models.load_model(Path(runs_dir) / row["run"] / "model.keras")
+            except Exception as error:  # a damaged or foreign archive: this column stays empty, the others are drawn
+                print(f"prediction grid: {row['run']}/model.keras could not be loaded ({type(error).__name__}); column left empty")
+                model = None
+            fits = model is not None and model.input.shape[1] in (None, images.shape[1])
+            panels = tf.sigmoid(model.predict(images, verbose=0)).numpy()[..., 0] if fits else None
         for index in range(len(images)):
             ax = axes[index, col]
             ax.axis("off")

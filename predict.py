@@ -75,18 +75,33 @@ def prepare_out_dir(out):
     return out
 
 
+def check_out_dir(out, files):
+    """Refuse an --out that holds an input: outputs could replace inputs, or be read as inputs next time."""
+    out = Path(out).resolve()
+    for path in files:
+        if out == path.resolve().parent or out in path.resolve().parents:
+            raise SystemExit(f"predict.py: --out {out} holds the input {path}; outputs (<name>_mask.png, ...) could "
+                             "replace inputs or be taken for inputs. Choose an --out outside the input folders.")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    from inference.scenes import list_inputs
+
+    try:
+        files = list_inputs(args.inputs)
+    except ValueError as error:
+        raise SystemExit(f"predict.py: {error}")
+    check_out_dir(args.out, files)
     out = prepare_out_dir(args.out)
 
     from inference.evaluation import evaluation_report, format_table, scene_scores
     from inference.loading import load_segmenter
     from inference.outputs import write_outputs
-    from inference.scenes import list_inputs, read_label, read_scene
+    from inference.scenes import read_label, read_scene
     from inference.tiling import check_tiling, make_logit_fn, predict_probabilities
 
     try:
-        files = list_inputs(args.inputs)
         model, fixed_size = load_segmenter(args.model)
         tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
     except ValueError as error:
@@ -109,8 +124,6 @@ def main(argv=None):
         started = time.perf_counter()
         try:
             scene = read_scene(path)
-            labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
-            truth = read_label(labels, scene.stem, scene.image.shape[:2]) if args.labels else None
         except ValueError as error:  # name it, keep going: earlier and later scenes are not lost
             print(f"skipped {path}: {error}", file=sys.stderr)
             failed.append(str(path))
@@ -118,6 +131,14 @@ def main(argv=None):
         probabilities = predict_probabilities(logit_fn, scene.image, tile=tile, overlap=args.overlap,
                                               batch_size=args.batch_size, fixed_size=fixed_size)
         write_outputs(scene, probabilities, out, threshold=args.threshold, min_area=args.min_area)
+        truth = None
+        if args.labels:  # a missing or bad label costs the score, never the prediction written above
+            labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
+            try:
+                truth = read_label(labels, scene.stem, scene.image.shape[:2])
+            except ValueError as error:
+                print(f"not scored {path} (its outputs are written): {error}", file=sys.stderr)
+                failed.append(str(path))
         seconds = time.perf_counter() - started
         megapixels = scene.image.shape[0] * scene.image.shape[1] / 1e6
         line = f"{scene.stem}: {scene.image.shape[1]}x{scene.image.shape[0]}, {megapixels / seconds:.2f} MP/s"
@@ -131,8 +152,8 @@ def main(argv=None):
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         print(format_table(report))
     if failed:
-        raise SystemExit(f"predict.py: {len(failed)} of {len(files)} input(s) could not be read (named above); "
-                         f"the other outputs are in {out}.")
+        raise SystemExit(f"predict.py: {len(failed)} of {len(files)} input(s) could not be read or scored (named above); "
+                         f"every other output is in {out}.")
     print(out)
     return out
 

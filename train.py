@@ -119,6 +119,9 @@ def check_config(config):
         problems.append("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
     if config.warmup_steps >= config.epochs * config.steps_per_epoch and config.schedule == "cosine":
         problems.append(f"--warmup-steps {config.warmup_steps}: must be smaller than epochs x steps-per-epoch")
+    if config.manual_dir and not Path(config.manual_dir).is_dir():
+        problems.append(f"--manual-dir {config.manual_dir}: no such folder; pass the folder holding the Kaggle zip or "
+                        "its extracted folder")
     if config.holdout and config.folds:
         problems.append("--holdout and --folds both choose the held-out groups; pass one of them")
     if config.folds and not 0 <= config.fold < config.folds:
@@ -145,21 +148,79 @@ def resolve_dataset(config):
     return "buildings/synthetic"
 
 
+# options a resumed run may change: where it logs, not what it trains
+RESUME_FREE = ("resume", "run_dir", "tracker", "score_selections")
+
+
+def _is_our_run(run_dir):
+    """True when ``run_dir/config.json`` is a config written by this script."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and {"arch", "encoder", "dataset", "run_dir", "seed"} <= set(saved)
+
+
+def resume_mismatches(saved, config):
+    """['--arch fcn8 (the run: unet)', ...]: options of ``config`` that differ from the run's saved config."""
+    problems = []
+    for field in dataclasses.fields(Config):
+        if field.name in RESUME_FREE or (field.name == "dataset" and config.dataset == "auto"):
+            continue
+        if field.name in saved and saved[field.name] != getattr(config, field.name):
+            problems.append(f"--{field.name.replace('_', '-')} {getattr(config, field.name)!r} (the run: {saved[field.name]!r})")
+    return problems
+
+
 def make_run_dir(config):
-    if config.run_dir:
-        run_dir = Path(config.run_dir)
-    else:
-        run_dir = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}_{config.arch}_{config.encoder}"
+    """(run directory, finished): checked, created and writable; nothing in it is changed here.
+
+    Only an empty folder or a run of ours is used; --resume must repeat the run's options.
+    Temporary files that a killed write left behind are removed.
+    """
+    run_dir = Path(config.run_dir) if config.run_dir else (
+        Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}_{config.arch}_{config.encoder}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SystemExit(f"train.py: --run-dir {run_dir} is a file, not a folder. Choose another --run-dir.")
+    ours = _is_our_run(run_dir)
     if config.resume:
-        if not run_dir.exists():
-            raise SystemExit(f"train.py: --resume: run directory {run_dir} does not exist. Pass the --run-dir of the run to continue.")
+        if not ours:
+            raise SystemExit(f"train.py: --resume: {run_dir} holds no run of train.py (no config.json of ours). "
+                             "Pass the --run-dir of the run to continue.")
+        mismatches = resume_mismatches(json.loads((run_dir / "config.json").read_text()), config)
+        if mismatches:
+            raise SystemExit(f"train.py: --resume with options that differ from the run in {run_dir} (nothing was changed):"
+                             "\n  " + "\n  ".join(mismatches) + "\nRepeat the run's options (see its config.json), or "
+                             "start a new run with another --run-dir.")
+        from training.checkpoints import check_resumable
+
+        try:
+            check_resumable(run_dir)
+        except ValueError as error:
+            raise SystemExit(f"train.py: {error}")
+        if (run_dir / "results.json").exists():
+            print(f"train.py: {run_dir} finished earlier (results.json is written); left untouched. To train longer, "
+                  "start a new run (e.g. with --encoder-weights from its model).")
+            return run_dir, True
     elif (run_dir / "state.json").exists():
         raise SystemExit(f"train.py: {run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    elif run_dir.is_dir() and not ours and any(run_dir.iterdir()):
+        found = ", ".join(sorted(p.name for p in run_dir.iterdir())[:4])
+        raise SystemExit(f"train.py: --run-dir {run_dir} is not empty and holds no run of train.py ({found}); its files "
+                         "would be overwritten. Choose an empty or new folder.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"train.py: cannot write to --run-dir {run_dir} ({error.strerror}). Choose a folder you can write to.")
+    for leftover in [*run_dir.glob("*.tmp"), *run_dir.glob("*.tmp.*")]:  # a write killed half-way
+        leftover.unlink()
+    return run_dir, False
 
 
-def split_examples(config, dataset):
+def split_examples(config, dataset, run_dir):
     """(train, validation, held-out, held-out description): whole groups are held out.
 
     Without --holdout / --folds the held-out set is the validation split. With them, every
@@ -167,10 +228,17 @@ def split_examples(config, dataset):
     other images keep their train / validation split.
     """
     from data.groups import group_folds, group_names, split_by_groups
-    from data.pipeline import file_names, load_split, only_files
+    from data.pipeline import DatasetBuildError, file_names, load_split, only_files
 
     kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
-    splits = {name: load_split(dataset, name, **kwargs) for name in ("train", "validation", "test")}
+    try:
+        splits = {name: load_split(dataset, name, **kwargs) for name in ("train", "validation", "test")}
+    except DatasetBuildError as error:  # the named input is the last thing on the screen; the traceback goes to a log
+        import traceback
+
+        log = run_dir / "build_error.log"
+        log.write_text(traceback.format_exc())
+        raise SystemExit(f"train.py: {error}\n(full traceback in {log})")
     if not (config.holdout or config.folds):
         return splits["train"], splits["validation"], splits["validation"], {"kind": "validation split", "groups": []}
     names = {split: file_names(examples) for split, examples in splits.items()}
@@ -218,7 +286,9 @@ def main(argv=None):
     check_config(config)
     dataset = resolve_dataset(config)
     print(f"dataset: {dataset}" + ("  (no Kaggle download found: training on the procedural synthetic set)" if dataset.endswith("synthetic") else ""))
-    run_dir = make_run_dir(config)
+    run_dir, finished = make_run_dir(config)
+    if finished:
+        return run_dir
     started = time.time()
 
     import keras
@@ -227,7 +297,7 @@ def main(argv=None):
     from data.pipeline import count_examples, eval_dataset, train_dataset
     from models import count_macs, create_model
     from models.segmenter import set_bn_momentum
-    from training.checkpoints import RunCheckpoint, resume_state
+    from training.checkpoints import RunCheckpoint, atomic_write_json, resume_state
     from training.distribute import make_strategy, prepare_multiworker_model
     from training.losses import SegmentationLoss
     from training.metrics import ThroughputMeter, segmentation_metrics
@@ -239,16 +309,19 @@ def main(argv=None):
     is_chief = True
     if config.strategy == "multiworker":
         task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-        is_chief = task.get("type", "worker") in ("chief", "worker") and task.get("index", 0) == 0
+        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+        # the chief task when the cluster has one, else worker 0 (TensorFlow's own rule)
+        is_chief = task.get("type") == "chief" or ("chief" not in cluster and task.get("type", "worker") == "worker"
+                                                   and task.get("index", 0) == 0)
         if not is_chief:  # other workers write their files aside, never over the chief's
-            run_dir = run_dir / f"worker{task.get('index')}"
+            run_dir = run_dir / f"{task.get('type', 'worker')}{task.get('index')}"
             run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(config), "dataset": dataset, "run_dir": str(run_dir)}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2))
+    atomic_write_json(resolved, run_dir / "config.json")
     print(f"run directory: {run_dir}")
 
     # data: whole groups (places) held out, then the pipelines
-    train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset)
+    train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset, run_dir)
     counts = [count_examples(ds) for ds in (train_examples, val_examples, heldout_examples)]
     print(f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score ({heldout['kind']})")
     if config.select == "best" and not counts[1]:
@@ -350,7 +423,7 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
     from models import create_model
-    from training.checkpoints import read_history
+    from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
 
     candidates = candidate_weights(model, run_dir, ema_weights)
@@ -369,9 +442,9 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
-    export.save(run_dir / "model.keras")
+    atomic_save_model(export, run_dir / "model.keras")
     report = reports[config.select]
-    (run_dir / "heldout_metrics.json").write_text(json.dumps({**report, "heldout": heldout, "tiling": tiling}, indent=2))
+    atomic_write_json({**report, "heldout": heldout, "tiling": tiling}, run_dir / "heldout_metrics.json")
 
     history = read_history(run_dir)
     plot_learning_curves(history, run_dir / "learning_curves.png")
@@ -403,7 +476,7 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         "recipe": {"augment": config.augment, "loss": config.loss, "lr": config.lr, "steps": config.epochs * config.steps_per_epoch,
                    "batch_size": config.batch_size},
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    atomic_write_json(results, run_dir / "results.json")  # last: its presence marks a finished run
     return results
 
 

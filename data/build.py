@@ -5,10 +5,9 @@
 """
 
 import argparse
+import sys
 
-import tensorflow_datasets as tfds
-
-import data.buildings  # noqa: F401  (registers the builder)
+from data.pipeline import DatasetBuildError, prepare
 
 
 def main(argv=None):
@@ -16,9 +15,15 @@ def main(argv=None):
     parser.add_argument("--config", choices=["kaggle", "synthetic"], default="kaggle")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default ~/tensorflow_datasets)")
     parser.add_argument("--manual-dir", default=None, help="folder holding the Kaggle zip or extracted folder")
+    parser.add_argument("--verbose", action="store_true", help="print the full traceback of a failed build")
     args = parser.parse_args(argv)
-    builder = tfds.builder(f"buildings/{args.config}", data_dir=args.data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+    try:
+        builder = prepare(f"buildings/{args.config}", data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except DatasetBuildError as error:
+        if args.verbose:
+            raise
+        print(f"data.build: {error}\n(the full traceback: add --verbose)", file=sys.stderr)
+        raise SystemExit(2)
     for split, info in builder.info.splits.items():
         print(f"{split:<11} {info.num_examples:>6} examples")
     print(builder.data_dir)

@@ -9,6 +9,7 @@ exactly the real pixels once.
 """
 
 import math
+from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -16,15 +17,32 @@ import tensorflow_datasets as tfds
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def load_split(dataset, split, *, data_dir=None, manual_dir=None):
-    """Examples {"image", "mask", "file_name"} of a TFDS split, images left PNG-encoded.
+class DatasetBuildError(ValueError):
+    """The dataset could not be built; the message names the input and what to do."""
 
-    Builds the dataset first if needed (``manual_dir`` holds the Kaggle download).
+
+def prepare(dataset, *, data_dir=None, manual_dir=None):
+    """The TFDS builder of ``dataset``, built first if needed (``manual_dir`` holds the Kaggle download).
+
+    A bad input (named by the builder) or a missing manual folder becomes a
+    ``DatasetBuildError`` whose message is the last thing a user needs to read.
     """
     import data.buildings  # noqa: F401  (registers the builder)
 
+    if manual_dir and not Path(manual_dir).is_dir():
+        raise DatasetBuildError(f"--manual-dir {manual_dir} does not exist or is not a folder. Pass the folder holding "
+                                "the Kaggle 'buildings-dataset' zip or its extracted folder.")
     builder = tfds.builder(dataset, data_dir=data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    except (ValueError, AssertionError) as error:  # AssertionError: TFDS's own check of an empty manual folder
+        raise DatasetBuildError(f"{dataset} could not be built: {error}") from error
+    return builder
+
+
+def load_split(dataset, split, *, data_dir=None, manual_dir=None):
+    """Examples {"image", "mask", "file_name"} of a TFDS split, images left PNG-encoded (built first if needed)."""
+    builder = prepare(dataset, data_dir=data_dir, manual_dir=manual_dir)
     skip = tfds.decode.SkipDecoding()
     return builder.as_dataset(split=split, decoders={"image": skip, "mask": skip}, shuffle_files=False)
 

@@ -25,7 +25,12 @@ def load_segmenter(path):
     """(model, fixed_size) of a saved segmentation model; fixed_size is None for any-size models."""
     import keras
 
+    import zipfile
+
     model_file = resolve_model_path(path)
+    if not zipfile.is_zipfile(model_file):
+        raise ValueError(f"--model {model_file} is not a Keras archive (a .keras file is a zip; this one is not, so it "
+                         "is damaged or something else renamed). Pass a model.keras written by train.py.")
     try:
         model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for foreign or damaged archives

@@ -67,18 +67,17 @@ def write_outputs(scene, probabilities, out_dir, *, threshold=0.5, min_area=16):
     out_dir = Path(out_dir)
     mask = probabilities >= threshold
     mask_u8 = mask.astype("uint8") * 255
-    written = {"mask": out_dir / f"{scene.stem}_mask.png", "overlay": out_dir / f"{scene.stem}_overlay.png"}
+    written = {"mask": out_dir / f"{scene.stem}_mask.png", "overlay": out_dir / f"{scene.stem}_overlay.png",
+               "probabilities": out_dir / f"{scene.stem}_prob.png"}
     Image.fromarray(mask_u8).save(written["mask"])
     Image.fromarray(overlay(scene.image, mask)).save(written["overlay"])
+    Image.fromarray((probabilities * 255).round().astype("uint8")).save(written["probabilities"])
     if scene.georeferenced:
-        written["probabilities"] = out_dir / f"{scene.stem}_prob.tif"
-        write_geotiff(written["probabilities"], probabilities.astype("float32"), scene.crs, scene.transform)
+        written["probabilities_geotiff"] = out_dir / f"{scene.stem}_prob.tif"
+        write_geotiff(written["probabilities_geotiff"], probabilities.astype("float32"), scene.crs, scene.transform)
         written["mask_geotiff"] = out_dir / f"{scene.stem}_mask.tif"
         write_geotiff(written["mask_geotiff"], mask_u8, scene.crs, scene.transform)
         written["geojson"] = out_dir / f"{scene.stem}.geojson"
         collection = geojson(mask_polygons(mask, scene.transform, min_area=min_area), scene.transform, scene.crs)
         written["geojson"].write_text(json.dumps(collection))
-    else:
-        written["probabilities"] = out_dir / f"{scene.stem}_prob.png"
-        Image.fromarray((probabilities * 255).round().astype("uint8")).save(written["probabilities"])
     return written

@@ -9,9 +9,9 @@ import dataclasses
 import warnings
 from pathlib import Path
 
-from PIL import Image
-
 from data.buildings.readers import IMAGE_SUFFIXES, decode_image, decode_mask
+
+HINT = "Fix or convert the file, or leave it out of the inputs, then run predict.py again."
 
 
 @dataclasses.dataclass
@@ -74,11 +74,7 @@ def read_georeference(path):
 def read_scene(path):
     """Decode one scene to uint8 RGB and attach its georeferencing."""
     path = Path(path)
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # orthophotos exceed PIL's bomb guard
-    try:
-        image = decode_image(path.read_bytes(), str(path))
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    image = decode_image(path.read_bytes(), str(path), hint=HINT)  # checks the claimed size against free memory first
     crs, transform = read_georeference(path)
     return Scene(path=path, image=image, crs=crs, transform=transform)
 
@@ -90,7 +86,7 @@ def read_label(labels_dir, stem, shape):
     if not candidates:
         raise ValueError(f"No label for scene {stem!r} in {labels_dir} (expected {stem}.png or {stem}.tif). "
                          "Add it, or drop --labels.")
-    mask = decode_mask(candidates[0].read_bytes(), str(candidates[0]))[..., 0] > 0
+    mask = decode_mask(candidates[0].read_bytes(), str(candidates[0]), hint=HINT)[..., 0] > 0
     if mask.shape != tuple(shape):
         raise ValueError(f"Label {candidates[0]} is {mask.shape[1]}x{mask.shape[0]} but its scene is "
                          f"{shape[1]}x{shape[0]} (width x height). Use the label made for this scene.")

@@ -104,8 +104,10 @@ def check_tiling(tile, overlap, *, fixed_size=None):
     if fixed_size is not None:
         if tile != fixed_size:
             raise ValueError(
-                f"This model has a fixed input size of {fixed_size}x{fixed_size} (a dense 'cnn' head); "
-                f"use --tile {fixed_size}. Received: tile={tile}")
+                f"This model was saved with a fixed input size of {fixed_size}x{fixed_size} (the dense 'cnn' head "
+                f"needs one; other archs get one when built with input_shape=({fixed_size}, {fixed_size}, 3)); use --tile "
+                f"{fixed_size}, or rebuild it with create_model(..., input_shape=(None, None, 3)) and copy its weights "
+                f"for any size. Received: tile={tile}")
     if tile < OUTPUT_STRIDE or tile % OUTPUT_STRIDE:
         raise ValueError(
             f"--tile must be a multiple of the model's output stride {OUTPUT_STRIDE} and at least "

@@ -103,6 +103,7 @@ def test_prediction_grid_never_builds_a_dataset(tmp_path, capsys):
     run = _fake_run(runs, "a_unet", dataset="buildings/kaggle")
     empty = tmp_path / "tfds"
     (run / "config.json").write_text(json.dumps({"data_dir": str(empty), "manual_dir": str(tmp_path / "download")}))
+    (run / "model.keras").write_bytes(b"a model")  # the grid draws only runs that have one
     rows = compare.load_runs(runs)[0]
     assert compare.plot_prediction_grid(rows, runs, tmp_path / "grid.png") is False
     assert "prediction grid skipped: buildings/kaggle is not prepared" in capsys.readouterr().out

@@ -28,9 +28,19 @@ def _atomic_save_weights(model, path):
     os.replace(tmp, path)
 
 
-def _atomic_write_json(data, path):
+def atomic_write_json(data, path):
+    """Write JSON to ``path`` through a temporary file and a rename: never half a file."""
+    path = Path(path)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def atomic_save_model(model, path):
+    """``model.save`` through ``NAME.tmp.keras`` and a rename: a killed save never leaves a broken model.keras."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
     os.replace(tmp, path)
 
 
@@ -39,9 +49,12 @@ def read_history(run_dir):
     path = Path(run_dir) / HISTORY
     if not path.exists():
         return []
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+    try:
+        with path.open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as error:  # a cell that is no number, a short row
+        raise ValueError(f"{path} is malformed: {error}") from error
 
 
 def _write_history(run_dir, rows):
@@ -86,9 +99,37 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best_value = float(value)
             _atomic_save_weights(self.model, self.run_dir / BEST)
         _atomic_save_weights(self.model, self.run_dir / LAST)
-        _atomic_write_json({"epoch": epoch + 1, "best_value": self.best_value, "monitor": self.monitor}, self.run_dir / STATE)
+        atomic_write_json({"epoch": epoch + 1, "best_value": self.best_value, "monitor": self.monitor}, self.run_dir / STATE)
         for tracker in self.trackers:
             tracker.log_metrics(row, step=epoch + 1)
+
+
+def check_resumable(run_dir):
+    """Raise a ValueError naming the file when a run cannot be resumed; reads, never writes."""
+    import h5py
+
+    run_dir = Path(run_dir)
+    for name in (STATE, LAST):
+        if not (run_dir / name).exists():
+            raise ValueError(f"--resume: {run_dir} holds no finished epoch to resume from ({name} missing). Start a new "
+                             "run without --resume, or point --run-dir at the run to continue.")
+    try:
+        state = json.loads((run_dir / STATE).read_text())
+        int(state["epoch"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"--resume: {run_dir / STATE} is damaged ({error}); the run cannot be resumed. Start a new "
+                         "run with another --run-dir.") from error
+    try:
+        with h5py.File(run_dir / LAST, "r") as weights:
+            weights.keys()
+    except OSError as error:
+        raise ValueError(f"--resume: {run_dir / LAST} is unreadable or truncated ({error}); the run cannot be resumed "
+                         "from it. Start a new run with another --run-dir.") from error
+    try:
+        read_history(run_dir)
+    except ValueError as error:
+        raise ValueError(f"--resume: {run_dir / HISTORY} is malformed ({error}). Fix it (one header line, then numbers "
+                         "per epoch) or delete it to resume with a fresh history.") from error
 
 
 def resume_state(run_dir, model):

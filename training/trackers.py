@@ -55,6 +55,9 @@ class MLflowTracker(Tracker):
         self.mlflow.end_run()
 
 
+_USER_NEPTUNE_DIR = None  # NEPTUNE_DATA_DIRECTORY as the user set it, read at the first Neptune run
+
+
 class NeptuneTracker(Tracker):
     """Neptune client in offline mode by default (the hosted service closed on 2026-03-05).
 
@@ -72,7 +75,12 @@ class NeptuneTracker(Tracker):
         self.run = None
 
     def start(self, config):
-        os.environ.setdefault("NEPTUNE_DATA_DIRECTORY", str(self.run_dir / ".neptune"))
+        # each run its own folder, also for several runs in one process (compare.py, notebooks);
+        # a folder the user set before the first run is kept
+        global _USER_NEPTUNE_DIR
+        if _USER_NEPTUNE_DIR is None:
+            _USER_NEPTUNE_DIR = os.environ.get("NEPTUNE_DATA_DIRECTORY", "")
+        os.environ["NEPTUNE_DATA_DIRECTORY"] = _USER_NEPTUNE_DIR or str(self.run_dir / ".neptune")
         mode = os.environ.get("NEPTUNE_MODE", "offline")
         self.run = self.neptune.init_run(mode=mode, name=self.run_dir.name, project=os.environ.get("NEPTUNE_PROJECT", "local/buildings"))
         self.run["config"] = {k: str(v) for k, v in config.items()}

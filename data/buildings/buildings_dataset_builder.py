@@ -63,9 +63,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         # pair everything first, so that all pairing problems are reported before any work
         pairs = readers.pair_files(source, "src", "label")
         test_pairs = readers.pair_files(source, "test/src", "test/label")
-        fraction = self.builder_config.validation_fraction
-        validation = [p for p in pairs if readers.is_validation(p[0], fraction)]
-        train = [p for p in pairs if not readers.is_validation(p[0], fraction)]
+        chosen = readers.validation_stems([p[0] for p in pairs], self.builder_config.validation_fraction)
+        validation = [p for p in pairs if p[0] in chosen]
+        train = [p for p in pairs if p[0] not in chosen]
         return {
             "train": self._generate_examples(split="train", source=source, pairs=train),
             "validation": self._generate_examples(split="validation", source=source, pairs=validation),
