@@ -220,6 +220,17 @@ def make_run_dir(config):
     return run_dir, False
 
 
+def chief_and_task(tf_config):
+    """(is this task the chief, its folder name) from a TF_CONFIG dict.
+
+    TensorFlow's rule: the "chief" task when the cluster has one, else worker 0.
+    """
+    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+    kind, index = task.get("type", "worker"), task.get("index", 0)
+    chief = kind == "chief" or ("chief" not in cluster and kind == "worker" and index == 0)
+    return chief, f"{kind}{index}"
+
+
 def split_examples(config, dataset, run_dir):
     """(train, validation, held-out, held-out description): whole groups are held out.
 
@@ -308,13 +319,9 @@ def main(argv=None):
     strategy = make_strategy(config.strategy)
     is_chief = True
     if config.strategy == "multiworker":
-        task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        # the chief task when the cluster has one, else worker 0 (TensorFlow's own rule)
-        is_chief = task.get("type") == "chief" or ("chief" not in cluster and task.get("type", "worker") == "worker"
-                                                   and task.get("index", 0) == 0)
+        is_chief, task_dir = chief_and_task(json.loads(os.environ["TF_CONFIG"]))
         if not is_chief:  # other workers write their files aside, never over the chief's
-            run_dir = run_dir / f"{task.get('type', 'worker')}{task.get('index')}"
+            run_dir = run_dir / task_dir
             run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(config), "dataset": dataset, "run_dir": str(run_dir)}
     atomic_write_json(resolved, run_dir / "config.json")
@@ -381,7 +388,8 @@ def main(argv=None):
     results = finish_run(config, run_dir, model, ema_weights=ema_weights, heldout_examples=heldout_examples,
                          heldout=heldout, val_ds=val_ds, shape=shape,
                          facts={"dataset": dataset, "params": int(params), "gmacs": round(gmacs, 4),
-                                "train_images_per_sec": round(throughput.images_per_second(), 3),
+                                # None when this process trained no step (a resumed run that had finished its epochs)
+                                "train_images_per_sec": round(throughput.images_per_second(), 3) or None,
                                 "wall_seconds": time.time() - started, "initial_epoch": initial_epoch})
     for tracker in trackers:
         tracker.finish(results, artifacts=[run_dir / "results.json", run_dir / "learning_curves.png"])

@@ -65,15 +65,27 @@ def round_up(value, multiple=OUTPUT_STRIDE):
     return -(-value // multiple) * multiple
 
 
+def rot90(x, k):
+    """``tf.image.rot90`` of an (N, H, W, C) batch (counter-clockwise), keeping static shapes for tracing."""
+    k %= 4
+    if k == 1:
+        return tf.reverse(tf.transpose(x, [0, 2, 1, 3]), [1])
+    if k == 2:
+        return tf.reverse(x, [1, 2])
+    if k == 3:
+        return tf.transpose(tf.reverse(x, [1]), [0, 2, 1, 3])
+    return x
+
+
 def dihedral(x, k, flip):
     """Rotate an (N, H, W, C) batch by k*90 degrees after an optional left-right flip."""
     if flip:
         x = tf.reverse(x, axis=[2])
-    return tf.image.rot90(x, k) if k else x
+    return rot90(x, k)
 
 
 def undo_dihedral(y, k, flip):
-    y = tf.image.rot90(y, 4 - k) if k else y
+    y = rot90(y, 4 - k)
     return tf.reverse(y, axis=[2]) if flip else y
 
 
@@ -83,12 +95,12 @@ TTA_TRANSFORMS = tuple((k, flip) for flip in (False, True) for k in range(4))
 def make_logit_fn(model, *, tta=False, fixed_size=None):
     """A traced function: float32 (N, H, W, 3) raw RGB -> (N, H, W) building logits.
 
-    With ``tta`` it averages the logits over the 8 flips / 90-degree rotations. One trace
-    serves every batch and tile size (``fixed_size`` pins the size for a dense-head model).
+    With ``tta`` it averages the logits over the 8 flips / 90-degree rotations. It is
+    traced once per window shape (a scene uses one or two) with the batch size left open:
+    bilinear UpSampling2D (FPN, DeepLabV3+) cannot be traced with unknown height and width.
     """
     transforms = TTA_TRANSFORMS if tta else ((0, False),)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, fixed_size, fixed_size, 3], tf.float32)])
     def logits(images):
         total = 0.0
         for k, flip in transforms:
@@ -96,7 +108,15 @@ def make_logit_fn(model, *, tta=False, fixed_size=None):
             total += undo_dihedral(tf.cast(out, tf.float32), k, flip)
         return total[..., 0] / len(transforms)
 
-    return logits
+    traced = {}
+
+    def call(images):
+        shape = (fixed_size, fixed_size) if fixed_size else tuple(int(d) for d in images.shape[1:3])
+        if shape not in traced:
+            traced[shape] = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, 3], tf.float32)])
+        return traced[shape](images)
+
+    return call
 
 
 def check_tiling(tile, overlap, *, fixed_size=None):

@@ -260,8 +260,13 @@ def test_clear_errors(everywhere_model_file, tmp_path, capsys):
         predict.main(["--model", model, str(good), "--out", str(blocker / "sub")])
     not_a_model = tmp_path / "notes.keras"
     not_a_model.write_text("not a zip")
-    with pytest.raises(SystemExit, match="could not be loaded as a Keras model"):
+    with pytest.raises(SystemExit, match="notes.keras is not a Keras archive"):
         predict.main(["--model", str(not_a_model), str(good), "--out", str(tmp_path / "o2")])
+    broken_zip = tmp_path / "broken.keras"
+    with __import__("zipfile").ZipFile(broken_zip, "w") as archive:
+        archive.writestr("config.json", "{not json")
+    with pytest.raises(SystemExit, match="broken.keras could not be loaded as a Keras model"):
+        predict.main(["--model", str(broken_zip), str(good), "--out", str(tmp_path / "o3")])
     import keras
 
     classifier = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
@@ -275,3 +280,19 @@ def test_clear_errors(everywhere_model_file, tmp_path, capsys):
         predict.main(["--model", model, str(broken), str(good), "--out", str(tmp_path / "o4")])
     assert "broken.png" in capsys.readouterr().err
     assert (tmp_path / "o4" / "good_mask.png").exists()
+
+
+@pytest.mark.parametrize("arch", ["fpn", "deeplabv3plus"])
+def test_bilinear_upsampling_archs_predict_any_window_shape(arch):
+    """FPN and DeepLabV3+ resize bilinearly; their windows trace with static sizes (and TTA keeps them)."""
+    from inference.tiling import make_logit_fn, predict_probabilities, predict_whole
+    from models import create_model
+
+    model = create_model(arch, "resnet18", input_shape=(None, None, 3))
+    image = np.random.default_rng(3).integers(0, 255, (200, 300, 3)).astype("uint8")
+    for tta in (False, True):
+        logit_fn = make_logit_fn(model, tta=tta)
+        tiled = predict_probabilities(logit_fn, image, tile=512, overlap=64)  # one window: equals the whole scene
+        np.testing.assert_allclose(tiled, predict_whole(logit_fn, image), atol=1e-5)
+        assert tiled.shape == (200, 300) and (tta or tiled.std() > 0.05)  # a real map, not a constant
+        assert predict_probabilities(logit_fn, image, tile=128, overlap=32).shape == (200, 300)
