@@ -93,6 +93,23 @@ def load_runs(runs_dir):
     return rows, problems
 
 
+def selection_markdown(rows):
+    """The weight-selection study (runs with --score-selections) as a Markdown table, or ''."""
+    from experiments.aggregate import selection_table
+
+    table = selection_table(rows)
+    if not table:
+        return ""
+    lines = ["| arch | encoder | recipe | weights scored | held-out IoU (mean ± sd) | spread (max - min) | n |",
+             "|---|---|---|---|---|---|---|"]
+    for row in table:
+        sd = "" if math.isnan(row["std"]) else f" ± {row['std']:.3f}"
+        kept = " (kept)" if row["kept"] else ""
+        lines.append(f"| {row['arch']} | {row['encoder']} | {row['recipe_label']} | {row['selection']}{kept} | "
+                     f"{row['mean']:.3f}{sd} | {max(row['scores']) - min(row['scores']):.3f} | {row['n']} |")
+    return "\n".join(lines)
+
+
 def summary_rows(table):
     """The aggregate table's cells: mean ± sd as one string."""
     rows = []
@@ -360,6 +377,8 @@ def main(argv=None):
     table = aggregate(rows)
     per_run, summary = markdown_table(rows), markdown_table(summary_rows(table), SUMMARY_COLUMNS)
     answers = answer_lines(table, f"{Config.augment}/{Config.select}") + recipe_lines(table)
+    selections = selection_markdown(rows)
+    summary += "\n\n" + selections if selections else ""
     print(per_run + "\n\n" + summary + "\n")
     for line in answers:
         print(line)

@@ -75,9 +75,13 @@ def prepare_out_dir(out):
     return out
 
 
-def check_out_dir(out, files):
-    """Refuse an --out that holds an input: outputs could replace inputs, or be read as inputs next time."""
+def check_out_dir(out, files, inputs=()):
+    """Refuse an --out that holds an input or lies in an input folder: outputs could replace or join the inputs."""
     out = Path(out).resolve()
+    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
+        if out == folder or folder in out.parents:
+            raise SystemExit(f"predict.py: --out {out} lies in the input folder {folder}; outputs would mix with the "
+                             "inputs (and could be read as inputs by the next run). Choose an --out outside the input folders.")
     for path in files:
         if out == path.resolve().parent or out in path.resolve().parents:
             raise SystemExit(f"predict.py: --out {out} holds the input {path}; outputs (<name>_mask.png, ...) could "
@@ -92,7 +96,7 @@ def main(argv=None):
         files = list_inputs(args.inputs)
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}")
-    check_out_dir(args.out, files)
+    check_out_dir(args.out, files, args.inputs)
     out = prepare_out_dir(args.out)
 
     from inference.evaluation import evaluation_report, format_table, scene_scores

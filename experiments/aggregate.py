@@ -128,3 +128,28 @@ def recipe_lines(table):
 def _mean_sd(model):
     sd = "" if math.isnan(model["std"]) else f" ± {model['std']:.3f}"
     return f"{model['mean']:.3f}{sd} (n={model['n']})"
+
+
+def selection_table(rows):
+    """Held-out IoU of each weight selection (ema / last / best) over the runs that scored all of them.
+
+    One dict per (arch, encoder, recipe, selection): mean, std (NaN for n < 2), n, and
+    ``kept``, whether it is the selection those runs kept. Only runs trained with
+    ``--score-selections`` carry more than one selection.
+    """
+    pooled = {}
+    for row in rows:
+        selections = row.get("selections")
+        if not isinstance(selections, dict) or len(selections) < 2:
+            continue
+        for name, scores in selections.items():
+            value = scores.get("iou") if isinstance(scores, dict) else None
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                key = (row["arch"], row["encoder"], row.get("recipe_label", ""), name)
+                pooled.setdefault(key, []).append(float(value))
+    table = []
+    for (arch, encoder, recipe, name), values in sorted(pooled.items()):
+        table.append({"arch": arch, "encoder": encoder, "recipe_label": recipe, "selection": name, "n": len(values),
+                      "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+                      "kept": recipe.endswith("/" + name), "scores": values})
+    return table

@@ -246,3 +246,20 @@ def test_grid_entries_subset_and_unknown_entry():
         ("cnn", "effnet-b0"), ("unet", "effnet-b0")]  # grid order, not the order asked
     with pytest.raises(SystemExit, match="unet/effnet-b7 is not in the seed grid"):
         compare.grid_entries("seed", ["unet/effnet-b7"])
+
+
+def test_selection_table_pools_each_selection_over_seeds(tmp_path):
+    from experiments.aggregate import selection_table
+
+    runs = tmp_path / "runs"
+    for seed, (ema, best) in enumerate(((0.40, 0.30), (0.44, 0.50), (0.42, 0.10))):
+        _fake_run(runs, f"r{seed}", seed=seed, heldout_iou=ema, selections={"ema": {"iou": ema}, "best": {"iou": best}})
+    _fake_run(runs, "single", heldout_iou=0.9, selections={"ema": {"iou": 0.9}})  # one selection: not in the study
+    rows, _ = compare.load_runs(runs)
+    table = {row["selection"]: row for row in selection_table(rows)}
+    assert set(table) == {"ema", "best"} and table["ema"]["kept"] and not table["best"]["kept"]
+    assert table["ema"]["n"] == 3 and table["ema"]["mean"] == pytest.approx(0.42) and table["ema"]["std"] == pytest.approx(0.02)
+    assert table["best"]["mean"] == pytest.approx(0.30) and table["best"]["std"] == pytest.approx(0.2)
+    markdown = compare.selection_markdown(rows)
+    assert "| unet | effnet-b0 | aerial/ema | ema (kept) | 0.420 ± 0.020 | 0.040 | 3 |" in markdown
+    assert "| best | 0.300 ± 0.200 | 0.400 | 3 |" in markdown

@@ -389,10 +389,13 @@ def _scenes(folder):
 def test_predict_out_holding_inputs_is_refused(tmp_path, tiny_model):
     scenes = _scenes(tmp_path / "scenes")
     before = tree_hash(tmp_path)
-    for out in (scenes, tmp_path):
-        result = _predict("--model", str(tiny_model), str(scenes), "--out", str(out))
+    for out in (scenes, tmp_path):  # the input folder itself, a folder holding it
+        result = _predict("--model", str(tiny_model), str(scenes / "a.png"), str(scenes / "b.png"), "--out", str(out))
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert f"--out {out.resolve()} holds the input {scenes / 'a.png'}" in result.stderr
+    for out in (scenes, scenes / "predictions"):  # given as a folder: inside it is refused too
+        result = _predict("--model", str(tiny_model), str(scenes), "--out", str(out))
+        assert result.returncode != 0 and f"--out {out.resolve()} lies in the input folder {scenes.resolve()}" in result.stderr
     assert tree_hash(tmp_path) == before  # no output written, no input replaced
 
 
