@@ -25,15 +25,34 @@ from pathlib import Path
 from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate
 
 COLUMNS = (
-    ("arch", "arch"), ("encoder", "encoder"), ("recipe_label", "recipe"), ("params_m", "params (M)"), ("gmacs", "GMACs"),
-    ("train_images_per_sec", "train img/s"), ("predict_mp_per_sec", "predict MP/s"),
-    ("heldout_iou", "held-out IoU"), ("heldout_f1", "F1"), ("heldout_precision", "precision"), ("heldout_recall", "recall"),
-    ("heldout_label", "held out"), ("epochs", "epochs"), ("wall_seconds", "wall s"), ("seed", "seed"), ("run", "run"),
+    ("arch", "arch"),
+    ("encoder", "encoder"),
+    ("recipe_label", "recipe"),
+    ("params_m", "params (M)"),
+    ("gmacs", "GMACs"),
+    ("train_images_per_sec", "train img/s"),
+    ("predict_mp_per_sec", "predict MP/s"),
+    ("heldout_iou", "held-out IoU"),
+    ("heldout_f1", "F1"),
+    ("heldout_precision", "precision"),
+    ("heldout_recall", "recall"),
+    ("heldout_label", "held out"),
+    ("epochs", "epochs"),
+    ("wall_seconds", "wall s"),
+    ("seed", "seed"),
+    ("run", "run"),
 )
 SUMMARY_COLUMNS = (
-    ("arch", "arch"), ("encoder", "encoder"), ("recipe_label", "recipe"), ("iou", "held-out IoU (mean ± sd)"), ("n", "n"),
-    ("params_m", "params (M)"), ("gmacs", "GMACs"), ("train_images_per_sec", "train img/s"),
-    ("predict_mp_per_sec", "predict MP/s"), ("heldout", "held out"),
+    ("arch", "arch"),
+    ("encoder", "encoder"),
+    ("recipe_label", "recipe"),
+    ("iou", "held-out IoU (mean ± sd)"),
+    ("n", "n"),
+    ("params_m", "params (M)"),
+    ("gmacs", "GMACs"),
+    ("train_images_per_sec", "train img/s"),
+    ("predict_mp_per_sec", "predict MP/s"),
+    ("heldout", "held out"),
 )
 REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
 NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
@@ -41,9 +60,15 @@ NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 GRID = (
-    ("cnn", "effnet-b0"), ("fcn8", "effnet-b0"), ("unet", "effnet-b0"), ("fpn", "effnet-b0"),
-    ("unet", "effnet-b1"), ("unet", "effnet-b3"),
+    ("cnn", "effnet-b0"),
+    ("fcn8", "effnet-b0"),
+    ("unet", "effnet-b0"),
+    ("fpn", "effnet-b0"),
+    ("unet", "effnet-b1"),
+    ("unet", "effnet-b3"),
 )
 # today's recipe against the one before held-out groups were measured (tag, train.py options)
 BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best"])
@@ -62,12 +87,16 @@ def load_runs(runs_dir):
         path = run_dir / "results.json"
         if not path.exists():
             if (run_dir / "config.json").exists():
-                problems.append(f"{run_dir.name}: no results.json (unfinished or killed; resume it with train.py --resume)")
+                problems.append(
+                    f"{run_dir.name}: no results.json (unfinished or killed; resume it with train.py --resume)"
+                )
             continue
         try:
             results = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            problems.append(f"{run_dir.name}: results.json is not valid JSON ({error.msg if hasattr(error, 'msg') else error})")
+            problems.append(
+                f"{run_dir.name}: results.json is not valid JSON ({error.msg if hasattr(error, 'msg') else error})"
+            )
             continue
         missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
         if missing:
@@ -75,21 +104,34 @@ def load_runs(runs_dir):
             continue
         not_numbers = [f"{k}={results[k]!r}" for k in NUMBERS if not _is_number(results.get(k))]
         if not_numbers:
-            problems.append(f"{run_dir.name}: results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)")
+            problems.append(
+                f"{run_dir.name}: results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)"
+            )
             continue
         recipe = results.get("recipe") if isinstance(results.get("recipe"), dict) else {}
         groups = results.get("heldout_groups") or []
-        rows.append({
-            **results, "params_m": results["params"] / 1e6, "run": run_dir.name, SCORE: score_of(results),
-            "recipe_label": f"{recipe.get('augment', '?')}/{results.get('selection', '?')}" if recipe else "",
-            "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
-        })
+        rows.append(
+            {
+                **results,
+                "params_m": results["params"] / 1e6,
+                "run": run_dir.name,
+                SCORE: score_of(results),
+                "recipe_label": f"{recipe.get('augment', '?')}/{results.get('selection', '?')}" if recipe else "",
+                "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
+            }
+        )
     for row in rows:  # speeds that are not numbers show as n/a and count as missing
         for key in ("train_images_per_sec", "predict_mp_per_sec", "heldout_f1", "heldout_precision", "heldout_recall"):
             if key in row and not _is_number(row[key]):
                 row[key] = math.nan
-    rows.sort(key=lambda r: (math.isnan(r[SCORE]), -r[SCORE] if not math.isnan(r[SCORE]) else 0.0, str(r["arch"]),
-                             str(r["encoder"])))
+    rows.sort(
+        key=lambda r: (
+            math.isnan(r[SCORE]),
+            -r[SCORE] if not math.isnan(r[SCORE]) else 0.0,
+            str(r["arch"]),
+            str(r["encoder"]),
+        )
+    )
     return rows, problems
 
 
@@ -100,13 +142,17 @@ def selection_markdown(rows):
     table = selection_table(rows)
     if not table:
         return ""
-    lines = ["| arch | encoder | recipe | weights scored | held-out IoU (mean ± sd) | spread (max - min) | n |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arch | encoder | recipe | weights scored | held-out IoU (mean ± sd) | spread (max - min) | n |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in table:
         sd = "" if math.isnan(row["std"]) else f" ± {row['std']:.3f}"
         kept = " (kept)" if row["kept"] else ""
-        lines.append(f"| {row['arch']} | {row['encoder']} | {row['recipe_label']} | {row['selection']}{kept} | "
-                     f"{row['mean']:.3f}{sd} | {max(row['scores']) - min(row['scores']):.3f} | {row['n']} |")
+        lines.append(
+            f"| {row['arch']} | {row['encoder']} | {row['recipe_label']} | {row['selection']}{kept} | "
+            f"{row['mean']:.3f}{sd} | {max(row['scores']) - min(row['scores']):.3f} | {row['n']} |"
+        )
     return "\n".join(lines)
 
 
@@ -153,13 +199,28 @@ def plot_iou_vs_gmacs(table, path):
     for model in table:
         if math.isnan(model["mean"]):
             continue
-        ax.errorbar(model["gmacs"], model["mean"], yerr=0.0 if math.isnan(model["std"]) else model["std"],
-                    fmt="o", capsize=3, markersize=5)
+        ax.errorbar(
+            model["gmacs"],
+            model["mean"],
+            yerr=0.0 if math.isnan(model["std"]) else model["std"],
+            fmt="o",
+            capsize=3,
+            markersize=5,
+        )
         label = f"{model['arch']}/{model['encoder']}" + (f" [{model['recipe_label']}]" if model["recipe_label"] else "")
-        ax.annotate(f"{label} n={model['n']}", (model["gmacs"], model["mean"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)
-    ax.set(xscale="log", xlabel="GMACs per image at the training size (log)", ylabel="held-out IoU (mean ± sd)",
-           title="held-out IoU vs compute")
+        ax.annotate(
+            f"{label} n={model['n']}",
+            (model["gmacs"], model["mean"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
+    ax.set(
+        xscale="log",
+        xlabel="GMACs per image at the training size (log)",
+        ylabel="held-out IoU (mean ± sd)",
+        title="held-out IoU vs compute",
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -172,7 +233,7 @@ def plot_learning_curves(rows, runs_dir, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.checkpoints import read_history
+    from training.checkpoints import MONITOR, read_history
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
     skipped = []
@@ -187,7 +248,12 @@ def plot_learning_curves(rows, runs_dir, path):
         label = f"{row['arch']}/{row['encoder']}"
         epochs = [h["epoch"] for h in history]
         left.plot(epochs, [h.get("val_loss", float("nan")) for h in history], marker="o", label=label)
-        right.plot(epochs, [h.get("val_iou", float("nan")) for h in history], marker="o", label=label + f" s{row.get('seed', '')}")
+        right.plot(
+            epochs,
+            [h.get(MONITOR, float("nan")) for h in history],
+            marker="o",
+            label=label + f" s{row.get('seed', '')}",
+        )
     left.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
     right.set(xlabel="epoch", ylabel="validation IoU", title="validation IoU", ylim=(0, 1))
     right.legend(fontsize=8)
@@ -207,12 +273,10 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import tensorflow as tf
-
-    from data.pipeline import eval_dataset, load_split
-
     import tensorflow_datasets as tfds
 
     import data.buildings  # noqa: F401  (registers the builder)
+    from data.pipeline import eval_dataset, load_split
 
     usable = []
     for row in rows:  # a column needs the run's config.json (its data) and model.keras (its model)
@@ -235,7 +299,9 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
         # never build a dataset as a side effect of drawing a figure (it would land in the user's TFDS folder)
         print(f"prediction grid skipped: {rows[0]['dataset']} is not prepared in {data_dir or '~/tensorflow_datasets'}")
         return False
-    examples = load_split(rows[0]["dataset"], "validation", data_dir=data_dir, manual_dir=first.get("manual_dir") or None)
+    examples = load_split(
+        rows[0]["dataset"], "validation", data_dir=data_dir, manual_dir=first.get("manual_dir") or None
+    )
     images, masks, _ = next(iter(eval_dataset(examples, size=rows[0].get("image_size", 256), batch_size=count)))
     columns = [("image", None), ("truth", None)] + [(f"{r['arch']}/{r['encoder']}", r) for r in rows]
     fig, axes = plt.subplots(len(images), len(columns), figsize=(2.4 * len(columns), 2.4 * len(images)), squeeze=False)
@@ -246,7 +312,10 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
             try:
                 model = keras.models.load_model(Path(runs_dir) / row["run"] / "model.keras")
             except Exception as error:  # a damaged or foreign archive: this column stays empty, the others are drawn
-                print(f"prediction grid: {row['run']}/model.keras could not be loaded ({type(error).__name__}); column left empty")
+                print(
+                    f"prediction grid: {row['run']}/model.keras could not be loaded ({type(error).__name__}); "
+                    "column left empty"
+                )
                 model = None
             fits = model is not None and model.input.shape[1] in (None, images.shape[1])
             panels = tf.sigmoid(model.predict(images, verbose=0)).numpy()[..., 0] if fits else None
@@ -254,7 +323,12 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
             ax = axes[index, col]
             ax.axis("off")
             if panels is not None:
-                ax.imshow(panels[index], cmap=None if panels.ndim == 4 else "gray", vmin=0, vmax=1 if panels.ndim == 3 else None)
+                ax.imshow(
+                    panels[index],
+                    cmap=None if panels.ndim == 4 else "gray",
+                    vmin=0,
+                    vmax=1 if panels.ndim == 3 else None,
+                )
             if index == 0:
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
@@ -271,7 +345,14 @@ def static_table(size, archs=None, encoders=None):
     for encoder in encoders or list_encoders():
         for arch in archs or list_archs():
             model = create_model(arch, encoder, input_shape=(size, size, 3))
-            rows.append({"arch": arch, "encoder": encoder, "params_m": model.count_params() / 1e6, "gmacs": count_macs(model) / 1e9})
+            rows.append(
+                {
+                    "arch": arch,
+                    "encoder": encoder,
+                    "params_m": model.count_params() / 1e6,
+                    "gmacs": count_macs(model) / 1e9,
+                }
+            )
     return rows
 
 
@@ -289,8 +370,10 @@ def grid_entries(kind, only=None):
     known = {f"{arch}/{encoder}" for arch, encoder, _, _ in entries}
     unknown = sorted(set(only) - known)
     if unknown:
-        raise SystemExit(f"compare.py: --entries {','.join(unknown)} is not in the {kind} grid; "
-                         f"choose from {', '.join(sorted(known))}")
+        raise SystemExit(
+            f"compare.py: --entries {','.join(unknown)} is not in the {kind} grid; "
+            f"choose from {', '.join(sorted(known))}"
+        )
     return [entry for entry in entries if f"{entry[0]}/{entry[1]}" in only]
 
 
@@ -312,8 +395,12 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
 
     per_epoch = max(budget // epochs, 1)
     failed = []
-    jobs = [(s, f, entry) for s in range(seed, seed + repeats) for f in (range(folds) if folds else [None])
-            for entry in grid_entries(kind, only)]
+    jobs = [
+        (s, f, entry)
+        for s in range(seed, seed + repeats)
+        for f in (range(folds) if folds else [None])
+        for entry in grid_entries(kind, only)
+    ]
     for repeat_seed, fold, (arch, encoder, tag, options) in jobs:
         run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed, fold)
         if fold is not None:
@@ -321,8 +408,22 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
         if (run_dir / "results.json").exists():
             print(f"grid: {run_dir.name} finished earlier, kept", flush=True)
             continue
-        args = ["--arch", arch, "--encoder", encoder, "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch),
-                "--seed", str(repeat_seed), "--run-dir", str(run_dir), *extra, *options]
+        args = [
+            "--arch",
+            arch,
+            "--encoder",
+            encoder,
+            "--epochs",
+            str(epochs),
+            "--steps-per-epoch",
+            str(per_epoch),
+            "--seed",
+            str(repeat_seed),
+            "--run-dir",
+            str(run_dir),
+            *extra,
+            *options,
+        ]
         if (run_dir / "state.json").exists():
             args.append("--resume")
         print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)", flush=True)
@@ -338,15 +439,27 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="where tables and plots go (default RUNS/compare)")
     parser.add_argument("--static", action="store_true", help="params and GMACs of every arch x encoder instead")
     parser.add_argument("--size", type=int, default=256, help="input size for --static")
-    parser.add_argument("--grid", choices=["seed", "recipe"], default=None,
-                        help="train a grid first: seed = the original experiments, recipe = U-Net/B0 with today's "
-                             "recipe and with the one before (basic augmentation, best epoch on validation)")
+    parser.add_argument(
+        "--grid",
+        choices=["seed", "recipe"],
+        default=None,
+        help="train a grid first: seed = the original experiments, recipe = U-Net/B0 with today's "
+        "recipe and with the one before (basic augmentation, best epoch on validation)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="seeds per grid entry (--seed, --seed + 1, ...)")
-    parser.add_argument("--entries", default=None, help="comma-separated arch/encoder entries of the grid to train "
-                        "(default: all of it), e.g. cnn/effnet-b0,unet/effnet-b0")
-    parser.add_argument("--folds", type=int, default=0,
-                        help="train each grid entry once per fold of a K-fold group split (K = number of groups: "
-                             "leave-one-group-out); the table pools folds and seeds")
+    parser.add_argument(
+        "--entries",
+        default=None,
+        help="comma-separated arch/encoder entries of the grid to train "
+        "(default: all of it), e.g. cnn/effnet-b0,unet/effnet-b0",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="train each grid entry once per fold of a K-fold group split (K = number of groups: "
+        "leave-one-group-out); the table pools folds and seeds",
+    )
     parser.add_argument("--budget", type=int, default=240, help="training steps per grid run")
     parser.add_argument("--grid-epochs", type=int, default=4, help="epochs the budget is split into")
     parser.add_argument("--seed", type=int, default=0)
@@ -356,19 +469,39 @@ def main(argv=None):
 
     if args.static:
         rows = static_table(args.size)
-        print(markdown_table(rows, (("arch", "arch"), ("encoder", "encoder"), ("params_m", "params (M)"), ("gmacs", f"GMACs @{args.size}"))))
+        print(
+            markdown_table(
+                rows,
+                (
+                    ("arch", "arch"),
+                    ("encoder", "encoder"),
+                    ("params_m", "params (M)"),
+                    ("gmacs", f"GMACs @{args.size}"),
+                ),
+            )
+        )
         return rows
     if args.grid:
         Path(args.runs).mkdir(parents=True, exist_ok=True)
-        failed = run_grid(args.runs, kind=args.grid, budget=args.budget, epochs=args.grid_epochs, seed=args.seed,
-                          repeats=args.repeats, folds=args.folds, extra=extra,
-                          only=args.entries.split(",") if args.entries else None)
+        failed = run_grid(
+            args.runs,
+            kind=args.grid,
+            budget=args.budget,
+            epochs=args.grid_epochs,
+            seed=args.seed,
+            repeats=args.repeats,
+            folds=args.folds,
+            extra=extra,
+            only=args.entries.split(",") if args.entries else None,
+        )
         for run_dir in failed:
             print(f"grid: {run_dir} failed; run the same command again to resume it")
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)} (train.py options are only passed on with --grid)")
     if not Path(args.runs).is_dir():
-        sys.exit(f"compare.py: no runs folder at {args.runs}; train something first (python train.py) or pass --runs DIR.")
+        sys.exit(
+            f"compare.py: no runs folder at {args.runs}; train something first (python train.py) or pass --runs DIR."
+        )
     from experiments.aggregate import answer_lines, recipe_lines
     from train import Config
 
@@ -385,8 +518,15 @@ def main(argv=None):
     print(f"(differences of mean held-out IoU with a {INTERVAL_METHOD})" if answers else "")
     for problem in problems:
         print(f"skipped {problem}")
-    (out / "results.md").write_text(per_run + "\n\n" + summary + "\n\n" + "".join(f"- {line}\n" for line in answers)
-                                    + "".join(f"\nskipped {p}" for p in problems) + "\n")
+    (out / "results.md").write_text(
+        per_run
+        + "\n\n"
+        + summary
+        + "\n\n"
+        + "".join(f"- {line}\n" for line in answers)
+        + "".join(f"\nskipped {p}" for p in problems)
+        + "\n"
+    )
     write_csv(rows, out / "results.csv")
     write_csv(summary_rows(table), out / "summary.csv", SUMMARY_COLUMNS)
     if rows:

@@ -30,17 +30,24 @@ EXPORTS = ("saved_model", "tflite")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="images (PNG, JPEG, TIFF, GeoTIFF) or folders of them")
+    parser.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="images (PNG, JPEG, TIFF, GeoTIFF) or folders of them"
+    )
     parser.add_argument("--model", required=True, help="a run directory of train.py, or its model.keras")
     parser.add_argument("--out", default="predictions", help="output folder (created)")
     parser.add_argument("--tile", type=int, default=defaults.TILE, help="window size, a multiple of 32")
     parser.add_argument("--overlap", type=int, default=defaults.OVERLAP, help="pixels shared by neighbouring windows")
     parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
-    parser.add_argument("--threshold", type=float, default=defaults.THRESHOLD, help="probability at which a pixel is a building")
+    parser.add_argument(
+        "--threshold", type=float, default=defaults.THRESHOLD, help="probability at which a pixel is a building"
+    )
     parser.add_argument("--min-area", type=int, default=16, help="GeoJSON: drop polygons smaller than this many pixels")
-    parser.add_argument("--labels", help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
-                        "(INPUT_FOLDER/../label): evaluate and write metrics.json")
+    parser.add_argument(
+        "--labels",
+        help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
+        "(INPUT_FOLDER/../label): evaluate and write metrics.json",
+    )
     parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
     args = parser.parse_args(argv)
     problems = []
@@ -71,7 +78,9 @@ def prepare_out_dir(out):
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise SystemExit(f"predict.py: cannot write to --out {out} ({error.strerror}). Choose a folder you can write to.")
+        raise SystemExit(
+            f"predict.py: cannot write to --out {out} ({error.strerror}). Choose a folder you can write to."
+        ) from None
     return out
 
 
@@ -80,12 +89,16 @@ def check_out_dir(out, files, inputs=()):
     out = Path(out).resolve()
     for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
         if out == folder or folder in out.parents:
-            raise SystemExit(f"predict.py: --out {out} lies in the input folder {folder}; outputs would mix with the "
-                             "inputs (and could be read as inputs by the next run). Choose an --out outside the input folders.")
+            raise SystemExit(
+                f"predict.py: --out {out} lies in the input folder {folder}; outputs would mix with the "
+                "inputs (and could be read as inputs by the next run). Choose an --out outside the input folders."
+            )
     for path in files:
         if out == path.resolve().parent or out in path.resolve().parents:
-            raise SystemExit(f"predict.py: --out {out} holds the input {path}; outputs (<name>_mask.png, ...) could "
-                             "replace inputs or be taken for inputs. Choose an --out outside the input folders.")
+            raise SystemExit(
+                f"predict.py: --out {out} holds the input {path}; outputs (<name>_mask.png, ...) could "
+                "replace inputs or be taken for inputs. Choose an --out outside the input folders."
+            )
 
 
 def main(argv=None):
@@ -95,7 +108,7 @@ def main(argv=None):
     try:
         files = list_inputs(args.inputs)
     except ValueError as error:
-        raise SystemExit(f"predict.py: {error}")
+        raise SystemExit(f"predict.py: {error}") from None
     check_out_dir(args.out, files, args.inputs)
     out = prepare_out_dir(args.out)
 
@@ -109,7 +122,7 @@ def main(argv=None):
         model, fixed_size = load_segmenter(args.model)
         tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
     except ValueError as error:
-        raise SystemExit(f"predict.py: {error}")
+        raise SystemExit(f"predict.py: {error}") from None
     print(f"model: {model.name} ({model.count_params():,} params) from {args.model}")
 
     for kind in filter(None, args.export.split(",")):
@@ -132,8 +145,9 @@ def main(argv=None):
             print(f"skipped {path}: {error}", file=sys.stderr)
             failed.append(str(path))
             continue
-        probabilities = predict_probabilities(logit_fn, scene.image, tile=tile, overlap=args.overlap,
-                                              batch_size=args.batch_size, fixed_size=fixed_size)
+        probabilities = predict_probabilities(
+            logit_fn, scene.image, tile=tile, overlap=args.overlap, batch_size=args.batch_size, fixed_size=fixed_size
+        )
         write_outputs(scene, probabilities, out, threshold=args.threshold, min_area=args.min_area)
         truth = None
         if args.labels:  # a missing or bad label costs the score, never the prediction written above
@@ -156,8 +170,10 @@ def main(argv=None):
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         print(format_table(report))
     if failed:
-        raise SystemExit(f"predict.py: {len(failed)} of {len(files)} input(s) could not be read or scored (named above); "
-                         f"every other output is in {out}.")
+        raise SystemExit(
+            f"predict.py: {len(failed)} of {len(files)} input(s) could not be read or scored (named above); "
+            f"every other output is in {out}."
+        )
     print(out)
     return out
 

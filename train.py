@@ -29,9 +29,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from data.groups import DEFAULT_GROUP_PATTERN  # noqa: E402  (light: no TensorFlow)
+from data.groups import DEFAULT_GROUP_PATTERN  # noqa: E402
+from models import list_archs  # noqa: E402
+from models.segmenter import DEFAULT_BN_MOMENTUM  # noqa: E402
+from training.checkpoints import MONITOR  # noqa: E402
+from training.trackers import parse_trackers  # noqa: E402
 
-ARCHS = ("cnn", "deeplabv3plus", "fcn16", "fcn32", "fcn8", "fpn", "linknet", "unet")
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -58,7 +61,7 @@ class Config:
     schedule: str = "cosine"
     warmup_steps: int = 20
     loss: str = "dice+focal"
-    bn_momentum: float = 0.9
+    bn_momentum: float = DEFAULT_BN_MOMENTUM
     precision: str = "float32"
     strategy: str = "default"
     tracker: str = "local,tensorboard"
@@ -78,9 +81,16 @@ class Config:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    choices = {"arch": ARCHS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-               "precision": PRECISIONS, "strategy": STRATEGIES, "select": SELECTIONS,
-               "augment": ("aerial", "basic", "none")}
+    choices = {
+        "arch": list_archs(),
+        "dataset": DATASETS,
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "precision": PRECISIONS,
+        "strategy": STRATEGIES,
+        "select": SELECTIONS,
+        "augment": ("aerial", "basic", "none"),
+    }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool" or isinstance(field.default, bool):
@@ -93,14 +103,14 @@ def parse_args(argv=None):
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
     from models import list_encoders
+    from models.registry import OUTPUT_STRIDE
     from training.losses import parse_loss
-    from training.trackers import TRACKERS
 
     problems = []
     if config.encoder not in list_encoders():
         problems.append(f"--encoder {config.encoder!r}: valid encoders are {', '.join(list_encoders())}")
-    if config.image_size <= 0 or config.image_size % 32:
-        problems.append(f"--image-size {config.image_size}: use a positive multiple of 32 (e.g. 128, 256)")
+    if config.image_size <= 0 or config.image_size % OUTPUT_STRIDE:
+        problems.append(f"--image-size {config.image_size}: use a positive multiple of {OUTPUT_STRIDE} (e.g. 128, 256)")
     for name in ("batch_size", "epochs", "steps_per_epoch"):
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
@@ -110,9 +120,10 @@ def check_config(config):
         parse_loss(config.loss)
     except ValueError as error:
         problems.append(f"--loss: {error}")
-    unknown = [t for t in config.tracker.split(",") if t not in TRACKERS]
-    if unknown:
-        problems.append(f"--tracker {config.tracker!r}: valid trackers are {', '.join(TRACKERS)} (comma-separated)")
+    try:
+        parse_trackers(config.tracker)
+    except ValueError as error:
+        problems.append(f"--tracker: {error}")
     if config.encoder_weights not in ("none", "imagenet") and not config.encoder_weights.endswith(".weights.h5"):
         problems.append(f"--encoder-weights {config.encoder_weights!r}: use none, imagenet or a .weights.h5 file")
     if config.strategy == "multiworker" and "TF_CONFIG" not in os.environ:
@@ -120,8 +131,10 @@ def check_config(config):
     if config.warmup_steps >= config.epochs * config.steps_per_epoch and config.schedule == "cosine":
         problems.append(f"--warmup-steps {config.warmup_steps}: must be smaller than epochs x steps-per-epoch")
     if config.manual_dir and not Path(config.manual_dir).is_dir():
-        problems.append(f"--manual-dir {config.manual_dir}: no such folder; pass the folder holding the Kaggle zip or "
-                        "its extracted folder")
+        problems.append(
+            f"--manual-dir {config.manual_dir}: no such folder; pass the folder holding the Kaggle zip or "
+            "its extracted folder"
+        )
     if config.holdout and config.folds:
         problems.append("--holdout and --folds both choose the held-out groups; pass one of them")
     if config.folds and not 0 <= config.fold < config.folds:
@@ -168,7 +181,9 @@ def resume_mismatches(saved, config):
         if field.name in RESUME_FREE or (field.name == "dataset" and config.dataset == "auto"):
             continue
         if field.name in saved and saved[field.name] != getattr(config, field.name):
-            problems.append(f"--{field.name.replace('_', '-')} {getattr(config, field.name)!r} (the run: {saved[field.name]!r})")
+            problems.append(
+                f"--{field.name.replace('_', '-')} {getattr(config, field.name)!r} (the run: {saved[field.name]!r})"
+            )
     return problems
 
 
@@ -178,43 +193,58 @@ def make_run_dir(config):
     Only an empty folder or a run of ours is used; --resume must repeat the run's options.
     Temporary files that a killed write left behind are removed.
     """
-    run_dir = Path(config.run_dir) if config.run_dir else (
-        Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}_{config.arch}_{config.encoder}")
+    run_dir = (
+        Path(config.run_dir)
+        if config.run_dir
+        else (Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}_{config.arch}_{config.encoder}")
+    )
     if run_dir.exists() and not run_dir.is_dir():
         raise SystemExit(f"train.py: --run-dir {run_dir} is a file, not a folder. Choose another --run-dir.")
     ours = _is_our_run(run_dir)
     if config.resume:
         if not ours:
-            raise SystemExit(f"train.py: --resume: {run_dir} holds no run of train.py (no config.json of ours). "
-                             "Pass the --run-dir of the run to continue.")
+            raise SystemExit(
+                f"train.py: --resume: {run_dir} holds no run of train.py (no config.json of ours). "
+                "Pass the --run-dir of the run to continue."
+            )
         mismatches = resume_mismatches(json.loads((run_dir / "config.json").read_text()), config)
         if mismatches:
-            raise SystemExit(f"train.py: --resume with options that differ from the run in {run_dir} (nothing was changed):"
-                             "\n  " + "\n  ".join(mismatches) + "\nRepeat the run's options (see its config.json), or "
-                             "start a new run with another --run-dir.")
+            raise SystemExit(
+                f"train.py: --resume with options that differ from the run in {run_dir} (nothing was changed):"
+                "\n  " + "\n  ".join(mismatches) + "\nRepeat the run's options (see its config.json), or "
+                "start a new run with another --run-dir."
+            )
         from training.checkpoints import check_resumable
 
         try:
             check_resumable(run_dir)
         except ValueError as error:
-            raise SystemExit(f"train.py: {error}")
+            raise SystemExit(f"train.py: {error}") from None
         if (run_dir / "results.json").exists():
-            print(f"train.py: {run_dir} finished earlier (results.json is written); left untouched. To train longer, "
-                  "start a new run (e.g. with --encoder-weights from its model).")
+            print(
+                f"train.py: {run_dir} finished earlier (results.json is written); left untouched. To train longer, "
+                "start a new run (e.g. with --encoder-weights from its model)."
+            )
             return run_dir, True
     elif (run_dir / "state.json").exists():
-        raise SystemExit(f"train.py: {run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir.")
+        raise SystemExit(
+            f"train.py: {run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir."
+        )
     elif run_dir.is_dir() and not ours and any(run_dir.iterdir()):
         found = ", ".join(sorted(p.name for p in run_dir.iterdir())[:4])
-        raise SystemExit(f"train.py: --run-dir {run_dir} is not empty and holds no run of train.py ({found}); its files "
-                         "would be overwritten. Choose an empty or new folder.")
+        raise SystemExit(
+            f"train.py: --run-dir {run_dir} is not empty and holds no run of train.py ({found}); its files "
+            "would be overwritten. Choose an empty or new folder."
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise SystemExit(f"train.py: cannot write to --run-dir {run_dir} ({error.strerror}). Choose a folder you can write to.")
+        raise SystemExit(
+            f"train.py: cannot write to --run-dir {run_dir} ({error.strerror}). Choose a folder you can write to."
+        ) from None
     for leftover in [*run_dir.glob("*.tmp"), *run_dir.glob("*.tmp.*")]:  # a write killed half-way
         leftover.unlink()
     return run_dir, False
@@ -249,7 +279,7 @@ def split_examples(config, dataset, run_dir):
 
         log = run_dir / "build_error.log"
         log.write_text(traceback.format_exc())
-        raise SystemExit(f"train.py: {error}\n(full traceback in {log})")
+        raise SystemExit(f"train.py: {error}\n(full traceback in {log})") from None
     if not (config.holdout or config.folds):
         return splits["train"], splits["validation"], splits["validation"], {"kind": "validation split", "groups": []}
     names = {split: file_names(examples) for split, examples in splits.items()}
@@ -258,17 +288,24 @@ def split_examples(config, dataset, run_dir):
         held = config.holdout.split(",") if config.holdout else group_folds(groups, config.folds)[config.fold]
         _, away = split_by_groups(groups, held)
     except ValueError as error:
-        raise SystemExit(f"train.py: {error}")
+        raise SystemExit(f"train.py: {error}") from None
     away = set(away)
     keep = {split: [n for n in split_names if n not in away] for split, split_names in names.items()}
     if not keep["train"]:
         raise SystemExit(f"train.py: holding out {', '.join(held)} leaves no training image. Hold out fewer groups.")
     held_out = [only_files(examples, [n for n in names[split] if n in away]) for split, examples in splits.items()]
     scored = held_out[0].concatenate(held_out[1]).concatenate(held_out[2])
-    print(f"groups held out: {', '.join(held)} ({len(away)} images); training groups: "
-          f"{', '.join(sorted(set(groups.values()) - set(held)))}")
+    print(
+        f"groups held out: {', '.join(held)} ({len(away)} images); training groups: "
+        f"{', '.join(sorted(set(groups.values()) - set(held)))}"
+    )
     description = {"kind": "groups", "groups": sorted(held)}
-    return only_files(splits["train"], keep["train"]), only_files(splits["validation"], keep["validation"]), scored, description
+    return (
+        only_files(splits["train"], keep["train"]),
+        only_files(splits["validation"], keep["validation"]),
+        scored,
+        description,
+    )
 
 
 def make_optimizer(config):
@@ -281,7 +318,10 @@ def make_optimizer(config):
         ema = {"use_ema": True, "ema_momentum": 1.0 - 1.0 / max(config.ema_fraction * total, 1.0)}
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(total - config.warmup_steps, 1), warmup_target=config.lr, warmup_steps=config.warmup_steps
+            0.0,
+            decay_steps=max(total - config.warmup_steps, 1),
+            warmup_target=config.lr,
+            warmup_steps=config.warmup_steps,
         )
     else:
         lr = config.lr
@@ -296,7 +336,14 @@ def main(argv=None):
     config = parse_args(argv)
     check_config(config)
     dataset = resolve_dataset(config)
-    print(f"dataset: {dataset}" + ("  (no Kaggle download found: training on the procedural synthetic set)" if dataset.endswith("synthetic") else ""))
+    print(
+        f"dataset: {dataset}"
+        + (
+            "  (no Kaggle download found: training on the procedural synthetic set)"
+            if dataset.endswith("synthetic")
+            else ""
+        )
+    )
     run_dir, finished = make_run_dir(config)
     if finished:
         return run_dir
@@ -330,12 +377,23 @@ def main(argv=None):
     # data: whole groups (places) held out, then the pipelines
     train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset, run_dir)
     counts = [count_examples(ds) for ds in (train_examples, val_examples, heldout_examples)]
-    print(f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score ({heldout['kind']})")
+    print(
+        f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
+        f"({heldout['kind']})"
+    )
     if config.select == "best" and not counts[1]:
-        raise SystemExit("train.py: --select best picks the best epoch on the validation split, which is empty here "
-                         "(all of it is held out). Use --select ema or --select last.")
-    train_ds = train_dataset(train_examples, size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-                             crops_per_image=config.crops_per_image, augmentation=config.augment)
+        raise SystemExit(
+            "train.py: --select best picks the best epoch on the validation split, which is empty here "
+            "(all of it is held out). Use --select ema or --select last."
+        )
+    train_ds = train_dataset(
+        train_examples,
+        size=config.image_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        crops_per_image=config.crops_per_image,
+        augmentation=config.augment,
+    )
     val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size) if counts[1] else None
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -346,25 +404,35 @@ def main(argv=None):
     shape = (config.image_size, config.image_size, 3)
     weights = None if config.encoder_weights == "none" else config.encoder_weights
     with strategy.scope():
-        model = create_model(config.arch, config.encoder, input_shape=shape, encoder_weights=weights, bn_momentum=config.bn_momentum)
-        model.compile(optimizer=make_optimizer(config), loss=SegmentationLoss(config.loss), weighted_metrics=segmentation_metrics())
+        model = create_model(
+            config.arch, config.encoder, input_shape=shape, encoder_weights=weights, bn_momentum=config.bn_momentum
+        )
+        model.compile(
+            optimizer=make_optimizer(config),
+            loss=SegmentationLoss(config.loss),
+            weighted_metrics=segmentation_metrics(),
+        )
         if config.strategy != "default":  # one set of batch statistics across replicas and workers
             set_bn_momentum(model, config.bn_momentum, synchronized=True)
         if config.strategy == "multiworker":
             prepare_multiworker_model(model, next(iter(train_ds)))
     params, gmacs = model.count_params(), count_macs(model) / 1e9
-    print(f"model: {config.arch} / {config.encoder}: {params:,} params, {gmacs:.2f} GMACs at {config.image_size}x{config.image_size}")
+    print(
+        f"model: {config.arch} / {config.encoder}: {params:,} params, {gmacs:.2f} GMACs at "
+        f"{config.image_size}x{config.image_size}"
+    )
 
     initial_epoch, best_value, history = 0, None, []
     if config.resume:
         initial_epoch, best_value, history = resume_state(run_dir, model)
         print(f"resuming after epoch {initial_epoch} of {config.epochs} (best val_iou {best_value})")
-    trackers = create_trackers(config.tracker.split(","), run_dir) if is_chief else []
+    tracker_names = parse_trackers(config.tracker)
+    trackers = create_trackers(tracker_names, run_dir) if is_chief else []
     for tracker in trackers:
         tracker.start(resolved)
     throughput = ThroughputMeter(config.batch_size)
     callbacks = [RunCheckpoint(run_dir, best_value=best_value, history=history, trackers=trackers), throughput]
-    if "tensorboard" in config.tracker.split(","):
+    if "tensorboard" in tracker_names:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), update_freq="epoch"))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
@@ -374,29 +442,55 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=val_ds,
-                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
+        model.fit(
+            train_ds,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=val_ds,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     except KeyboardInterrupt:
         model.save_weights(run_dir / "interrupted.weights.h5")
-        print(f"\ninterrupted: weights saved to {run_dir / 'interrupted.weights.h5'}; "
-              f"continue from the last finished epoch with:\n  python train.py --run-dir {run_dir} --resume [same options]")
+        print(
+            f"\ninterrupted: weights saved to {run_dir / 'interrupted.weights.h5'}; "
+            "continue from the last finished epoch with:\n"
+            f"  python train.py --run-dir {run_dir} --resume [same options]"
+        )
         print(run_dir)
-        raise SystemExit(130)
+        raise SystemExit(130) from None
 
     ema_weights = model.get_weights() if model.optimizer.use_ema else None  # fit() ends by swapping the average in
-    results = finish_run(config, run_dir, model, ema_weights=ema_weights, heldout_examples=heldout_examples,
-                         heldout=heldout, val_ds=val_ds, shape=shape,
-                         facts={"dataset": dataset, "params": int(params), "gmacs": round(gmacs, 4),
-                                # None when this process trained no step (a resumed run that had finished its epochs)
-                                "train_images_per_sec": round(throughput.images_per_second(), 3) or None,
-                                "wall_seconds": time.time() - started, "initial_epoch": initial_epoch})
+    results = finish_run(
+        config,
+        run_dir,
+        model,
+        ema_weights=ema_weights,
+        heldout_examples=heldout_examples,
+        heldout=heldout,
+        val_ds=val_ds,
+        shape=shape,
+        facts={
+            "dataset": dataset,
+            "params": int(params),
+            "gmacs": round(gmacs, 4),
+            # None when this process trained no step (a resumed run that had finished its epochs)
+            "train_images_per_sec": round(throughput.images_per_second(), 3) or None,
+            "wall_seconds": time.time() - started,
+            "initial_epoch": initial_epoch,
+        },
+    )
     for tracker in trackers:
         tracker.finish(results, artifacts=[run_dir / "results.json", run_dir / "learning_curves.png"])
-    print(f"held out ({heldout['kind']}{': ' + ', '.join(heldout['groups']) if heldout['groups'] else ''}; "
-          f"{config.select} weights, predict.py's scorer): IoU {results['heldout_iou']:.3f}  F1 {results['heldout_f1']:.3f}  "
-          f"precision {results['heldout_precision']:.3f}  recall {results['heldout_recall']:.3f}  "
-          f"(all-building IoU {results['heldout_all_building_iou']:.3f})")
+    print(
+        f"held out ({heldout['kind']}{': ' + ', '.join(heldout['groups']) if heldout['groups'] else ''}; "
+        f"{config.select} weights, predict.py's scorer): IoU {results['heldout_iou']:.3f}  "
+        f"F1 {results['heldout_f1']:.3f}  "
+        f"precision {results['heldout_precision']:.3f}  recall {results['heldout_recall']:.3f}  "
+        f"(all-building IoU {results['heldout_all_building_iou']:.3f})"
+    )
     print(run_dir)
     return run_dir
 
@@ -436,17 +530,24 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
 
     candidates = candidate_weights(model, run_dir, ema_weights)
     fixed = config.image_size if config.arch == "cnn" else None  # the dense head fixes the input size
-    export = create_model(config.arch, config.encoder, input_shape=shape if fixed else (None, None, 3),
-                          bn_momentum=config.bn_momentum)
+    export = create_model(
+        config.arch, config.encoder, input_shape=shape if fixed else (None, None, 3), bn_momentum=config.bn_momentum
+    )
     # predict.py's scorer at its defaults (a dense-head model predicts windows of its own size)
-    tiling = {"tile": fixed or defaults.TILE, "overlap": defaults.OVERLAP if not fixed or defaults.OVERLAP < fixed else fixed // 4,
-              "batch_size": defaults.BATCH_SIZE, "fixed_size": fixed}
+    tiling = {
+        "tile": fixed or defaults.TILE,
+        "overlap": defaults.OVERLAP if not fixed or defaults.OVERLAP < fixed else fixed // 4,
+        "batch_size": defaults.BATCH_SIZE,
+        "fixed_size": fixed,
+    }
     reports = {}
     for name in [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else []):
         if name not in candidates:
             continue
         export.set_weights(candidates[name])
-        reports[name] = score_scenes(make_logit_fn(export, fixed_size=fixed), heldout_scenes(heldout_examples), **tiling)
+        reports[name] = score_scenes(
+            make_logit_fn(export, fixed_size=fixed), heldout_scenes(heldout_examples), **tiling
+        )
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
@@ -476,13 +577,20 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         **{f"heldout_{k}": overall[k] for k in ("iou", "f1", "precision", "recall")},
         "heldout_all_building_iou": report["all_building_iou"],
         "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
-        "selections": {name: {k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")} for name, r in reports.items()},
+        "selections": {
+            name: {k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")} for name, r in reports.items()
+        },
         "epochs": len(history),
-        "best_epoch": int(max(history, key=lambda r: r.get("val_iou", -1))["epoch"]) if history else 0,
+        "best_epoch": int(max(history, key=lambda r: r.get(MONITOR, -1))["epoch"]) if history else 0,
         "wall_seconds": round(facts["wall_seconds"] + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),
         "seed": config.seed,
-        "recipe": {"augment": config.augment, "loss": config.loss, "lr": config.lr, "steps": config.epochs * config.steps_per_epoch,
-                   "batch_size": config.batch_size},
+        "recipe": {
+            "augment": config.augment,
+            "loss": config.loss,
+            "lr": config.lr,
+            "steps": config.epochs * config.steps_per_epoch,
+            "batch_size": config.batch_size,
+        },
     }
     atomic_write_json(results, run_dir / "results.json")  # last: its presence marks a finished run
     return results

@@ -22,14 +22,20 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from blocks.upsampling import upsample  # noqa: E402
 from models import create_model  # noqa: E402
 from models.decoders import DECODERS  # noqa: E402
-from models.decoders.registry import upsample  # noqa: E402
 from models.encoders import copy_keras_applications_weights  # noqa: E402
 from models.segmenter import set_bn_momentum  # noqa: E402
 
 # keras.applications' layer names at the end of each stride (B0 only; the reference side).
-KERAS_B0_TAPS = {"P1": "block1a_project_bn", "P2": "block2b_add", "P3": "block3b_add", "P4": "block5c_add", "P5": "top_activation"}
+KERAS_B0_TAPS = {
+    "P1": "block1a_project_bn",
+    "P2": "block2b_add",
+    "P3": "block3b_add",
+    "P4": "block5c_add",
+    "P5": "top_activation",
+}
 
 
 def reference_model(arch, size):
@@ -85,16 +91,23 @@ def main():
     rng = np.random.RandomState(0)
     x = tf.constant(rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32"))
     y = tf.constant((rng.rand(args.batch, args.size, args.size, 1) > 0.8).astype("float32"))
-    print(f"device: {tf.config.list_logical_devices()[-1].device_type}, size {args.size}, batch {args.batch}, "
-          f"{args.steps} steps x {args.repeats} interleaved repeats")
-    print("| arch | encoder | train img/s | predict img/s | train ratio ours/ref | predict ratio ours/ref | max |Δ logits| |")
+    print(
+        f"device: {tf.config.list_logical_devices()[-1].device_type}, size {args.size}, batch {args.batch}, "
+        f"{args.steps} steps x {args.repeats} interleaved repeats"
+    )
+    print(
+        "| arch | encoder | train img/s | predict img/s | train ratio ours/ref | predict ratio ours/ref "
+        "| max |Δ logits| |"
+    )
     print("|---|---|---|---|---|---|---|")
     for arch in args.archs:
         base, reference = reference_model(arch, args.size)
         ours = create_model(arch, "effnet-b0", input_shape=(args.size, args.size, 3))
         copy_keras_applications_weights(base, ours.get_layer("effnet-b0"))
         # copy the decoder too, so both compute exactly the same function
-        decoder_src = [l for l in reference.layers if l.weights and l.name not in {x.name for x in base.layers}]
+        decoder_src = [
+            layer for layer in reference.layers if layer.weights and layer.name not in {x.name for x in base.layers}
+        ]
         for layer in decoder_src:
             ours.get_layer(layer.name).set_weights(layer.get_weights())
         diff = float(np.abs(ours.predict(x[:2], verbose=0) - reference.predict(x[:2], verbose=0)).max())
@@ -110,8 +123,15 @@ def main():
                 predict[name].append(args.batch * args.steps / timed(steps[name][1], x, steps=args.steps))
         med = {k: {n: statistics.median(v[n]) for n in v} for k, v in (("train", train), ("predict", predict))}
         for name, label in (("ours", "effnet-b0 (ours)"), ("ref", "keras.applications B0")):
-            print(f"| {arch} | {label} | {med['train'][name]:.2f} | {med['predict'][name]:.2f} | "
-                  + (f"{med['train']['ours'] / med['train']['ref']:.3f} | {med['predict']['ours'] / med['predict']['ref']:.3f} | {diff:.1e} |" if name == "ours" else " | | |"))
+            print(
+                f"| {arch} | {label} | {med['train'][name]:.2f} | {med['predict'][name]:.2f} | "
+                + (
+                    f"{med['train']['ours'] / med['train']['ref']:.3f} | "
+                    f"{med['predict']['ours'] / med['predict']['ref']:.3f} | {diff:.1e} |"
+                    if name == "ours"
+                    else " | | |"
+                )
+            )
 
 
 if __name__ == "__main__":

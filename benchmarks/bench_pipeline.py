@@ -40,11 +40,16 @@ class NumpyLoader(keras.utils.PyDataset):
 
     def _sample(self, path):
         image = np.asarray(Image.open(path).convert("RGB"), dtype="float32")
-        mask = np.asarray(Image.open(self.root / "building_data" / "label" / f"{path.stem}.png"), dtype="float32")[..., None] / 255
+        mask = (
+            np.asarray(Image.open(self.root / "building_data" / "label" / f"{path.stem}.png"), dtype="float32")[
+                ..., None
+            ]
+            / 255
+        )
         top = self.rng.randint(0, image.shape[0] - self.size + 1)
         left = self.rng.randint(0, image.shape[1] - self.size + 1)
-        image = image[top:top + self.size, left:left + self.size]
-        mask = mask[top:top + self.size, left:left + self.size]
+        image = image[top : top + self.size, left : left + self.size]
+        mask = mask[top : top + self.size, left : left + self.size]
         if self.rng.rand() < 0.5:
             image, mask = image[:, ::-1], mask[:, ::-1]
         k = self.rng.randint(4)
@@ -85,8 +90,13 @@ def main():
     results = {"tf.data (ours)": [], "PyDataset + PIL/NumPy": []}
     for _ in range(args.repeats):  # interleaved
         results["tf.data (ours)"].append(images_per_second(ours, args.batches, args.batch))
-        results["PyDataset + PIL/NumPy"].append(images_per_second((reference[i] for i in range(10_000)), args.batches, args.batch))
-    print(f"real sample, {args.size}x{args.size}, batch {args.batch}, {args.batches} batches x {args.repeats} interleaved repeats, {os.cpu_count()} CPUs")
+        results["PyDataset + PIL/NumPy"].append(
+            images_per_second((reference[i] for i in range(10_000)), args.batches, args.batch)
+        )
+    print(
+        f"real sample, {args.size}x{args.size}, batch {args.batch}, {args.batches} batches x {args.repeats} "
+        f"interleaved repeats, {os.cpu_count()} CPUs"
+    )
     print("| loader | images/s (median) | runs |")
     print("|---|---|---|")
     for name, values in results.items():

@@ -26,7 +26,16 @@ import numpy as np  # noqa: E402
 from inference.scenes import read_scene  # noqa: E402
 from inference.tiling import make_logit_fn, predict_probabilities  # noqa: E402
 
-SCENE = ROOT.parent / "shared" / "data" / "buildings_sample" / "building_data" / "test" / "src" / "dubai_image_part_007t8.tiff"
+SCENE = (
+    ROOT.parent
+    / "shared"
+    / "data"
+    / "buildings_sample"
+    / "building_data"
+    / "test"
+    / "src"
+    / "dubai_image_part_007t8.tiff"
+)
 
 
 def naive_loop(model, image, tile=256):
@@ -35,11 +44,13 @@ def naive_loop(model, image, tile=256):
     out = np.zeros((height, width), dtype="float32")
     for y in range(0, height, tile):
         for x in range(0, width, tile):
-            piece = image[y:y + tile, x:x + tile]
+            piece = image[y : y + tile, x : x + tile]
             padded = np.zeros((tile, tile, 3), dtype="float32")
-            padded[:piece.shape[0], :piece.shape[1]] = piece
+            padded[: piece.shape[0], : piece.shape[1]] = piece
             logits = model.predict(padded[None], verbose=0)[0, ..., 0]
-            out[y:y + piece.shape[0], x:x + piece.shape[1]] = 1 / (1 + np.exp(-logits[:piece.shape[0], :piece.shape[1]]))
+            out[y : y + piece.shape[0], x : x + piece.shape[1]] = 1 / (
+                1 + np.exp(-logits[: piece.shape[0], : piece.shape[1]])
+            )
     return out
 
 
@@ -64,9 +75,15 @@ def main():
     logit_fn = make_logit_fn(model)
     contenders = {
         "naive: model.predict per 256 tile": lambda: naive_loop(model, image),
-        "ours: 256 tiles, overlap 0, batch 4": lambda: predict_probabilities(logit_fn, image, tile=256, overlap=0, batch_size=4),
-        "ours: 256 tiles, overlap 32, batch 4": lambda: predict_probabilities(logit_fn, image, tile=256, overlap=32, batch_size=4),
-        "ours: defaults (512, overlap 64, batch 4)": lambda: predict_probabilities(logit_fn, image, tile=512, overlap=64, batch_size=4),
+        "ours: 256 tiles, overlap 0, batch 4": lambda: predict_probabilities(
+            logit_fn, image, tile=256, overlap=0, batch_size=4
+        ),
+        "ours: 256 tiles, overlap 32, batch 4": lambda: predict_probabilities(
+            logit_fn, image, tile=256, overlap=32, batch_size=4
+        ),
+        "ours: defaults (512, overlap 64, batch 4)": lambda: predict_probabilities(
+            logit_fn, image, tile=512, overlap=64, batch_size=4
+        ),
     }
     for run in contenders.values():  # warm-up: traces and first-call allocations
         run()
@@ -77,8 +94,10 @@ def main():
             run()
             seconds[name].append(time.perf_counter() - start)
     naive = statistics.median(seconds["naive: model.predict per 256 tile"])
-    print(f"\n{model.name}, scene {args.scene.name} {image.shape[1]}x{image.shape[0]} ({megapixels:.2f} MP), "
-          f"median of {args.repeats}")
+    print(
+        f"\n{model.name}, scene {args.scene.name} {image.shape[1]}x{image.shape[0]} ({megapixels:.2f} MP), "
+        f"median of {args.repeats}"
+    )
     print("| method | seconds | MP/s | vs naive |")
     print("|---|---|---|---|")
     for name, values in seconds.items():

@@ -7,6 +7,7 @@ Each block is a plain function: a tensor in, a tensor out, with every layer name
 import keras
 from keras import layers
 
+
 # He-style initialisers, as in the EfficientNet reference implementation. A new instance
 # per layer: a Keras 3 initializer instance fixes its seed when created, so one instance
 # shared by several layers gives every kernel of the same shape the same initial values.
@@ -17,6 +18,7 @@ def conv_init():
 def dense_init():
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
 
+
 # BatchNormalization settings of the published EfficientNet / MobileNet family.
 BN_EPSILON = 1e-3
 
@@ -26,9 +28,7 @@ def batch_norm(x, *, name):
     return layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name)(x)
 
 
-def conv_bn_act(
-    x, filters, kernel_size=3, *, strides=1, activation="swish", use_bn=True, name
-):
+def conv_bn_act(x, filters, kernel_size=3, *, strides=1, activation="swish", use_bn=True, name):
     """Conv2D (no bias) -> BatchNorm -> activation.
 
     Args:
@@ -75,9 +75,7 @@ def depthwise_bn_act(x, kernel_size=3, *, strides=1, activation="swish", name):
     return x
 
 
-def depthwise_separable_conv(
-    x, filters, kernel_size=3, *, strides=1, activation="relu", name
-):
+def depthwise_separable_conv(x, filters, kernel_size=3, *, strides=1, activation="relu", name):
     """Depthwise kxk conv -> BN -> act, then pointwise 1x1 conv -> BN -> act.
 
     The MobileNet-v1 block: about ``k*k + filters`` multiply-adds per input channel and
@@ -123,7 +121,5 @@ def squeeze_excite(x, reduced_filters, *, activation="swish", name):
         kernel_initializer=conv_init(),
         name=f"{name}_reduce",
     )(se)
-    se = layers.Conv2D(
-        channels, 1, activation="sigmoid", kernel_initializer=conv_init(), name=f"{name}_expand"
-    )(se)
+    se = layers.Conv2D(channels, 1, activation="sigmoid", kernel_initializer=conv_init(), name=f"{name}_expand")(se)
     return layers.Multiply(name=f"{name}_excite")([x, se])

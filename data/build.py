@@ -1,7 +1,7 @@
 """Build the `buildings` TFDS dataset.
 
-    python -m data.build --config kaggle --manual-dir ~/Downloads/buildings   # zip or folder
-    python -m data.build --config synthetic
+python -m data.build --config kaggle --manual-dir ~/Downloads/buildings   # zip or folder
+python -m data.build --config synthetic
 """
 
 import argparse
@@ -23,7 +23,7 @@ def main(argv=None):
         if args.verbose:
             raise
         print(f"data.build: {error}\n(the full traceback: add --verbose)", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     for split, info in builder.info.splits.items():
         print(f"{split:<11} {info.num_examples:>6} examples")
     print(builder.data_dir)

@@ -2,7 +2,8 @@
 
 Training: decode (cached in memory for small splits, else PNG bytes cached and decoded in
 parallel) -> several random crops per decoded image (small images are mirror-padded
-first) -> batch -> joint image/mask augmentation, vectorised over the batch -> prefetch. Every random draw is stateless and seeded from (seed, element index), so a seed
+first) -> batch -> joint image/mask augmentation, one draw per image but run on the whole
+batch at once -> prefetch. Every random draw is stateless and seeded from (seed, element index), so a seed
 fixes the whole stream. Evaluation: each image is zero-padded to a multiple of the tile
 size and cut into tiles, with a weight map that is 0 on the padding, so metrics count
 exactly the real pixels once.
@@ -30,8 +31,10 @@ def prepare(dataset, *, data_dir=None, manual_dir=None):
     import data.buildings  # noqa: F401  (registers the builder)
 
     if manual_dir and not Path(manual_dir).is_dir():
-        raise DatasetBuildError(f"--manual-dir {manual_dir} does not exist or is not a folder. Pass the folder holding "
-                                "the Kaggle 'buildings-dataset' zip or its extracted folder.")
+        raise DatasetBuildError(
+            f"--manual-dir {manual_dir} does not exist or is not a folder. Pass the folder holding "
+            "the Kaggle 'buildings-dataset' zip or its extracted folder."
+        )
     builder = tfds.builder(dataset, data_dir=data_dir)
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -86,9 +89,21 @@ def random_crops(image, mask, seed, *, size, count):
     joint = tf.concat([image, mask], axis=-1)
     shape = tf.shape(joint)
     seeds = tf.random.experimental.stateless_split(seed, count)
-    top = tf.map_fn(lambda s: tf.random.stateless_uniform([], s, 0, shape[0] - size + 1, tf.int32), seeds, fn_output_signature=tf.int32)
-    left = tf.map_fn(lambda s: tf.random.stateless_uniform([], s + 1, 0, shape[1] - size + 1, tf.int32), seeds, fn_output_signature=tf.int32)
-    crops = tf.map_fn(lambda tl: joint[tl[0]:tl[0] + size, tl[1]:tl[1] + size], tf.stack([top, left], 1), fn_output_signature=joint.dtype)
+    top = tf.map_fn(
+        lambda s: tf.random.stateless_uniform([], s, 0, shape[0] - size + 1, tf.int32),
+        seeds,
+        fn_output_signature=tf.int32,
+    )
+    left = tf.map_fn(
+        lambda s: tf.random.stateless_uniform([], s + 1, 0, shape[1] - size + 1, tf.int32),
+        seeds,
+        fn_output_signature=tf.int32,
+    )
+    crops = tf.map_fn(
+        lambda tl: joint[tl[0] : tl[0] + size, tl[1] : tl[1] + size],
+        tf.stack([top, left], 1),
+        fn_output_signature=joint.dtype,
+    )
     crops = tf.ensure_shape(crops, [count, size, size, 4])
     return crops[..., :3], crops[..., 3:]
 
@@ -120,8 +135,12 @@ def _random_transforms(seed, batch, size, *, max_rotate, max_scale, max_shift):
 
 def _transform(x, transforms, interpolation):
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
-        interpolation=interpolation, fill_mode="REFLECT",
+        images=x,
+        transforms=transforms,
+        output_shape=tf.shape(x)[1:3],
+        fill_value=0.0,
+        interpolation=interpolation,
+        fill_mode="REFLECT",
     )
 
 
@@ -130,9 +149,19 @@ def _transform(x, transforms, interpolation):
 # saturation, gamma, blur and sensor noise, and a wider scale range (ground sample distance).
 AUGMENTATIONS = {
     "basic": dict(max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2),
-    "aerial": dict(max_rotate=20.0, max_scale=0.3, max_shift=0.08, brightness=0.15, contrast=0.3,
-                   channel_gain=0.1, saturation=0.3, gamma=0.25, blur_probability=0.25, max_blur_sigma=1.5,
-                   noise=4.0),
+    "aerial": dict(
+        max_rotate=20.0,
+        max_scale=0.3,
+        max_shift=0.08,
+        brightness=0.15,
+        contrast=0.3,
+        channel_gain=0.1,
+        saturation=0.3,
+        gamma=0.25,
+        blur_probability=0.25,
+        max_blur_sigma=1.5,
+        noise=4.0,
+    ),
     "none": None,
 }
 
@@ -144,12 +173,27 @@ def _gaussian_blur(images, sigma):
     kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (B, 7)
     padded = tf.pad(images, [[0, 0], [3, 3], [3, 3], [0, 0]], mode="REFLECT")
     size = tf.shape(images)[1]
-    rows = sum(kernel[:, i, None, None, None] * padded[:, i:i + size, :, :] for i in range(7))
-    return sum(kernel[:, i, None, None, None] * rows[:, :, i:i + size, :] for i in range(7))
+    rows = sum(kernel[:, i, None, None, None] * padded[:, i : i + size, :, :] for i in range(7))
+    return sum(kernel[:, i, None, None, None] * rows[:, :, i : i + size, :] for i in range(7))
 
 
-def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.15, contrast=0.2,
-                  channel_gain=0.0, saturation=0.0, gamma=0.0, blur_probability=0.0, max_blur_sigma=0.0, noise=0.0):
+def augment_batch(
+    images,
+    masks,
+    seed,
+    *,
+    max_rotate=20.0,
+    max_scale=0.15,
+    max_shift=0.08,
+    brightness=0.15,
+    contrast=0.2,
+    channel_gain=0.0,
+    saturation=0.0,
+    gamma=0.0,
+    blur_probability=0.0,
+    max_blur_sigma=0.0,
+    noise=0.0,
+):
     """Joint random geometry (flips, 90-degree rotations, transpose, scale/shift/rotate) and
     photometric jitter for float images (B, S, S, 3) in 0..255 and {0, 1} masks.
 
@@ -163,7 +207,9 @@ def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_s
     batch = tf.shape(images)[0]
     size = tf.cast(tf.shape(images)[1], tf.float32)
     geometry_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    transforms = _random_transforms(geometry_seed, batch, size, max_rotate=max_rotate, max_scale=max_scale, max_shift=max_shift)
+    transforms = _random_transforms(
+        geometry_seed, batch, size, max_rotate=max_rotate, max_scale=max_scale, max_shift=max_shift
+    )
     images = _transform(images, transforms, "BILINEAR")
     masks = _transform(masks, transforms, "NEAREST")
     seeds = tf.random.experimental.stateless_split(light_seed, 8)
@@ -187,7 +233,9 @@ def augment_batch(images, masks, seed, *, max_rotate=20.0, max_scale=0.15, max_s
         images = tf.where(blurred[:, None, None, None], _gaussian_blur(images, sigma), images)
     if noise:
         level = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[7], 0.0, noise)
-        images = tf.clip_by_value(images + level * tf.random.stateless_normal(tf.shape(images), seeds[7] + 1), 0.0, 255.0)
+        images = tf.clip_by_value(
+            images + level * tf.random.stateless_normal(tf.shape(images), seeds[7] + 1), 0.0, 255.0
+        )
     return images, masks
 
 
@@ -202,7 +250,15 @@ DECODED_CACHE_MAX_EXAMPLES = 500
 
 
 def train_dataset(
-    examples, *, size, batch_size, seed=0, augment_data=True, crops_per_image=8, shuffle_buffer=256, cache_decoded=None,
+    examples,
+    *,
+    size,
+    batch_size,
+    seed=0,
+    augment_data=True,
+    crops_per_image=8,
+    shuffle_buffer=256,
+    cache_decoded=None,
     augmentation="basic",
 ):
     """Endless batches of (image float32 0..255 (B, size, size, 3), mask float32 {0, 1}).
@@ -221,7 +277,9 @@ def train_dataset(
             DECODED_CACHE_MAX_EXAMPLES examples.
     """
     if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}. Received: augmentation={augmentation!r}")
+        raise ValueError(
+            f"augmentation must be one of {', '.join(AUGMENTATIONS)}. Received: augmentation={augmentation!r}"
+        )
     settings = AUGMENTATIONS[augmentation] if augment_data else None
     if cache_decoded is None:
         count = int(examples.cardinality())

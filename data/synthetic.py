@@ -16,7 +16,16 @@ SOIL = np.array([[150, 130, 105], [175, 160, 135], [120, 100, 80], [190, 180, 16
 VEGETATION = np.array([[70, 95, 55], [95, 115, 70], [60, 80, 50]], dtype="float32")
 ROAD = np.array([[105, 105, 105], [135, 130, 125], [80, 80, 85]], dtype="float32")
 ROOFS = np.array(
-    [[170, 85, 70], [200, 200, 195], [125, 125, 130], [165, 150, 125], [190, 175, 150], [95, 90, 85], [140, 110, 90], [110, 130, 150]],
+    [
+        [170, 85, 70],
+        [200, 200, 195],
+        [125, 125, 130],
+        [165, 150, 125],
+        [190, 175, 150],
+        [95, 90, 85],
+        [140, 110, 90],
+        [110, 130, 150],
+    ],
     dtype="float32",
 )
 
@@ -91,7 +100,11 @@ def synthetic_scene(seed, *, size=256):
         draw.polygon(polygon, fill=tuple(int(c) for c in np.clip(roof, 0, 255)))
         if rng.rand() < 0.5 and len(polygon) == 4:  # a ridge line across the roof
             (x0, y0), (x1, y1), (x2, y2), (x3, y3) = polygon
-            draw.line([((x0 + x3) / 2, (y0 + y3) / 2), ((x1 + x2) / 2, (y1 + y2) / 2)], fill=tuple(int(c * 0.8) for c in roof), width=2)
+            draw.line(
+                [((x0 + x3) / 2, (y0 + y3) / 2), ((x1 + x2) / 2, (y1 + y2) / 2)],
+                fill=tuple(int(c * 0.8) for c in roof),
+                width=2,
+            )
         mask_draw.polygon(polygon, fill=255)
 
     pixels = np.asarray(image, dtype="float32")

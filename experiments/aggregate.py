@@ -48,18 +48,26 @@ def aggregate(rows):
     table = []
     for (arch, encoder, recipe), members in pooled.items():
         scores = [s for s in map(score_of, members) if math.isfinite(s)]
-        table.append({
-            "arch": arch, "encoder": encoder, "recipe_label": recipe,
-            "n": len(scores), "runs": len(members), "scores": scores,
-            "mean": float(np.mean(scores)) if scores else math.nan,
-            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
-            "params_m": _mean([r.get("params_m") for r in members]),
-            "gmacs": _mean([r.get("gmacs") for r in members]),
-            "train_images_per_sec": _mean([r.get("train_images_per_sec") for r in members]),
-            "predict_mp_per_sec": _mean([r.get("predict_mp_per_sec") for r in members]),
-            "heldout": sorted({r.get("heldout_label", "") for r in members}),
-        })
-    table.sort(key=lambda m: (math.isnan(m["mean"]), -m["mean"] if m["n"] else 0.0, m["arch"], m["encoder"], m["recipe_label"]))
+        table.append(
+            {
+                "arch": arch,
+                "encoder": encoder,
+                "recipe_label": recipe,
+                "n": len(scores),
+                "runs": len(members),
+                "scores": scores,
+                "mean": float(np.mean(scores)) if scores else math.nan,
+                "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
+                "params_m": _mean([r.get("params_m") for r in members]),
+                "gmacs": _mean([r.get("gmacs") for r in members]),
+                "train_images_per_sec": _mean([r.get("train_images_per_sec") for r in members]),
+                "predict_mp_per_sec": _mean([r.get("predict_mp_per_sec") for r in members]),
+                "heldout": sorted({r.get("heldout_label", "") for r in members}),
+            }
+        )
+    table.sort(
+        key=lambda m: (math.isnan(m["mean"]), -m["mean"] if m["n"] else 0.0, m["arch"], m["encoder"], m["recipe_label"])
+    )
     return table
 
 
@@ -84,8 +92,10 @@ def verdict(name_a, name_b, a, b):
         return f"cannot tell: {missing} has no run with a held-out score"
     diff, low, high = difference_interval(a, b)
     if math.isnan(low):
-        return (f"cannot tell: {len(a)} vs {len(b)} run(s) (difference {diff:+.3f}); an interval needs at least "
-                "2 runs per model (--repeats 2 or more)")
+        return (
+            f"cannot tell: {len(a)} vs {len(b)} run(s) (difference {diff:+.3f}); an interval needs at least "
+            "2 runs per model (--repeats 2 or more)"
+        )
     half = (high - low) / 2
     if low > 0:
         return f"{name_a} better by {diff:.3f} ± {half:.3f}"
@@ -104,8 +114,10 @@ def answer_lines(table, recipe):
         a, b = models[key_a], models[key_b]
         name_a, name_b = "/".join(key_a), "/".join(key_b)
         cost = f"; {a['gmacs'] / b['gmacs']:.2f}x the GMACs" if b["gmacs"] and a["encoder"] != b["encoder"] else ""
-        lines.append(f"{question}: {name_a} {_mean_sd(a)} vs {name_b} {_mean_sd(b)}{cost} -> "
-                     f"{verdict(name_a, name_b, a['scores'], b['scores'])}")
+        lines.append(
+            f"{question}: {name_a} {_mean_sd(a)} vs {name_b} {_mean_sd(b)}{cost} -> "
+            f"{verdict(name_a, name_b, a['scores'], b['scores'])}"
+        )
     return lines
 
 
@@ -118,10 +130,12 @@ def recipe_lines(table):
     for (arch, encoder), members in sorted(by_model.items()):
         members = sorted(members, key=lambda m: m["recipe_label"])
         for i, a in enumerate(members):
-            for b in members[i + 1:]:
+            for b in members[i + 1 :]:
                 name_a, name_b = f"recipe {a['recipe_label']}", f"recipe {b['recipe_label']}"
-                lines.append(f"Recipe ({arch}/{encoder}): {a['recipe_label']} {_mean_sd(a)} vs {b['recipe_label']} "
-                             f"{_mean_sd(b)} -> {verdict(name_a, name_b, a['scores'], b['scores'])}")
+                lines.append(
+                    f"Recipe ({arch}/{encoder}): {a['recipe_label']} {_mean_sd(a)} vs {b['recipe_label']} "
+                    f"{_mean_sd(b)} -> {verdict(name_a, name_b, a['scores'], b['scores'])}"
+                )
     return lines
 
 
@@ -149,7 +163,17 @@ def selection_table(rows):
                 pooled.setdefault(key, []).append(float(value))
     table = []
     for (arch, encoder, recipe, name), values in sorted(pooled.items()):
-        table.append({"arch": arch, "encoder": encoder, "recipe_label": recipe, "selection": name, "n": len(values),
-                      "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
-                      "kept": recipe.endswith("/" + name), "scores": values})
+        table.append(
+            {
+                "arch": arch,
+                "encoder": encoder,
+                "recipe_label": recipe,
+                "selection": name,
+                "n": len(values),
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+                "kept": recipe.endswith("/" + name),
+                "scores": values,
+            }
+        )
     return table

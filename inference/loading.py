@@ -11,40 +11,50 @@ def resolve_model_path(path):
         if not model_file.exists():
             raise ValueError(
                 f"--model {path}: the folder holds no model.keras. train.py writes it when a run finishes; "
-                f"finish an interrupted run with `python train.py --run-dir {path} --resume`.")
+                f"finish an interrupted run with `python train.py --run-dir {path} --resume`."
+            )
         return model_file
     if not path.exists():
         raise ValueError(f"--model {path} does not exist. Pass a run directory of train.py or its model.keras.")
     if path.suffix != ".keras":
-        raise ValueError(f"--model {path} is not a .keras model file. Pass a run directory of train.py or its model.keras "
-                         "(checkpoints such as best.weights.h5 hold weights only).")
+        raise ValueError(
+            f"--model {path} is not a .keras model file. Pass a run directory of train.py or its model.keras "
+            "(checkpoints such as best.weights.h5 hold weights only)."
+        )
     return path
 
 
 def load_segmenter(path):
     """(model, fixed_size) of a saved segmentation model; fixed_size is None for any-size models."""
-    import keras
-
     import zipfile
+
+    import keras
 
     model_file = resolve_model_path(path)
     if not zipfile.is_zipfile(model_file):
-        raise ValueError(f"--model {model_file} is not a Keras archive (a .keras file is a zip; this one is not, so it "
-                         "is damaged or something else renamed). Pass a model.keras written by train.py.")
+        raise ValueError(
+            f"--model {model_file} is not a Keras archive (a .keras file is a zip; this one is not, so it "
+            "is damaged or something else renamed). Pass a model.keras written by train.py."
+        )
     try:
         model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for foreign or damaged archives
-        raise ValueError(f"--model {model_file} could not be loaded as a Keras model ({type(error).__name__}: "
-                         f"{str(error)[:300]}). Pass a model.keras written by train.py.") from error
+        raise ValueError(
+            f"--model {model_file} could not be loaded as a Keras model ({type(error).__name__}: "
+            f"{str(error)[:300]}). Pass a model.keras written by train.py."
+        ) from error
     names = {layer.name for layer in model.layers}
     shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
     if "logits" not in names or len(shape_in) != 4 or shape_in[-1] != 3 or shape_out[-1] != 1:
         raise ValueError(
             f"--model {model_file} is not one of this project's building models (expected raw RGB (N, H, W, 3) in, "
-            f"one 'logits' channel out; it maps {shape_in} -> {shape_out}). Train one with train.py.")
+            f"one 'logits' channel out; it maps {shape_in} -> {shape_out}). Train one with train.py."
+        )
     height, width = shape_in[1:3]
     if height is None and width is None:
         return model, None
     if height != width or height is None:
-        raise ValueError(f"--model {model_file} has an input size {height}x{width}; only square or any-size models are supported.")
+        raise ValueError(
+            f"--model {model_file} has an input size {height}x{width}; only square or any-size models are supported."
+        )
     return model, height

@@ -24,8 +24,18 @@ def write_geotiff(path, array, crs, transform):
     """One-band GeoTIFF (uint8 or float32) with the given georeferencing, deflate-compressed."""
     import rasterio
 
-    with rasterio.open(path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
-                       dtype=array.dtype.name, crs=crs, transform=transform, compress="deflate") as target:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype=array.dtype.name,
+        crs=crs,
+        transform=transform,
+        compress="deflate",
+    ) as target:
         target.write(array, 1)
 
 
@@ -52,9 +62,15 @@ def geojson(polygons, transform, crs):
     from shapely.geometry import mapping
 
     pixel_area = abs(transform.determinant)
-    features = [{"type": "Feature", "id": i, "geometry": mapping(p),
-                 "properties": {"id": i, "area_pixels": int(round(p.area / pixel_area)), "area_crs_units": p.area}}
-                for i, p in enumerate(polygons)]
+    features = [
+        {
+            "type": "Feature",
+            "id": i,
+            "geometry": mapping(p),
+            "properties": {"id": i, "area_pixels": int(round(p.area / pixel_area)), "area_crs_units": p.area},
+        }
+        for i, p in enumerate(polygons)
+    ]
     collection = {"type": "FeatureCollection", "features": features}
     if crs is not None and crs.to_epsg() != 4326:
         name = f"urn:ogc:def:crs:EPSG::{crs.to_epsg()}" if crs.to_epsg() else crs.to_wkt()
@@ -67,8 +83,11 @@ def write_outputs(scene, probabilities, out_dir, *, threshold=0.5, min_area=16):
     out_dir = Path(out_dir)
     mask = probabilities >= threshold
     mask_u8 = mask.astype("uint8") * 255
-    written = {"mask": out_dir / f"{scene.stem}_mask.png", "overlay": out_dir / f"{scene.stem}_overlay.png",
-               "probabilities": out_dir / f"{scene.stem}_prob.png"}
+    written = {
+        "mask": out_dir / f"{scene.stem}_mask.png",
+        "overlay": out_dir / f"{scene.stem}_overlay.png",
+        "probabilities": out_dir / f"{scene.stem}_prob.png",
+    }
     Image.fromarray(mask_u8).save(written["mask"])
     Image.fromarray(overlay(scene.image, mask)).save(written["overlay"])
     Image.fromarray((probabilities * 255).round().astype("uint8")).save(written["probabilities"])

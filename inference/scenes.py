@@ -9,7 +9,7 @@ import dataclasses
 import warnings
 from pathlib import Path
 
-from data.buildings.readers import IMAGE_SUFFIXES, decode_image, decode_mask
+from common.images import IMAGE_SUFFIXES, decode_image, decode_mask
 
 HINT = "Fix or convert the file, or leave it out of the inputs, then run predict.py again."
 
@@ -37,7 +37,10 @@ def list_inputs(paths):
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}. Point INPUT at images or a folder of them.")
+                raise ValueError(
+                    f"No images ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}. "
+                    "Point INPUT at images or a folder of them."
+                )
             files += found
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -48,8 +51,10 @@ def list_inputs(paths):
     stems = {}
     for path in files:
         if path.stem in stems:
-            raise ValueError(f"{stems[path.stem]} and {path} share the name {path.stem!r}, so their outputs would "
-                             "overwrite each other. Predict them in separate runs (different --out).")
+            raise ValueError(
+                f"{stems[path.stem]} and {path} share the name {path.stem!r}, so their outputs would "
+                "overwrite each other. Predict them in separate runs (different --out)."
+            )
         stems[path.stem] = path
     return files
 
@@ -84,10 +89,14 @@ def read_label(labels_dir, stem, shape):
     labels_dir = Path(labels_dir)
     candidates = sorted(p for p in labels_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not candidates:
-        raise ValueError(f"No label for scene {stem!r} in {labels_dir} (expected {stem}.png or {stem}.tif). "
-                         "Add it, or drop --labels.")
+        raise ValueError(
+            f"No label for scene {stem!r} in {labels_dir} (expected {stem}.png or {stem}.tif). "
+            "Add it, or drop --labels."
+        )
     mask = decode_mask(candidates[0].read_bytes(), str(candidates[0]), hint=HINT)[..., 0] > 0
     if mask.shape != tuple(shape):
-        raise ValueError(f"Label {candidates[0]} is {mask.shape[1]}x{mask.shape[0]} but its scene is "
-                         f"{shape[1]}x{shape[0]} (width x height). Use the label made for this scene.")
+        raise ValueError(
+            f"Label {candidates[0]} is {mask.shape[1]}x{mask.shape[0]} but its scene is "
+            f"{shape[1]}x{shape[0]} (width x height). Use the label made for this scene."
+        )
     return mask

@@ -2,8 +2,10 @@
 
 A scene is cut into overlapping tiles; each tile's logits are weighted by a smooth window
 (a cosine ramp over the overlap, flat inside), summed, and divided by the summed weights.
-Two neighbouring ramps add up to one, so a pixel seen by two tiles gets a weighted mean
-that slides from one tile to the other, and a pixel seen by one tile gets its logit
+Dividing by the summed weights makes every pixel a weighted mean of the tiles that see
+it, sliding from one tile to the next across their overlap; where two tiles overlap by
+exactly the set overlap their ramps also add up to one (tiles spread evenly may overlap
+more, and then the division alone keeps the mean). A pixel seen by one tile gets its logit
 unchanged. Rows of tiles are processed top to bottom and finished rows are handed out as
 strips, so the float buffers never hold more than one row of tiles (memory does not grow
 with the scene's height).
@@ -57,7 +59,7 @@ def blend_ramp(length, overlap):
         t = (np.arange(margin) + 0.5) / margin
         rise = np.sin(0.5 * math.pi * t) ** 2
         ramp[:margin] = rise
-        ramp[length - margin:] = rise[::-1]
+        ramp[length - margin :] = rise[::-1]
     return ramp.astype("float32")
 
 
@@ -125,20 +127,24 @@ def check_tiling(tile, overlap, *, fixed_size=None):
         if tile != fixed_size:
             raise ValueError(
                 f"This model was saved with a fixed input size of {fixed_size}x{fixed_size} (the dense 'cnn' head "
-                f"needs one; other archs get one when built with input_shape=({fixed_size}, {fixed_size}, 3)); use --tile "
+                f"needs one; other archs get one when built with input_shape=({fixed_size}, {fixed_size}, 3)); "
+                "use --tile "
                 f"{fixed_size}, or rebuild it with create_model(..., input_shape=(None, None, 3)) and copy its weights "
-                f"for any size. Received: tile={tile}")
+                f"for any size. Received: tile={tile}"
+            )
     if tile < OUTPUT_STRIDE or tile % OUTPUT_STRIDE:
         raise ValueError(
             f"--tile must be a multiple of the model's output stride {OUTPUT_STRIDE} and at least "
-            f"{OUTPUT_STRIDE} (e.g. 256, 512). Received: tile={tile}")
+            f"{OUTPUT_STRIDE} (e.g. 256, 512). Received: tile={tile}"
+        )
     if not 0 <= overlap < tile:
         raise ValueError(f"--overlap must lie in [0, tile) = [0, {tile}). Received: overlap={overlap}")
     return tile
 
 
-def predict_strips(logit_fn, image, *, tile=defaults.TILE, overlap=defaults.OVERLAP, batch_size=defaults.BATCH_SIZE,
-                   fixed_size=None):
+def predict_strips(
+    logit_fn, image, *, tile=defaults.TILE, overlap=defaults.OVERLAP, batch_size=defaults.BATCH_SIZE, fixed_size=None
+):
     """Yield ``(y0, logits)`` strips that cover an (H, W, 3) uint8 scene top to bottom.
 
     ``logits`` is float32 (rows, W). Windows follow ``axis_layout`` on each axis; a scene
@@ -161,12 +167,12 @@ def predict_strips(logit_fn, image, *, tile=defaults.TILE, overlap=defaults.OVER
     weight = np.zeros((th, pw), dtype="float32")
     for i, y in enumerate(ys):
         for chunk in range(0, len(xs), batch_size):
-            columns = xs[chunk:chunk + batch_size]
-            batch = np.stack([padded[y:y + th, x:x + tw] for x in columns]).astype("float32")
+            columns = xs[chunk : chunk + batch_size]
+            batch = np.stack([padded[y : y + th, x : x + tw] for x in columns]).astype("float32")
             out = logit_fn(tf.constant(batch)).numpy()
             for x, logits in zip(columns, out):
-                acc[:, x:x + tw] += logits * window
-                weight[:, x:x + tw] += window
+                acc[:, x : x + tw] += logits * window
+                weight[:, x : x + tw] += window
         last = i + 1 == len(ys)
         done = th if last else ys[i + 1] - y  # rows no later tile reaches
         rows = min(done, height - y)
@@ -181,7 +187,7 @@ def predict_probabilities(logit_fn, image, **tiling):
     """Whole-scene float32 (H, W) building probabilities from ``predict_strips``."""
     probabilities = np.empty(image.shape[:2], dtype="float32")
     for y, logits in predict_strips(logit_fn, image, **tiling):
-        probabilities[y:y + len(logits)] = tf.sigmoid(logits).numpy()
+        probabilities[y : y + len(logits)] = tf.sigmoid(logits).numpy()
     return probabilities
 
 

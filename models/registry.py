@@ -1,4 +1,8 @@
-"""The registry pattern shared by encoders and decoders: a dict plus a decorator."""
+"""What encoders and decoders share: the registry pattern (a dict plus a decorator) and the pyramid's stride."""
+
+# Every encoder's deepest pyramid level P5 is at stride 2**5: model inputs are multiples of it
+# (training crops, prediction windows, padding inside exported models).
+OUTPUT_STRIDE = 32
 
 
 def registrar(table, kind):

@@ -8,17 +8,17 @@ never hands the loss half-precision logits.
 import keras
 from keras import layers
 
+from blocks.upsampling import upsample
 from models.decoders import DECODERS, list_archs
-from models.decoders.registry import upsample
 from models.encoders import create_encoder, list_encoders
+from models.encoders.registry import pyramid_channels
+from models.registry import OUTPUT_STRIDE  # noqa: F401  (re-exported: the segmenter's inputs are multiples of it)
+from models.walk import leaf_layers
 
 # BatchNorm momentum for the whole model. Keras' 0.99 lets the moving statistics lag the
 # weights for thousands of steps, so a short from-scratch run evaluates badly in inference
 # mode; 0.9 tracks them within a few dozen steps.
 DEFAULT_BN_MOMENTUM = 0.9
-
-# Every encoder reaches its deepest level P5 at stride 32: model inputs are multiples of it.
-OUTPUT_STRIDE = 32
 
 
 def create_model(
@@ -53,11 +53,9 @@ def create_model(
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int. Received: num_classes={num_classes!r}")
     backbone = create_encoder(encoder, input_shape=input_shape, weights=encoder_weights)
-    channels = backbone.pyramid_channels
-
     inputs = keras.Input(shape=input_shape, name="image")
     pyramid = backbone(inputs)
-    logits, stride = DECODERS[arch](pyramid, channels, num_classes)
+    logits, stride = DECODERS[arch](pyramid, pyramid_channels(pyramid), num_classes)
     if stride > 1:
         logits = upsample(logits, stride, name="head_upsample")
     logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
@@ -74,7 +72,7 @@ def set_bn_momentum(model, momentum, *, synchronized=None):
     """
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"bn_momentum must lie in [0, 1). Received: bn_momentum={momentum}")
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in leaf_layers(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = momentum
             if synchronized is not None:

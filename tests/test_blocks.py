@@ -63,7 +63,13 @@ def _mbconv_closed_form(h, w, cin, cout, k, s, e, se):
 
 @pytest.mark.parametrize(
     "cin,cout,k,s,e,se",
-    [(16, 16, 3, 1, 1, 0.25), (16, 24, 3, 2, 6, 0.25), (24, 24, 5, 1, 6, 0.25), (24, 40, 5, 2, 4, 0.0), (32, 32, 3, 1, 3, 0.0)],
+    [
+        (16, 16, 3, 1, 1, 0.25),
+        (16, 24, 3, 2, 6, 0.25),
+        (24, 24, 5, 1, 6, 0.25),
+        (24, 40, 5, 2, 4, 0.0),
+        (32, 32, 3, 1, 3, 0.0),
+    ],
 )
 def test_mbconv_shape_params_macs(cin, cout, k, s, e, se):
     model = _model(
@@ -97,7 +103,17 @@ def test_mbconv_rejects_bad_stride():
 
 @pytest.mark.parametrize(
     "filters,width,expected",
-    [(32, 1.0, 32), (32, 1.1, 32), (32, 1.2, 40), (1280, 1.2, 1536), (16, 1.4, 24), (320, 1.8, 576), (1280, 2.0, 2560), (40, 1.6, 64), (3, 1.0, 8)],
+    [
+        (32, 1.0, 32),
+        (32, 1.1, 32),
+        (32, 1.2, 40),
+        (1280, 1.2, 1536),
+        (16, 1.4, 24),
+        (320, 1.8, 576),
+        (1280, 2.0, 2560),
+        (40, 1.6, 64),
+        (3, 1.0, 8),
+    ],
 )
 def test_round_filters_known_values(filters, width, expected):
     assert round_filters(filters, width) == expected

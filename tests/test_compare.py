@@ -13,13 +13,31 @@ def _fake_run(runs, name, **results):
     run = runs / name
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
-    base = {"format": 2, "arch": "unet", "encoder": "effnet-b0", "params": 8_502_708, "gmacs": 3.47,
-            "heldout_iou": 0.5, "heldout_f1": 0.6, "heldout_precision": 0.7, "heldout_recall": 0.6,
-            "heldout_kind": "groups", "heldout_groups": ["dubai_t8"], "train_images_per_sec": 1.2,
-            "predict_mp_per_sec": 0.5, "epochs": 4, "wall_seconds": 300.0, "dataset": "buildings/synthetic",
-            "selection": "ema", "recipe": {"augment": "aerial"}, "seed": 0}
+    base = {
+        "format": 2,
+        "arch": "unet",
+        "encoder": "effnet-b0",
+        "params": 8_502_708,
+        "gmacs": 3.47,
+        "heldout_iou": 0.5,
+        "heldout_f1": 0.6,
+        "heldout_precision": 0.7,
+        "heldout_recall": 0.6,
+        "heldout_kind": "groups",
+        "heldout_groups": ["dubai_t8"],
+        "train_images_per_sec": 1.2,
+        "predict_mp_per_sec": 0.5,
+        "epochs": 4,
+        "wall_seconds": 300.0,
+        "dataset": "buildings/synthetic",
+        "selection": "ema",
+        "recipe": {"augment": "aerial"},
+        "seed": 0,
+    }
     (run / "results.json").write_text(json.dumps({**base, **results}))
-    (run / "history.csv").write_text("epoch,loss,val_loss,val_iou\n1,0.9,0.8,0.3\n2,0.7,0.6,%s\n" % results.get("heldout_iou", 0.5))
+    (run / "history.csv").write_text(
+        f"epoch,loss,val_loss,val_iou\n1,0.9,0.8,0.3\n2,0.7,0.6,{results.get('heldout_iou', 0.5)}\n"
+    )
     return run
 
 
@@ -47,8 +65,23 @@ def test_table_rows_columns_order_and_broken_runs(runs, tmp_path, capsys):
     out = capsys.readouterr().out
     assert [r["run"] for r in rows] == ["b_fpn", "a_unet", "c_fcn8"]  # best IoU first
     header = out.splitlines()[0]
-    for title in ("arch", "encoder", "recipe", "params (M)", "GMACs", "train img/s", "predict MP/s", "held-out IoU", "F1",
-                  "precision", "recall", "held out", "epochs", "wall s", "seed"):
+    for title in (
+        "arch",
+        "encoder",
+        "recipe",
+        "params (M)",
+        "GMACs",
+        "train img/s",
+        "predict MP/s",
+        "held-out IoU",
+        "F1",
+        "precision",
+        "recall",
+        "held out",
+        "epochs",
+        "wall s",
+        "seed",
+    ):
         assert f"| {title} |" in header
     assert "| fpn | effnet-b0 | aerial/ema | 8.409 | 5.720 |" in out
     assert "skipped d_broken: results.json is not valid JSON" in out
@@ -85,9 +118,29 @@ def test_missing_runs_folder_is_explained(tmp_path):
 @pytest.mark.slow  # trains the six grid models (tiny budget): about 5 minutes on 2 cores
 def test_grid_seed_trains_each_entry_once(synthetic_dir, tmp_path, capsys):
     runs = tmp_path / "runs"
-    args = ["--runs", str(runs), "--grid", "seed", "--budget", "2", "--grid-epochs", "1", "--no-predictions",
-            "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--image-size", "64",
-            "--batch-size", "2", "--warmup-steps", "1", "--tracker", "local"]
+    args = [
+        "--runs",
+        str(runs),
+        "--grid",
+        "seed",
+        "--budget",
+        "2",
+        "--grid-epochs",
+        "1",
+        "--no-predictions",
+        "--dataset",
+        "buildings/synthetic",
+        "--data-dir",
+        synthetic_dir,
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--tracker",
+        "local",
+    ]
     rows = compare.main(args)
     assert sorted((r["arch"], r["encoder"]) for r in rows) == sorted(compare.GRID)
     assert all(r["epochs"] == 1 and r["run"].endswith("_s0") for r in rows)
@@ -158,13 +211,24 @@ def test_answer_lines_say_better_or_no_difference():
     def model(arch, encoder, scores, gmacs=1.0):
         import numpy as np
 
-        return {"arch": arch, "encoder": encoder, "recipe_label": "aerial/ema", "scores": scores, "n": len(scores),
-                "mean": float(np.mean(scores)), "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else float("nan"),
-                "gmacs": gmacs}
+        return {
+            "arch": arch,
+            "encoder": encoder,
+            "recipe_label": "aerial/ema",
+            "scores": scores,
+            "n": len(scores),
+            "mean": float(np.mean(scores)),
+            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else float("nan"),
+            "gmacs": gmacs,
+        }
 
-    table = [model("unet", "effnet-b0", [0.70, 0.71, 0.72]), model("fcn8", "effnet-b0", [0.50, 0.51, 0.52]),
-             model("fpn", "effnet-b0", [0.60, 0.75, 0.68]), model("cnn", "effnet-b0", [0.30]),
-             model("unet", "effnet-b3", [0.69, 0.73, 0.71], gmacs=2.0)]
+    table = [
+        model("unet", "effnet-b0", [0.70, 0.71, 0.72]),
+        model("fcn8", "effnet-b0", [0.50, 0.51, 0.52]),
+        model("fpn", "effnet-b0", [0.60, 0.75, 0.68]),
+        model("cnn", "effnet-b0", [0.30]),
+        model("unet", "effnet-b3", [0.69, 0.73, 0.71], gmacs=2.0),
+    ]
     lines = {line.split(":")[0]: line for line in answer_lines(table, "aerial/ema")}
     assert "unet/effnet-b0 better by 0.200 ± 0.023" in lines["FCN-8 vs U-Net"]  # Welch: df 4, t 2.776 x se 0.00816
     assert "no difference detectable at this budget" in lines["U-Net vs FPN"]
@@ -178,15 +242,47 @@ def test_answer_lines_say_better_or_no_difference():
 @pytest.mark.slow  # four tiny U-Net/B0 runs, each its own process: about 6 minutes on 2 cores
 def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_path, capfd):
     runs = tmp_path / "runs"
-    args = ["--runs", str(runs), "--grid", "recipe", "--repeats", "2", "--seed", "5", "--budget", "2",
-            "--grid-epochs", "2", "--no-predictions", "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir,
-            "--image-size", "64", "--batch-size", "2", "--warmup-steps", "1", "--tracker", "local"]
+    args = [
+        "--runs",
+        str(runs),
+        "--grid",
+        "recipe",
+        "--repeats",
+        "2",
+        "--seed",
+        "5",
+        "--budget",
+        "2",
+        "--grid-epochs",
+        "2",
+        "--no-predictions",
+        "--dataset",
+        "buildings/synthetic",
+        "--data-dir",
+        synthetic_dir,
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--tracker",
+        "local",
+    ]
     rows = compare.main(args)
     names = sorted(r["run"] for r in rows)
-    assert names == ["grid_unet_effnet-b0_basic-best_s5", "grid_unet_effnet-b0_basic-best_s6",
-                     "grid_unet_effnet-b0_s5", "grid_unet_effnet-b0_s6"]
+    assert names == [
+        "grid_unet_effnet-b0_basic-best_s5",
+        "grid_unet_effnet-b0_basic-best_s6",
+        "grid_unet_effnet-b0_s5",
+        "grid_unet_effnet-b0_s6",
+    ]
     assert sorted((r["recipe_label"], r["seed"]) for r in rows) == [
-        ("aerial/ema", 5), ("aerial/ema", 6), ("basic/best", 5), ("basic/best", 6)]
+        ("aerial/ema", 5),
+        ("aerial/ema", 6),
+        ("basic/best", 5),
+        ("basic/best", 6),
+    ]
     out = capfd.readouterr().out
     assert out.count("grid: training") == 4
     assert "| unet | effnet-b0 | aerial/ema |" in out and "| 2 |" in out  # two seeds pooled per recipe
@@ -207,7 +303,7 @@ def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_pat
 
 
 def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkeypatch, capsys):
-    """The grid's commands, without training: seeds outermost, one run per fold, finished runs kept, failures reported."""
+    """The grid's commands, without training: seeds outermost, a run per fold, finished runs kept, failures named."""
     import subprocess
 
     calls = []
@@ -223,12 +319,20 @@ def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkey
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     runs = tmp_path / "runs"
-    failed = compare.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2, extra=["--holdout-x"])
+    failed = compare.run_grid(
+        runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2, extra=["--holdout-x"]
+    )
     names = [Path(c[c.index("--run-dir") + 1]).name for c in calls]
-    assert names == ["grid_unet_effnet-b0_f0_s3", "grid_unet_effnet-b0_basic-best_f0_s3",
-                     "grid_unet_effnet-b0_f1_s3", "grid_unet_effnet-b0_basic-best_f1_s3",
-                     "grid_unet_effnet-b0_f0_s4", "grid_unet_effnet-b0_basic-best_f0_s4",
-                     "grid_unet_effnet-b0_f1_s4", "grid_unet_effnet-b0_basic-best_f1_s4"]
+    assert names == [
+        "grid_unet_effnet-b0_f0_s3",
+        "grid_unet_effnet-b0_basic-best_f0_s3",
+        "grid_unet_effnet-b0_f1_s3",
+        "grid_unet_effnet-b0_basic-best_f1_s3",
+        "grid_unet_effnet-b0_f0_s4",
+        "grid_unet_effnet-b0_basic-best_f0_s4",
+        "grid_unet_effnet-b0_f1_s4",
+        "grid_unet_effnet-b0_basic-best_f1_s4",
+    ]
     first = calls[1]
     assert first[first.index("--steps-per-epoch") + 1] == "5" and first[first.index("--seed") + 1] == "3"
     assert first[first.index("--folds") + 1] == "2" and first[first.index("--fold") + 1] == "0"
@@ -237,13 +341,17 @@ def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkey
     calls.clear()
     compare.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2)
     assert [Path(c[c.index("--run-dir") + 1]).name for c in calls] == [  # only the two failed runs again
-        "grid_unet_effnet-b0_basic-best_f1_s3", "grid_unet_effnet-b0_basic-best_f1_s4"]
+        "grid_unet_effnet-b0_basic-best_f1_s3",
+        "grid_unet_effnet-b0_basic-best_f1_s4",
+    ]
     assert capsys.readouterr().out.count("finished earlier, kept") == 6
 
 
 def test_grid_entries_subset_and_unknown_entry():
     assert [e[:2] for e in compare.grid_entries("seed", ["unet/effnet-b0", "cnn/effnet-b0"])] == [
-        ("cnn", "effnet-b0"), ("unet", "effnet-b0")]  # grid order, not the order asked
+        ("cnn", "effnet-b0"),
+        ("unet", "effnet-b0"),
+    ]  # grid order, not the order asked
     with pytest.raises(SystemExit, match="unet/effnet-b7 is not in the seed grid"):
         compare.grid_entries("seed", ["unet/effnet-b7"])
 
@@ -258,7 +366,11 @@ def test_selection_table_pools_each_selection_over_seeds(tmp_path):
     rows, _ = compare.load_runs(runs)
     table = {row["selection"]: row for row in selection_table(rows)}
     assert set(table) == {"ema", "best"} and table["ema"]["kept"] and not table["best"]["kept"]
-    assert table["ema"]["n"] == 3 and table["ema"]["mean"] == pytest.approx(0.42) and table["ema"]["std"] == pytest.approx(0.02)
+    assert (
+        table["ema"]["n"] == 3
+        and table["ema"]["mean"] == pytest.approx(0.42)
+        and table["ema"]["std"] == pytest.approx(0.02)
+    )
     assert table["best"]["mean"] == pytest.approx(0.30) and table["best"]["std"] == pytest.approx(0.2)
     markdown = compare.selection_markdown(rows)
     assert "| unet | effnet-b0 | aerial/ema | ema (kept) | 0.420 ± 0.020 | 0.040 | 3 |" in markdown

@@ -19,7 +19,11 @@ DUMMY = readers.__file__.rsplit("/", 1)[0] + "/dummy_data"
 
 
 def _build(manual_dir, data_dir, config="kaggle"):
-    builder = tfds.builder(f"buildings/{config}", data_dir=str(data_dir)) if isinstance(config, str) else tfds.builder("buildings", config=config, data_dir=str(data_dir))
+    builder = (
+        tfds.builder(f"buildings/{config}", data_dir=str(data_dir))
+        if isinstance(config, str)
+        else tfds.builder("buildings", config=config, data_dir=str(data_dir))
+    )
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     return builder
 
@@ -43,7 +47,9 @@ def test_sample_counts(sample_builder):
 def test_sample_known_mask_is_pixel_exact(sample_builder, sample_dir):
     name = "dubai_image_part_001t1"
     split = "validation" if readers.is_validation(name, 0.05) else "train"
-    example = next(ex for ex in sample_builder.as_dataset(split=split) if ex["file_name"].numpy().decode() == f"{name}.jpg")
+    example = next(
+        ex for ex in sample_builder.as_dataset(split=split) if ex["file_name"].numpy().decode() == f"{name}.jpg"
+    )
     expected = np.asarray(Image.open(sample_dir / "building_data" / "label" / f"{name}.png")) > 0
     mask = example["mask"].numpy()
     assert mask.shape == expected.shape + (1,)
@@ -196,7 +202,9 @@ def test_augmentation_keeps_image_and_mask_aligned():
     mask[40:60, 5:15] = 1
     image = np.concatenate([mask * 255, rng.uniform(0, 255, (64, 64, 2))], -1).astype("float32")
     for index in range(30):
-        out_image, out_mask = augment(tf.constant(image), tf.constant(mask), tf.constant([3, index], tf.int64), brightness=0.0, contrast=0.0)
+        out_image, out_mask = augment(
+            tf.constant(image), tf.constant(mask), tf.constant([3, index], tf.int64), brightness=0.0, contrast=0.0
+        )
         out_mask = out_mask.numpy()
         assert set(np.unique(out_mask)) <= {0.0, 1.0}
         painted = out_image.numpy()[..., 0] > 127.5
@@ -208,7 +216,10 @@ def test_augmentation_keeps_image_and_mask_aligned():
 def test_train_dataset_shapes_and_determinism():
     images = [synthetic_scene(s, size=96) for s in range(3)]
     encoded = tf.data.Dataset.from_tensor_slices(
-        {"image": [readers.encode_png(i) for i, _ in images], "mask": [readers.encode_png(m[..., None]) for _, m in images]}
+        {
+            "image": [readers.encode_png(i) for i, _ in images],
+            "mask": [readers.encode_png(m[..., None]) for _, m in images],
+        }
     )
     first = next(iter(train_dataset(encoded, size=64, batch_size=4, seed=5)))
     second = next(iter(train_dataset(encoded, size=64, batch_size=4, seed=5)))
@@ -221,7 +232,9 @@ def test_train_dataset_shapes_and_determinism():
 
 def test_small_images_are_padded_up_to_the_crop():
     image, mask = synthetic_scene(1, size=40)
-    encoded = tf.data.Dataset.from_tensor_slices({"image": [readers.encode_png(image)], "mask": [readers.encode_png(mask[..., None])]})
+    encoded = tf.data.Dataset.from_tensor_slices(
+        {"image": [readers.encode_png(image)], "mask": [readers.encode_png(mask[..., None])]}
+    )
     batch = next(iter(train_dataset(encoded, size=64, batch_size=2, augment_data=False)))
     assert batch[0].shape == (2, 64, 64, 3)
 
@@ -236,7 +249,9 @@ def test_eval_tiles_cover_every_pixel_once():
 
 
 def test_eval_dataset_on_sample_counts_real_pixels(sample_builder):
-    examples = sample_builder.as_dataset(split="test", decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
+    examples = sample_builder.as_dataset(
+        split="test", decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()}
+    )
     total = sum(float(w.numpy().sum()) for _, _, w in eval_dataset(examples, size=256, batch_size=8))
     assert total == 3 * 1479 * 2149 + 2 * 406 * 438
     image, _ = decode(next(iter(examples)))

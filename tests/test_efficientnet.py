@@ -9,6 +9,7 @@ import pytest
 from models import count_macs
 from models.encoders import copy_keras_applications_weights, create_encoder, efficientnet
 from models.encoders.efficientnet import SCALING
+from models.encoders.registry import pyramid_channels
 
 # Parameter counts of keras.applications.EfficientNetB0..B7 (keras 3.15, weights=None),
 # with the 1000-class head and without it (include_top=False).
@@ -58,7 +59,9 @@ def test_headless_and_encoder_param_counts(variant):
     assert create_encoder(f"effnet-{variant}", input_shape=SMALL).count_params() == without_head
 
 
-@pytest.mark.parametrize("variant", ["b0", "b3"] + [pytest.param(v, marks=pytest.mark.slow) for v in ("b1", "b2", "b4", "b5", "b6", "b7")])
+@pytest.mark.parametrize(
+    "variant", ["b0", "b3"] + [pytest.param(v, marks=pytest.mark.slow) for v in ("b1", "b2", "b4", "b5", "b6", "b7")]
+)
 def test_param_counts_equal_live_keras_applications(variant):
     assert _keras_app(variant, input_shape=SMALL).count_params() == PUBLISHED_PARAMS[variant][0]
     assert _keras_app(variant, include_top=False, input_shape=SMALL).count_params() == PUBLISHED_PARAMS[variant][1]
@@ -76,14 +79,24 @@ def test_b0_without_normalization_stats():
     [("b0", True, (224, 224, 3)), ("b0", False, (96, 128, 3)), ("b2", True, (96, 96, 3)), ("b3", False, (75, 101, 3))],
 )
 def test_outputs_equal_keras_applications_after_copy(variant, include_top, shape):
-    source = _keras_app(variant, include_top=include_top, input_shape=shape, classifier_activation=None) if include_top else _keras_app(variant, include_top=False, input_shape=shape)
+    source = (
+        _keras_app(variant, include_top=include_top, input_shape=shape, classifier_activation=None)
+        if include_top
+        else _keras_app(variant, include_top=False, input_shape=shape)
+    )
     # a random, non-trivial input normalization and BN statistics so every weight matters
     rng = np.random.RandomState(0)
     for layer in source.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([gamma * rng.uniform(0.5, 1.5, gamma.shape), beta + rng.normal(0, 0.1, beta.shape),
-                               mean + rng.normal(0, 0.1, mean.shape), var * rng.uniform(0.5, 2.0, var.shape)])
+            layer.set_weights(
+                [
+                    gamma * rng.uniform(0.5, 1.5, gamma.shape),
+                    beta + rng.normal(0, 0.1, beta.shape),
+                    mean + rng.normal(0, 0.1, mean.shape),
+                    var * rng.uniform(0.5, 2.0, var.shape),
+                ]
+            )
     target = efficientnet(variant, include_top=include_top, input_shape=shape)
     if include_top:  # the comparison is on logits, so drop our softmax too
         target.get_layer("predictions").activation = keras.activations.linear
@@ -125,7 +138,9 @@ def test_imagenet_style_normalization_is_folded():
 
 def test_copy_refuses_mismatched_variant():
     with pytest.raises(ValueError, match="weighted layers|mismatch"):
-        copy_keras_applications_weights(_keras_app("b1", include_top=False, input_shape=SMALL), _ours("b0", False, SMALL))
+        copy_keras_applications_weights(
+            _keras_app("b1", include_top=False, input_shape=SMALL), _ours("b0", False, SMALL)
+        )
 
 
 @pytest.mark.parametrize("variant", _slow_if_giant(VARIANTS))
@@ -153,11 +168,11 @@ def test_encoder_pyramid_strides_and_channels(variant):
     for level in range(1, 6):
         tensor = outputs[f"P{level}"]
         assert tensor.shape[1:3] == (128 // 2**level, 160 // 2**level)
-        assert tensor.shape[-1] == encoder.pyramid_channels[f"P{level}"]
+        assert tensor.shape[-1] == pyramid_channels(encoder)[f"P{level}"]
     if variant == "b0":
-        assert encoder.pyramid_channels == {"P1": 16, "P2": 24, "P3": 40, "P4": 112, "P5": 1280}
+        assert pyramid_channels(encoder) == {"P1": 16, "P2": 24, "P3": 40, "P4": 112, "P5": 1280}
     else:
-        assert encoder.pyramid_channels == {"P1": 24, "P2": 32, "P3": 48, "P4": 136, "P5": 1536}
+        assert pyramid_channels(encoder) == {"P1": 24, "P2": 32, "P3": 48, "P4": 136, "P5": 1536}
 
 
 def test_encoder_accepts_dynamic_size():

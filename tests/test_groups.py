@@ -7,8 +7,15 @@ import pytest
 from data.groups import group_folds, group_names, group_of, split_by_groups
 
 # the sample's file names (../shared/data/buildings_sample/building_data/{src,test/src})
-DUBAI_TILES = {1: range(1, 10), 3: range(1, 10), 4: range(1, 10), 5: range(1, 10), 6: range(1, 10), 7: range(1, 10),
-               8: range(1, 10)}
+DUBAI_TILES = {
+    1: range(1, 10),
+    3: range(1, 10),
+    4: range(1, 10),
+    5: range(1, 10),
+    6: range(1, 10),
+    7: range(1, 10),
+    8: range(1, 10),
+}
 SAMPLE = [f"dubai_image_part_{part:03d}t{tile}.jpg" for tile, parts in DUBAI_TILES.items() for part in parts]
 SAMPLE += [f"rio_3band_013022223130_Public_img{i}.tif" for i in (50, 51, 52, 53, 54, 55, 57, 58, 59, 60, 61, 62)]
 
@@ -20,8 +27,16 @@ def test_default_rule_names_the_sample_tiles():
     assert group_of("austin12.tif") == "austin" and group_of("chicago_tile_3.png") == "chicago"
     groups = group_names(SAMPLE)
     counts = {g: list(groups.values()).count(g) for g in set(groups.values())}
-    assert counts == {"dubai_t1": 9, "dubai_t3": 9, "dubai_t4": 9, "dubai_t5": 9, "dubai_t6": 9, "dubai_t7": 9,
-                      "dubai_t8": 9, "rio": 12}
+    assert counts == {
+        "dubai_t1": 9,
+        "dubai_t3": 9,
+        "dubai_t4": 9,
+        "dubai_t5": 9,
+        "dubai_t6": 9,
+        "dubai_t7": 9,
+        "dubai_t8": 9,
+        "rio": 12,
+    }
 
 
 def test_user_pattern_and_unmatched_names():

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common import images
 from data.buildings import readers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,11 @@ DUMMY = Path(readers.__file__).parent / "dummy_data"
 def tree_hash(folder):
     """{relative path: sha256} of every file below ``folder``."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _build(manual_dir, data_dir):
@@ -70,7 +75,7 @@ def test_mask_with_several_colours_is_refused_with_its_colours(manual, tmp_path)
 def test_mask_with_one_colour_on_black_is_building_there():
     rgb = np.zeros((8, 8, 3), "uint8")
     rgb[2:4, 2:5] = (0x3C, 0x10, 0x98)
-    mask = readers.decode_mask(_png(rgb), "m.png")[..., 0]
+    mask = images.decode_mask(_png(rgb), "m.png")[..., 0]
     assert mask.sum() == 6 and mask[2:4, 2:5].all()
 
 
@@ -78,7 +83,7 @@ def test_grey_alpha_mask_ignores_its_alpha():
     grey = np.zeros((8, 8), "uint8")
     grey[0, :3] = 255
     la = np.stack([grey, np.full((8, 8), 255, "uint8")], -1)  # opaque everywhere
-    mask = readers.decode_mask(_png(la, "LA"), "la.png")[..., 0]
+    mask = images.decode_mask(_png(la, "LA"), "la.png")[..., 0]
     assert mask.sum() == 3  # the old decoder counted the alpha: all 64 pixels were building
 
 
@@ -88,8 +93,16 @@ def test_same_stem_with_two_extensions_is_refused(manual, tmp_path):
     src = manual / "building_data" / "src"
     shutil.copy(src / "tile_001.jpg", src / "tile_001.png")
     message = _build_error(manual, tmp_path)
-    assert "two files share the name 'tile_000'" in message and "label/tile_000.png" in message and "label/tile_000.tif" in message
-    assert "two files share the name 'tile_001'" in message and "src/tile_001.jpg" in message and "src/tile_001.png" in message
+    assert (
+        "two files share the name 'tile_000'" in message
+        and "label/tile_000.png" in message
+        and "label/tile_000.tif" in message
+    )
+    assert (
+        "two files share the name 'tile_001'" in message
+        and "src/tile_001.jpg" in message
+        and "src/tile_001.png" in message
+    )
 
 
 # --- crashes that are now named -----------------------------------------------------------
@@ -139,12 +152,14 @@ def test_image_claiming_huge_size_is_refused_before_decoding(monkeypatch):
     png[16:24] = struct.pack(">II", 60000, 60000)
     png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
     assert len(png) < 100
-    monkeypatch.setattr(readers, "_available_memory", lambda: 16e9)
-    with pytest.raises(readers.TooLargeError, match=r"bomb\.png claims 60000 x 60000 pixels: decoding it needs about 21\.6 GB"):
-        readers.decode_image(bytes(png), "bomb.png")
-    monkeypatch.setattr(readers, "_available_memory", lambda: 64e9)  # a large machine may decode a real orthophoto
+    monkeypatch.setattr(images, "_available_memory", lambda: 16e9)
+    with pytest.raises(
+        images.TooLargeError, match=r"bomb\.png claims 60000 x 60000 pixels: decoding it needs about 21\.6 GB"
+    ):
+        images.decode_image(bytes(png), "bomb.png")
+    monkeypatch.setattr(images, "_available_memory", lambda: 64e9)  # a large machine may decode a real orthophoto
     with pytest.raises(ValueError, match="Cannot read bomb.png"):  # (this header lies: the data is 1 pixel)
-        readers.decode_image(bytes(png), "bomb.png")
+        images.decode_image(bytes(png), "bomb.png")
 
 
 def test_16_bit_rgb_tiff_is_named_with_the_conversion():
@@ -159,15 +174,20 @@ def test_16_bit_rgb_tiff_is_named_with_the_conversion():
             raster.write((np.arange(1800).reshape(3, 20, 30) * 30).astype("uint16"))
         data = memory.read()
     with pytest.raises(ValueError) as info:
-        readers.decode_image(data, "scene16.tif")
+        images.decode_image(data, "scene16.tif")
     assert "scene16.tif is a valid 3-band uint16 raster of 30 x 20 pixels" in str(info.value)
     assert "gdal_translate -ot Byte -scale" in str(info.value)
 
 
 def test_build_error_is_the_last_line_not_a_traceback(manual, tmp_path):
     Image.fromarray(np.full((64, 64), 128, "uint8")).save(manual / "building_data" / "label" / "tile_000.png")
-    result = subprocess.run([sys.executable, "-m", "data.build", "--manual-dir", str(manual), "--data-dir", str(tmp_path / "t")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "data.build", "--manual-dir", str(manual), "--data-dir", str(tmp_path / "t")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     last = [line for line in result.stderr.splitlines() if line.strip()][-2:]
@@ -235,7 +255,9 @@ def test_unusable_run_dir_is_named_in_one_line(tmp_path, kind):
 def test_resume_with_other_options_changes_nothing(tmp_path):
     run_dir = _our_run(tmp_path / "run")
     before = tree_hash(run_dir)
-    result = _train("--run-dir", str(run_dir), "--resume", "--arch", "fcn8", "--lr", "0.01", "--dataset", "buildings/synthetic")
+    result = _train(
+        "--run-dir", str(run_dir), "--resume", "--arch", "fcn8", "--lr", "0.01", "--dataset", "buildings/synthetic"
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--arch 'fcn8' (the run: 'unet')" in result.stderr and "--lr 0.01 (the run: 0.002)" in result.stderr
     assert tree_hash(run_dir) == before
@@ -270,7 +292,9 @@ def test_resume_from_damaged_files_is_named(tmp_path, damage):
 
 
 def test_missing_manual_dir_is_named(tmp_path):
-    result = _train("--dataset", "buildings/kaggle", "--manual-dir", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "r"))
+    result = _train(
+        "--dataset", "buildings/kaggle", "--manual-dir", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "r")
+    )
     assert result.returncode != 0 and f"--manual-dir {tmp_path / 'nowhere'}: no such folder" in result.stderr
     assert not (tmp_path / "r").exists()
 
@@ -283,7 +307,9 @@ def test_leftovers_of_a_killed_write_are_cleaned_and_final_writes_are_atomic(tmp
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({"arch": "unet", "encoder": "effnet-b0", "dataset": "d", "run_dir": "x", "seed": 0}))
+    (run_dir / "config.json").write_text(
+        json.dumps({"arch": "unet", "encoder": "effnet-b0", "dataset": "d", "run_dir": "x", "seed": 0})
+    )
     (run_dir / "model.tmp.keras").write_bytes(b"\x00" * 1000)  # a save killed half-way
     (run_dir / "last.tmp.weights.h5").write_bytes(b"\x00" * 1000)
     (run_dir / "results.tmp").write_text("{")
@@ -336,8 +362,19 @@ def test_compare_lists_damaged_runs_and_ranks_nan_last(tmp_path, capsys):
     import compare
 
     runs = tmp_path / "runs"
-    good = {"format": 2, "arch": "unet", "encoder": "effnet-b0", "params": 8_502_708, "gmacs": 0.87, "heldout_iou": 0.4,
-            "epochs": 3, "wall_seconds": 100.0, "dataset": "buildings/kaggle", "selection": "ema", "recipe": {"augment": "aerial"}}
+    good = {
+        "format": 2,
+        "arch": "unet",
+        "encoder": "effnet-b0",
+        "params": 8_502_708,
+        "gmacs": 0.87,
+        "heldout_iou": 0.4,
+        "epochs": 3,
+        "wall_seconds": 100.0,
+        "dataset": "buildings/kaggle",
+        "selection": "ema",
+        "recipe": {"augment": "aerial"},
+    }
     cases = {
         "a_good": good,
         "b_null_params": {**good, "params": None},
@@ -382,7 +419,9 @@ def _predict(*args):
 def _scenes(folder):
     folder.mkdir(parents=True)
     for name in ("a", "b"):
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype="uint8")).save(folder / f"{name}.png")
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype="uint8")).save(
+            folder / f"{name}.png"
+        )
     return folder
 
 
@@ -395,7 +434,10 @@ def test_predict_out_holding_inputs_is_refused(tmp_path, tiny_model):
         assert f"--out {out.resolve()} holds the input {scenes / 'a.png'}" in result.stderr
     for out in (scenes, scenes / "predictions"):  # given as a folder: inside it is refused too
         result = _predict("--model", str(tiny_model), str(scenes), "--out", str(out))
-        assert result.returncode != 0 and f"--out {out.resolve()} lies in the input folder {scenes.resolve()}" in result.stderr
+        assert (
+            result.returncode != 0
+            and f"--out {out.resolve()} lies in the input folder {scenes.resolve()}" in result.stderr
+        )
     assert tree_hash(tmp_path) == before  # no output written, no input replaced
 
 
@@ -419,7 +461,11 @@ def test_predict_random_bytes_model_is_not_called_missing(tmp_path):
     fake = tmp_path / "model.keras"
     fake.write_bytes(np.random.default_rng(1).bytes(4096))
     result = _predict("--model", str(fake), str(_scenes(tmp_path / "s")), "--out", str(tmp_path / "out"))
-    assert result.returncode != 0 and "is not a Keras archive" in result.stderr and "not found" not in result.stderr.lower()
+    assert (
+        result.returncode != 0
+        and "is not a Keras archive" in result.stderr
+        and "not found" not in result.stderr.lower()
+    )
 
 
 def test_predict_fixed_size_unet_gets_the_real_reason(tmp_path):

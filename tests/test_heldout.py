@@ -4,8 +4,24 @@ import json
 
 import pytest
 
-TINY = ["--arch", "fcn32", "--encoder", "resnet18", "--image-size", "64", "--batch-size", "4", "--epochs", "1",
-        "--steps-per-epoch", "3", "--warmup-steps", "1", "--tracker", "local"]
+TINY = [
+    "--arch",
+    "fcn32",
+    "--encoder",
+    "resnet18",
+    "--image-size",
+    "64",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "3",
+    "--warmup-steps",
+    "1",
+    "--tracker",
+    "local",
+]
 
 
 def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_path, capsys):
@@ -13,8 +29,23 @@ def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_
     import train
 
     data_dir, _ = sample_tfds
-    run_dir = train.main([*TINY, "--dataset", "buildings/kaggle", "--manual-dir", str(sample_dir), "--data-dir", data_dir,
-                          "--holdout", "rio", "--select", "last", "--run-dir", str(tmp_path / "run")])
+    run_dir = train.main(
+        [
+            *TINY,
+            "--dataset",
+            "buildings/kaggle",
+            "--manual-dir",
+            str(sample_dir),
+            "--data-dir",
+            data_dir,
+            "--holdout",
+            "rio",
+            "--select",
+            "last",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "examples: 57 train, 3 validation, 12 held out" in printed  # 67 + 3 pairs + 5 scenes; 12 from Rio
     results = json.loads((run_dir / "results.json").read_text())
@@ -26,7 +57,9 @@ def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_
     counts, scenes = {"tp": 0.0, "fp": 0.0, "fn": 0.0}, {}
     for src, labels in ((data / "src", data / "label"), (data / "test" / "src", data / "test" / "label")):
         inputs = sorted(str(p) for p in src.glob("rio_*"))
-        out = predict.main(["--model", str(run_dir), *inputs, "--labels", str(labels), "--out", str(tmp_path / src.parent.name)])
+        out = predict.main(
+            ["--model", str(run_dir), *inputs, "--labels", str(labels), "--out", str(tmp_path / src.parent.name)]
+        )
         report = json.loads((out / "metrics.json").read_text())
         for row in report["scenes"]:
             scenes[row["scene"]] = row

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.scores import confusion_counts, scores_from_counts
 from training.losses import SegmentationLoss, bce, dice, focal, jaccard, lovasz, parse_loss
-from training.metrics import BinarySegmentationScore, confusion_counts, scores_from_counts
+from training.metrics import BinarySegmentationScore
 
 Y = np.array([1, 0, 1, 1, 0, 0], "float32").reshape(1, 2, 3, 1)
 Z = np.array([2.0, -1.0, -0.5, 3.0, 0.2, -2.0], "float32").reshape(1, 2, 3, 1)
@@ -18,7 +19,9 @@ def _sigmoid(z):
 
 
 def test_bce_by_hand():
-    expected = np.mean([-math.log(_sigmoid(z)) if y else -math.log(1 - _sigmoid(z)) for y, z in zip(Y.ravel(), Z.ravel())])
+    expected = np.mean(
+        [-math.log(_sigmoid(z)) if y else -math.log(1 - _sigmoid(z)) for y, z in zip(Y.ravel(), Z.ravel())]
+    )
     assert float(bce(Y, Z)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -84,5 +87,7 @@ def test_metrics_accumulate_over_batches_not_average():
 
 def test_metric_respects_weights():
     metric = BinarySegmentationScore("iou")
-    metric.update_state(tf.constant([[1.0, 0.0, 1.0]]), tf.constant([[1.0, 1.0, -1.0]]), sample_weight=tf.constant([[1.0, 0.0, 1.0]]))
+    metric.update_state(
+        tf.constant([[1.0, 0.0, 1.0]]), tf.constant([[1.0, 1.0, -1.0]]), sample_weight=tf.constant([[1.0, 0.0, 1.0]])
+    )
     assert float(metric.result()) == pytest.approx(0.5)

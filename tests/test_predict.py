@@ -82,12 +82,15 @@ def local_cnn(seed=0):
     def init(i):
         return keras.initializers.GlorotUniform(seed=seed * 10 + i)
 
-    return keras.Sequential([
-        keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 64.0, offset=-2.0),
-        keras.layers.Conv2D(8, 5, padding="same", activation="tanh", kernel_initializer=init(0)),
-        keras.layers.Conv2D(8, 5, padding="same", activation="tanh", kernel_initializer=init(1)),
-        keras.layers.Conv2D(1, 5, padding="same", kernel_initializer=init(2)),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 64.0, offset=-2.0),
+            keras.layers.Conv2D(8, 5, padding="same", activation="tanh", kernel_initializer=init(0)),
+            keras.layers.Conv2D(8, 5, padding="same", activation="tanh", kernel_initializer=init(1)),
+            keras.layers.Conv2D(1, 5, padding="same", kernel_initializer=init(2)),
+        ]
+    )
 
 
 def test_blended_tiles_leave_no_seam():
@@ -100,8 +103,8 @@ def test_blended_tiles_leave_no_seam():
     hard = np.zeros_like(whole)  # abutting 128x128 tiles, each predicted on its own
     for y in range(0, 384, 128):
         for x in range(0, 512, 128):
-            tile = tf.constant(scene[None, y:y + 128, x:x + 128].astype("float32"))
-            hard[y:y + 128, x:x + 128] = tf.sigmoid(logit_fn(tile)).numpy()[0]
+            tile = tf.constant(scene[None, y : y + 128, x : x + 128].astype("float32"))
+            hard[y : y + 128, x : x + 128] = tf.sigmoid(logit_fn(tile)).numpy()[0]
     inside = np.s_[16:-16, 16:-16]  # the scene's own border is padded differently by the two
     hard_error, blended_error = (hard - whole)[inside], (blended - whole)[inside]
     # where hard tiles meet, their difference from the whole-image prediction steps ...
@@ -124,9 +127,9 @@ def test_strips_equal_a_whole_canvas_blend(logit_fn):
     assert axis_layout(300, tile, overlap)[0] == axis_layout(460, tile, overlap)[0] == tile
     for y in axis_layout(300, tile, overlap)[1]:
         for x in axis_layout(460, tile, overlap)[1]:
-            logits = logit_fn(tf.constant(scene[None, y:y + tile, x:x + tile].astype("float32"))).numpy()[0]
-            total[y:y + tile, x:x + tile] += logits * window
-            weight[y:y + tile, x:x + tile] += window
+            logits = logit_fn(tf.constant(scene[None, y : y + tile, x : x + tile].astype("float32"))).numpy()[0]
+            total[y : y + tile, x : x + tile] += logits * window
+            weight[y : y + tile, x : x + tile] += window
     expected = 1 / (1 + np.exp(-total / weight))
     got = predict_probabilities(logit_fn, scene, tile=tile, overlap=overlap, batch_size=3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -173,9 +176,13 @@ def test_cli_evaluates_against_labels(everywhere_model_file, tmp_path):
     truth[10:30, 20:60] = 255  # 800 of 6300 pixels
     Image.fromarray(smooth_scene(70, 90)).save(images / "scene.jpg")
     Image.fromarray(truth).save(labels / "scene.png")
-    out = predict.main(["--model", str(everywhere_model_file), str(images), "--labels", str(labels), "--out", str(tmp_path / "o")])
+    out = predict.main(
+        ["--model", str(everywhere_model_file), str(images), "--labels", str(labels), "--out", str(tmp_path / "o")]
+    )
     report = json.loads((out / "metrics.json").read_text())
-    auto = predict.main(["--model", str(everywhere_model_file), str(images), "--labels", "auto", "--out", str(tmp_path / "a")])
+    auto = predict.main(
+        ["--model", str(everywhere_model_file), str(images), "--labels", "auto", "--out", str(tmp_path / "a")]
+    )
     assert json.loads((auto / "metrics.json").read_text())["overall"] == report["overall"]
     # predicting building everywhere: IoU = precision = 800/6300, recall 1
     assert report["overall"]["iou"] == pytest.approx(800 / 6300)
@@ -288,6 +295,9 @@ def test_bilinear_upsampling_archs_predict_any_window_shape(arch):
     from inference.tiling import make_logit_fn, predict_probabilities, predict_whole
     from models import create_model
 
+    import keras
+
+    keras.utils.set_random_seed(1)  # an init whose outputs are not saturated (std 0.46 / 0.32 here)
     model = create_model(arch, "resnet18", input_shape=(None, None, 3))
     image = np.random.default_rng(3).integers(0, 255, (200, 300, 3)).astype("uint8")
     for tta in (False, True):

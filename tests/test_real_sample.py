@@ -22,8 +22,18 @@ def test_short_training_on_real_sample_beats_baseline_on_an_unseen_tile(sample_d
     from train_real_sample import train_and_score
 
     data_dir, _ = sample_tfds
-    results = train_and_score(sample_dir, tmp_path / "run", steps=40, epochs=2, size=128, batch=8,
-                              arch="unet", encoder="effnet-b0", data_dir=data_dir, holdout="dubai_t8")
+    results = train_and_score(
+        sample_dir,
+        tmp_path / "run",
+        steps=40,
+        epochs=2,
+        size=128,
+        batch=8,
+        arch="unet",
+        encoder="effnet-b0",
+        data_dir=data_dir,
+        holdout="dubai_t8",
+    )
     print({k: v for k, v in results.items() if k.startswith("heldout")})
     assert results["heldout_groups"] == ["dubai_t8"] and results["heldout_scenes"] == 9
     assert results["heldout_pixels"] == 3 * 2149 * 1479 + 3 * 2149 * 1479 + 3 * 2149 * 1480

@@ -14,11 +14,40 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # fcn32 / resnet18 traces its train step about 3x faster than fcn8 / mobilenetv2 on this CPU
-TINY = ["--arch", "fcn32", "--encoder", "resnet18", "--image-size", "64", "--batch-size", "4",
-        "--steps-per-epoch", "3", "--warmup-steps", "1", "--tracker", "local"]
-RESULT_KEYS = {"arch", "encoder", "params", "gmacs", "heldout_iou", "heldout_f1", "heldout_precision", "heldout_recall",
-               "heldout_kind", "heldout_pixels", "predict_mp_per_sec", "selection", "train_images_per_sec", "epochs",
-               "wall_seconds", "dataset"}
+TINY = [
+    "--arch",
+    "fcn32",
+    "--encoder",
+    "resnet18",
+    "--image-size",
+    "64",
+    "--batch-size",
+    "4",
+    "--steps-per-epoch",
+    "3",
+    "--warmup-steps",
+    "1",
+    "--tracker",
+    "local",
+]
+RESULT_KEYS = {
+    "arch",
+    "encoder",
+    "params",
+    "gmacs",
+    "heldout_iou",
+    "heldout_f1",
+    "heldout_precision",
+    "heldout_recall",
+    "heldout_kind",
+    "heldout_pixels",
+    "predict_mp_per_sec",
+    "selection",
+    "train_images_per_sec",
+    "epochs",
+    "wall_seconds",
+    "dataset",
+}
 
 
 def _train_args(synthetic_dir, run_dir, *extra):
@@ -26,7 +55,9 @@ def _train_args(synthetic_dir, run_dir, *extra):
 
 
 def _run(args, **kwargs):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs
+    )
 
 
 def _installed(module):
@@ -59,8 +90,16 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert results["heldout_precision"] == pytest.approx(tp / (tp + fp), abs=1e-12)
     assert results["selection"] == "ema" and set(results["selections"]) == {"ema"}
     assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
-    for name in ("config.json", "history.csv", "best.weights.h5", "last.weights.h5", "model.keras",
-                 "learning_curves.png", "predictions.png", "state.json"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "best.weights.h5",
+        "last.weights.h5",
+        "model.keras",
+        "learning_curves.png",
+        "predictions.png",
+        "state.json",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
     config = json.loads((run_dir / "config.json").read_text())
@@ -78,7 +117,9 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path):
-    result = _run(["--encoder", "effnet-b9", "--image-size", "100", "--loss", "dice+hinge", "--run-dir", str(tmp_path / "r")])
+    result = _run(
+        ["--encoder", "effnet-b9", "--image-size", "100", "--loss", "dice+hinge", "--run-dir", str(tmp_path / "r")]
+    )
     assert result.returncode != 0
     for text in ("valid encoders are", "effnet-b0", "multiple of 32", "Valid terms: bce, dice"):
         assert text in result.stderr + result.stdout
@@ -87,12 +128,15 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     assert "invalid choice: 'segformer'" in result.stderr and "fcn8" in result.stderr
 
 
-def test_cli_arch_choices_are_the_registered_decoders():
-    """train.py lists the archs itself (argparse rejects a bad --arch before TensorFlow loads)."""
+def test_cli_arch_choices_are_the_registered_decoders(capsys):
+    """--arch offers exactly the registered decoders (read from the registry, not a copy)."""
     import train
     from models import list_archs
 
-    assert sorted(train.ARCHS) == sorted(list_archs())
+    with pytest.raises(SystemExit):
+        train.parse_args(["--arch", "nope"])
+    offered = capsys.readouterr().err.split("choose from ")[1].split(")")[0]
+    assert sorted(name.strip(" '") for name in offered.split(",")) == list_archs()
 
 
 def test_existing_run_is_never_overwritten(synthetic_dir, tmp_path):
@@ -109,7 +153,9 @@ def test_kill_and_resume_keeps_history_whole(synthetic_dir, tmp_path):
     args = _train_args(synthetic_dir, run_dir, "--epochs", "3", "--steps-per-epoch", "6")
     log = tmp_path / "train.log"
     with log.open("w") as handle:  # a file, not a pipe: an unread pipe can fill up and block
-        process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "train.py", *args], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True
+        )
         deadline = time.time() + 300
         while not (run_dir / "state.json").exists() and time.time() < deadline and process.poll() is None:
             time.sleep(0.2)
@@ -143,12 +189,24 @@ def test_two_workers_end_with_identical_weights(synthetic_dir, tmp_path):
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     processes, logs = [], [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "CUDA_VISIBLE_DEVICES": "-1"}
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "CUDA_VISIBLE_DEVICES": "-1",
+        }
         args = _train_args(synthetic_dir, tmp_path / "run", "--epochs", "1", "--strategy", "multiworker")
         # log files, not pipes: a worker blocked on a full pipe would stall the other one too
         with logs[index].open("w") as handle:
-            processes.append(subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "train.py", *args],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
     for process in processes:
         process.wait(timeout=600)
     outputs = [log.read_text() for log in logs]
@@ -174,7 +232,10 @@ def _check_mlflow(runs_dir):
     assert names == ["run"]
     assert {"val_iou", "loss", "val_f1"} <= metrics
     # artifacts sit beside the database, not in ./mlruns of whatever folder the shell was in
-    assert {p.name for p in (runs_dir / "mlartifacts").rglob("*") if p.is_file()} >= {"results.json", "learning_curves.png"}
+    assert {p.name for p in (runs_dir / "mlartifacts").rglob("*") if p.is_file()} >= {
+        "results.json",
+        "learning_curves.png",
+    }
     assert not (Path.cwd() / "mlruns").exists()
 
 
@@ -184,7 +245,44 @@ def _check_neptune(run_dir):
     assert any(b"val_iou" in p.read_bytes() for p in files)
 
 
-@pytest.mark.skipif(len(OPTIONAL_TRACKERS) < 2, reason="mlflow and neptune are optional installs (requirements-trackers.txt)")
+@pytest.mark.skipif(
+    len(OPTIONAL_TRACKERS) < 2, reason="mlflow and neptune are optional installs (requirements-trackers.txt)"
+)
 def test_optional_trackers_are_installed_in_ci():
     """CI installs requirements-trackers.txt; the default-path run above then checks both."""
     assert OPTIONAL_TRACKERS == ["mlflow", "neptune"]
+
+
+def test_multiworker_workarounds_still_apply_to_this_keras():
+    """Fails loudly when Keras moves: the private internals training/distribute.py patches must exist here."""
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    from training import distribute
+
+    assert keras.__version__.startswith(distribute.PATCHED_KERAS + "."), (
+        f"Keras {keras.__version__} is not {distribute.PATCHED_KERAS}: re-check the multi-worker workarounds and "
+        "update PATCHED_KERAS (or delete them if Keras fixed the trainer)"
+    )
+    assert distribute.workarounds_apply() is True
+    original = tf_trainer.reduce_per_replica
+    try:
+        distribute.patch_keras_multiworker_reduce()
+        assert tf_trainer.reduce_per_replica._zoo_patched and tf_trainer.reduce_per_replica is not original
+    finally:
+        tf_trainer.reduce_per_replica = original
+
+
+def test_multiworker_workarounds_are_skipped_or_refused_elsewhere(monkeypatch):
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    from training import distribute
+
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.warns(UserWarning, match="written for Keras 3.15; this is Keras 3.99.0, so they are skipped"):
+        assert distribute.workarounds_apply() is False
+    monkeypatch.setattr(keras, "__version__", "3.15.9")
+    monkeypatch.delattr(tf_trainer, "_is_per_replica_instance")
+    with pytest.raises(RuntimeError, match="lacks the internals .*_is_per_replica_instance"):
+        distribute.workarounds_apply()

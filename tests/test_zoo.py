@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from blocks.upsampling import bilinear_transpose
 from models import count_macs, create_model, list_archs, list_encoders
-from models.decoders.registry import bilinear_transpose
 
 ARCHS = list_archs()
 # The default suite covers every arch on effnet-b0, every encoder under U-Net (of the
@@ -99,10 +99,16 @@ def test_no_two_kernels_start_equal(encoder):
     assert len({np.asarray(w.numpy()).tobytes() for w in kernels}) == len(kernels)
 
 
+# EfficientNet-B0: stem 1 + first block 2 (no expansion) + 15 blocks x 3 + top 1 = 49; U-Net: 5 stages x 2 = 10
+BN_COUNT_UNET_B0 = 59
+
+
 def test_bn_momentum_reaches_nested_encoder():
     model = create_model("unet", "effnet-b0", input_shape=(64, 64, 3), bn_momentum=0.8)
-    bns = [l for l in model._flatten_layers(recursive=True) if isinstance(l, keras.layers.BatchNormalization)]
-    assert len(bns) > 50 and {l.momentum for l in bns} == {0.8}
+    from models.walk import leaf_layers
+
+    bns = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == BN_COUNT_UNET_B0 and {layer.momentum for layer in bns} == {0.8}
 
 
 @pytest.mark.parametrize("factor", [2, 8, 32])

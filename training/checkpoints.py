@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 
+MONITOR = "val_iou"  # the validation metric that picks the best epoch (--select best)
 LAST = "last.weights.h5"
 BEST = "best.weights.h5"
 STATE = "state.json"
@@ -75,7 +76,7 @@ def _write_history(run_dir, rows):
 class RunCheckpoint(keras.callbacks.Callback):
     """Writes history.csv, best.weights.h5, last.weights.h5 and state.json every epoch."""
 
-    def __init__(self, run_dir, *, monitor="val_iou", best_value=None, history=None, trackers=()):
+    def __init__(self, run_dir, *, monitor=MONITOR, best_value=None, history=None, trackers=()):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.monitor = monitor
@@ -99,7 +100,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best_value = float(value)
             _atomic_save_weights(self.model, self.run_dir / BEST)
         _atomic_save_weights(self.model, self.run_dir / LAST)
-        atomic_write_json({"epoch": epoch + 1, "best_value": self.best_value, "monitor": self.monitor}, self.run_dir / STATE)
+        atomic_write_json(
+            {"epoch": epoch + 1, "best_value": self.best_value, "monitor": self.monitor}, self.run_dir / STATE
+        )
         for tracker in self.trackers:
             tracker.log_metrics(row, step=epoch + 1)
 
@@ -111,25 +114,33 @@ def check_resumable(run_dir):
     run_dir = Path(run_dir)
     for name in (STATE, LAST):
         if not (run_dir / name).exists():
-            raise ValueError(f"--resume: {run_dir} holds no finished epoch to resume from ({name} missing). Start a new "
-                             "run without --resume, or point --run-dir at the run to continue.")
+            raise ValueError(
+                f"--resume: {run_dir} holds no finished epoch to resume from ({name} missing). Start a new "
+                "run without --resume, or point --run-dir at the run to continue."
+            )
     try:
         state = json.loads((run_dir / STATE).read_text())
         int(state["epoch"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"--resume: {run_dir / STATE} is damaged ({error}); the run cannot be resumed. Start a new "
-                         "run with another --run-dir.") from error
+        raise ValueError(
+            f"--resume: {run_dir / STATE} is damaged ({error}); the run cannot be resumed. Start a new "
+            "run with another --run-dir."
+        ) from error
     try:
         with h5py.File(run_dir / LAST, "r") as weights:
             weights.keys()
     except OSError as error:
-        raise ValueError(f"--resume: {run_dir / LAST} is unreadable or truncated ({error}); the run cannot be resumed "
-                         "from it. Start a new run with another --run-dir.") from error
+        raise ValueError(
+            f"--resume: {run_dir / LAST} is unreadable or truncated ({error}); the run cannot be resumed "
+            "from it. Start a new run with another --run-dir."
+        ) from error
     try:
         read_history(run_dir)
     except ValueError as error:
-        raise ValueError(f"--resume: {run_dir / HISTORY} is malformed ({error}). Fix it (one header line, then numbers "
-                         "per epoch) or delete it to resume with a fresh history.") from error
+        raise ValueError(
+            f"--resume: {run_dir / HISTORY} is malformed ({error}). Fix it (one header line, then numbers "
+            "per epoch) or delete it to resume with a fresh history."
+        ) from error
 
 
 def resume_state(run_dir, model):

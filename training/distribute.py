@@ -10,11 +10,45 @@ Keras 3.15's TensorFlow trainer has two bugs under MultiWorkerMirroredStrategy:
 
 ``prepare_multiworker_model`` builds the compiled state from a local batch, and
 ``patch_keras_multiworker_reduce`` reduces scalars across replicas with ``axis=None``.
-Both are no-ops for the other strategies. Remove them once Keras fixes the trainer.
+Both are no-ops for the other strategies. They touch private ``keras.src`` internals, so
+they run only on the Keras version they were written for (``PATCHED_KERAS``): on another
+version they are skipped with a warning (the bugs may be fixed there), and on that version
+with the internals gone they stop with a clear error. Remove them once Keras fixes the trainer.
 """
 
+import warnings
+
+import keras
 import tensorflow as tf
 
+PATCHED_KERAS = "3.15"  # major.minor of the Keras whose trainer internals the workarounds patch
+# (module attribute, model method) names the workarounds rely on
+INTERNALS = ("reduce_per_replica", "_collective_all_reduce_multi_worker", "_is_per_replica_instance")
+MODEL_INTERNALS = ("_symbolic_build", "_maybe_symbolic_build")
+
+
+def workarounds_apply():
+    """True on the Keras version the workarounds were written for (its internals checked); False on another."""
+    version = ".".join(keras.__version__.split(".")[:2])
+    if version != PATCHED_KERAS:
+        warnings.warn(
+            f"--strategy multiworker: the workarounds in training/distribute.py were written for Keras "
+            f"{PATCHED_KERAS}; this is Keras {keras.__version__}, so they are skipped. If fit() fails under "
+            "MultiWorkerMirroredStrategy, re-check them against this version.",
+            stacklevel=2,
+        )
+        return False
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    missing = [name for name in INTERNALS if not hasattr(tf_trainer, name)]
+    missing += [f"Model.{name}" for name in MODEL_INTERNALS if not hasattr(keras.Model, name)]
+    if missing:
+        raise RuntimeError(
+            f"--strategy multiworker: Keras {keras.__version__} lacks the internals the workarounds in "
+            f"training/distribute.py patch ({', '.join(missing)}). Use --strategy default or mirrored, "
+            "or update the workarounds."
+        )
+    return True
 
 
 def make_strategy(name):
@@ -22,15 +56,16 @@ def make_strategy(name):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        patch_keras_multiworker_reduce()
+        if workarounds_apply():
+            patch_keras_multiworker_reduce()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
 def patch_keras_multiworker_reduce():
     """Reduce scalar per-replica logs with axis=None under multi-worker strategies."""
-    from keras.src.backend.tensorflow import trainer as tf_trainer
     from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
 
     if getattr(tf_trainer.reduce_per_replica, "_zoo_patched", False):
         return
@@ -38,8 +73,13 @@ def patch_keras_multiworker_reduce():
 
     def reduce_per_replica(values, strategy, reduction):
         if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+
             def reduce_one(value):
-                local = strategy.experimental_local_results(value) if tf_trainer._is_per_replica_instance(value) else [value]
+                local = (
+                    strategy.experimental_local_results(value)
+                    if tf_trainer._is_per_replica_instance(value)
+                    else [value]
+                )
                 if local[0].shape.rank == 0:
                     return strategy.reduce("MEAN", value, axis=None)
                 return original(value, strategy, reduction)
@@ -53,5 +93,7 @@ def patch_keras_multiworker_reduce():
 
 def prepare_multiworker_model(model, batch):
     """Build the compiled metrics/loss from a local batch so fit() skips its eager reduce."""
+    if not workarounds_apply():
+        return
     model._symbolic_build(data_batch=batch)
     model._maybe_symbolic_build = lambda *args, **kwargs: None

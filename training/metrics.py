@@ -8,34 +8,9 @@ average of per-batch scores. Pixels with weight 0 (padding) are ignored.
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 KINDS = ("iou", "f1", "precision", "recall")
-
-
-def scores_from_counts(tp, fp, fn):
-    """{"iou", "f1", "precision", "recall"} from pixel counts (1.0 when nothing to find or predict)."""
-    def ratio(num, den):
-        return float(num / den) if den > 0 else 1.0
-
-    return {
-        "iou": ratio(tp, tp + fp + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-    }
-
-
-def confusion_counts(y_true, predicted, weight=None):
-    """(tp, fp, fn) pixel counts of binary arrays, NumPy."""
-    y_true = np.asarray(y_true).astype(bool)
-    predicted = np.asarray(predicted).astype(bool)
-    weight = np.ones(y_true.shape) if weight is None else np.asarray(weight, dtype="float64")
-    tp = float((weight * (predicted & y_true)).sum())
-    fp = float((weight * (predicted & ~y_true)).sum())
-    fn = float((weight * (~predicted & y_true)).sum())
-    return tp, fp, fn
 
 
 class BinarySegmentationScore(keras.metrics.Metric):
@@ -53,7 +28,11 @@ class BinarySegmentationScore(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y = tf.cast(y_true > 0.5, tf.float32)
         p = tf.cast(y_pred > 0.0, tf.float32)
-        w = tf.ones_like(y) if sample_weight is None else tf.broadcast_to(tf.cast(sample_weight, tf.float32), tf.shape(y))
+        w = (
+            tf.ones_like(y)
+            if sample_weight is None
+            else tf.broadcast_to(tf.cast(sample_weight, tf.float32), tf.shape(y))
+        )
         self.tp.assign_add(tf.reduce_sum(w * p * y))
         self.fp.assign_add(tf.reduce_sum(w * p * (1 - y)))
         self.fn.assign_add(tf.reduce_sum(w * (1 - p) * y))

@@ -6,6 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.metrics import KINDS  # noqa: E402
+
 
 def plot_learning_curves(history, path):
     """Loss and validation metrics per epoch, saved as a PNG."""
@@ -16,7 +18,7 @@ def plot_learning_curves(history, path):
             left.plot(epochs, [row[key] for row in history], marker="o", label=key)
     left.set(xlabel="epoch", ylabel="loss", title="loss")
     left.legend()
-    for key in ("val_iou", "val_f1", "val_precision", "val_recall", "iou"):
+    for key in [f"val_{kind}" for kind in KINDS] + ["iou"]:
         if history and key in history[0]:
             right.plot(epochs, [row[key] for row in history], marker="o", label=key)
     right.set(xlabel="epoch", ylabel="score", title="metrics (threshold 0.5)", ylim=(0, 1))
@@ -37,7 +39,9 @@ def plot_predictions(images, masks, probabilities, path, *, max_rows=6):
         overlay[predicted] = (0.5 * overlay[predicted] + [127, 0, 0]).astype("uint8")
         panels = (image, masks[row, ..., 0], probabilities[row, ..., 0], overlay)
         for col, (panel, title) in enumerate(zip(panels, ("image", "truth", "probability", "prediction"))):
-            axes[row, col].imshow(panel, cmap=None if panel.ndim == 3 else "gray", vmin=0, vmax=1 if panel.ndim == 2 else None)
+            axes[row, col].imshow(
+                panel, cmap=None if panel.ndim == 3 else "gray", vmin=0, vmax=1 if panel.ndim == 2 else None
+            )
             axes[row, col].set_title(title)
             axes[row, col].axis("off")
     fig.tight_layout()

@@ -10,6 +10,15 @@ from pathlib import Path
 TRACKERS = ("local", "tensorboard", "mlflow", "neptune")
 
 
+def parse_trackers(text):
+    """The tracker names of a comma-separated ``--tracker`` value; a ValueError lists the valid ones."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in TRACKERS]
+    if unknown or not names:
+        raise ValueError(f"valid trackers are {', '.join(TRACKERS)} (comma-separated). Received: tracker={text!r}")
+    return names
+
+
 class Tracker:
     """Do-nothing base: local files and TensorBoard are handled by train.py itself."""
 
@@ -82,7 +91,9 @@ class NeptuneTracker(Tracker):
             _USER_NEPTUNE_DIR = os.environ.get("NEPTUNE_DATA_DIRECTORY", "")
         os.environ["NEPTUNE_DATA_DIRECTORY"] = _USER_NEPTUNE_DIR or str(self.run_dir / ".neptune")
         mode = os.environ.get("NEPTUNE_MODE", "offline")
-        self.run = self.neptune.init_run(mode=mode, name=self.run_dir.name, project=os.environ.get("NEPTUNE_PROJECT", "local/buildings"))
+        self.run = self.neptune.init_run(
+            mode=mode, name=self.run_dir.name, project=os.environ.get("NEPTUNE_PROJECT", "local/buildings")
+        )
         self.run["config"] = {k: str(v) for k, v in config.items()}
 
     def log_metrics(self, metrics, *, step):
@@ -96,10 +107,7 @@ class NeptuneTracker(Tracker):
 
 
 def create_trackers(names, run_dir):
-    """Tracker objects for the non-default names of ``--tracker``."""
-    unknown = [n for n in names if n not in TRACKERS]
-    if unknown:
-        raise ValueError(f"Unknown tracker(s) {unknown}. Valid trackers: {', '.join(TRACKERS)}. Received: {names}")
+    """Tracker objects for the non-default names among ``names`` (from ``parse_trackers``)."""
     built = []
     if "mlflow" in names:
         built.append(MLflowTracker(run_dir))

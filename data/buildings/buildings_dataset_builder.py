@@ -28,7 +28,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: kaggle and synthetic configs."}
     BUILDER_CONFIGS = [
-        BuildingsConfig(name="kaggle", description="Kaggle 'buildings-dataset' (hyyyrwang), manual download.", kind="kaggle"),
+        BuildingsConfig(
+            name="kaggle", description="Kaggle 'buildings-dataset' (hyyyrwang), manual download.", kind="kaggle"
+        ),
         BuildingsConfig(name="synthetic", description="Procedural aerial-like scenes, no download.", kind="synthetic"),
     ]
     DEFAULT_CONFIG_NAME = "synthetic"
@@ -77,11 +79,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if source is not None:
             for stem, image_path, mask_path in pairs:
                 image, mask = readers.decode_pair(source, image_path, mask_path)
-                yield stem, {
-                    "image": readers.encode_png(image),
-                    "mask": readers.encode_png(mask),
-                    "file_name": image_path.split("/")[-1],
-                }
+                yield (
+                    stem,
+                    {
+                        "image": readers.encode_png(image),
+                        "mask": readers.encode_png(mask),
+                        "file_name": image_path.split("/")[-1],
+                    },
+                )
             return
         for index in range(SYNTHETIC_SPLITS[split]):
             image, mask = synthetic_scene(_SPLIT_SEED_OFFSET[split] + index, size=SYNTHETIC_SIZE)

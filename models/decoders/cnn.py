@@ -9,6 +9,7 @@ from keras import layers
 
 from blocks import conv_bn_act
 from models.decoders.registry import register_decoder
+from models.registry import OUTPUT_STRIDE
 
 REDUCED_CHANNELS = 32
 HIDDEN_UNITS = 512
@@ -35,8 +36,8 @@ def cnn(pyramid, channels, num_classes):
             f"images of exactly that size. Received: a P5 feature map of shape {p5.shape}"
         )
     del channels
-    # P5 is at stride 32, the coarse mask at stride 8
-    mask_h, mask_w = p5.shape[1] * 32 // MASK_STRIDE, p5.shape[2] * 32 // MASK_STRIDE
+    # P5 is at the output stride, the coarse mask at MASK_STRIDE
+    mask_h, mask_w = p5.shape[1] * OUTPUT_STRIDE // MASK_STRIDE, p5.shape[2] * OUTPUT_STRIDE // MASK_STRIDE
     x = conv_bn_act(p5, REDUCED_CHANNELS, 1, activation="relu", name="cnn_reduce")
     x = layers.Flatten(name="cnn_flatten")(x)
     x = layers.Dense(HIDDEN_UNITS, activation="relu", name="cnn_fc1")(x)

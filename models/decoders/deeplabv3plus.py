@@ -11,7 +11,8 @@ from keras import layers
 
 from blocks import conv_bn_act
 from blocks.conv import batch_norm
-from models.decoders.registry import classifier, register_decoder, upsample
+from blocks.upsampling import classifier, upsample
+from models.decoders.registry import register_decoder
 
 ASPP_CHANNELS = 256
 ATROUS_RATES = (3, 6, 9)
@@ -22,7 +23,9 @@ def aspp(x, *, name):
     """Atrous spatial pyramid pooling: 1x1, three dilated 3x3, and image pooling."""
     branches = [conv_bn_act(x, ASPP_CHANNELS, 1, activation="relu", name=f"{name}_b0")]
     for rate in ATROUS_RATES:
-        y = layers.Conv2D(ASPP_CHANNELS, 3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_r{rate}_conv")(x)
+        y = layers.Conv2D(
+            ASPP_CHANNELS, 3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_r{rate}_conv"
+        )(x)
         y = batch_norm(y, name=f"{name}_r{rate}_bn")
         branches.append(layers.Activation("relu", name=f"{name}_r{rate}_act")(y))
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)

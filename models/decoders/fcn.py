@@ -8,7 +8,8 @@ interpolation and fused with finer scores by summation; a final learned upsampli
 
 from keras import layers
 
-from models.decoders.registry import bilinear_transpose, classifier, register_decoder
+from blocks.upsampling import bilinear_transpose, classifier
+from models.decoders.registry import register_decoder
 
 
 def _fcn(pyramid, num_classes, finest_level, prefix):

@@ -10,7 +10,8 @@ conv predicts the classes at stride 4.
 from keras import layers
 
 from blocks import conv_bn_act
-from models.decoders.registry import classifier, register_decoder, upsample
+from blocks.upsampling import classifier, upsample
+from models.decoders.registry import register_decoder
 
 PYRAMID_CHANNELS = 256
 SEGMENTATION_CHANNELS = 128

@@ -7,7 +7,8 @@ the skip's channel count, then added to the encoder feature of that stride.
 from keras import layers
 
 from blocks import conv_bn_act
-from models.decoders.registry import classifier, register_decoder
+from blocks.upsampling import classifier
+from models.decoders.registry import register_decoder
 
 FINAL_CHANNELS = 32
 

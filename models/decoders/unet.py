@@ -8,7 +8,8 @@ last one has no skip because encoders start at stride 2.
 from keras import layers
 
 from blocks import conv_bn_act
-from models.decoders.registry import classifier, register_decoder, upsample
+from blocks.upsampling import classifier, upsample
+from models.decoders.registry import register_decoder
 
 DECODER_FILTERS = (256, 128, 64, 32, 16)
 

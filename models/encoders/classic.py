@@ -14,7 +14,6 @@ from models.encoders.registry import register_encoder
 
 def _pyramid_model(inputs, taps, name, weights):
     model = keras.Model(inputs, taps, name=name)
-    model.pyramid_channels = {level: int(t.shape[-1]) for level, t in taps.items()}
     if weights is not None:
         from models.encoders.weights import load_encoder_weights
 
@@ -69,8 +68,14 @@ def mobilenetv2(*, input_shape, weights=None):
             level += 1
         for repeat in range(repeats):
             x = mbconv(
-                x, filters, kernel_size=3, strides=stride if repeat == 0 else 1,
-                expand_ratio=expand, se_ratio=0.0, activation="relu6", name=f"block{index}",
+                x,
+                filters,
+                kernel_size=3,
+                strides=stride if repeat == 0 else 1,
+                expand_ratio=expand,
+                se_ratio=0.0,
+                activation="relu6",
+                name=f"block{index}",
             )
             index += 1
     taps[f"P{level}"] = conv_bn_act(x, 1280, 1, activation="relu6", name="top")
@@ -113,4 +118,3 @@ def _resnet(name):
 
 for _name in RESNET_DEPTHS:
     register_encoder(_name)(_resnet(_name))
-

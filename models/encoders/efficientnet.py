@@ -7,6 +7,8 @@ padding, which pads exactly like keras.applications' explicit ``correct_pad`` fo
 input size.
 """
 
+from typing import NamedTuple
+
 import keras
 from keras import layers
 
@@ -15,16 +17,27 @@ from blocks.conv import dense_init
 from models.encoders.preprocess import imagenet_normalize
 from models.encoders.registry import register_encoder
 
-# One row per stage of the B0 baseline (paper, Table 1):
-# (kernel, repeats, filters_in, filters_out, expand_ratio, stride, se_ratio)
+
+class Stage(NamedTuple):
+    """One MBConv stage of the B0 baseline; a stage's input width is the previous stage's output."""
+
+    kernel: int
+    repeats: int
+    filters: int  # output channels (before width scaling)
+    expand_ratio: int
+    stride: int  # of the stage's first block
+    se_ratio: float
+
+
+# The B0 baseline (paper, Table 1); every variant scales it (SCALING).
 STAGES = (
-    (3, 1, 32, 16, 1, 1, 0.25),
-    (3, 2, 16, 24, 6, 2, 0.25),
-    (5, 2, 24, 40, 6, 2, 0.25),
-    (3, 3, 40, 80, 6, 2, 0.25),
-    (5, 3, 80, 112, 6, 1, 0.25),
-    (5, 4, 112, 192, 6, 2, 0.25),
-    (3, 1, 192, 320, 6, 1, 0.25),
+    Stage(kernel=3, repeats=1, filters=16, expand_ratio=1, stride=1, se_ratio=0.25),
+    Stage(kernel=3, repeats=2, filters=24, expand_ratio=6, stride=2, se_ratio=0.25),
+    Stage(kernel=5, repeats=2, filters=40, expand_ratio=6, stride=2, se_ratio=0.25),
+    Stage(kernel=3, repeats=3, filters=80, expand_ratio=6, stride=2, se_ratio=0.25),
+    Stage(kernel=5, repeats=3, filters=112, expand_ratio=6, stride=1, se_ratio=0.25),
+    Stage(kernel=5, repeats=4, filters=192, expand_ratio=6, stride=2, se_ratio=0.25),
+    Stage(kernel=3, repeats=1, filters=320, expand_ratio=6, stride=1, se_ratio=0.25),
 )
 STEM_FILTERS = 32
 TOP_FILTERS = 1280
@@ -48,8 +61,7 @@ def scaling_of(variant):
     key = variant.lower().removeprefix("effnet-").removeprefix("efficientnet")
     if key not in SCALING:
         raise ValueError(
-            f"Unknown EfficientNet variant. Valid variants: {', '.join(SCALING)}. "
-            f"Received: variant={variant!r}"
+            f"Unknown EfficientNet variant. Valid variants: {', '.join(SCALING)}. Received: variant={variant!r}"
         )
     return SCALING[key]
 
@@ -64,9 +76,9 @@ def efficientnet_features(x, variant, *, drop_connect_rate=DROP_CONNECT_RATE):
     width, depth, _, _ = scaling_of(variant)
     x = conv_bn_act(x, round_filters(STEM_FILTERS, width), 3, strides=2, name="stem")
     taps, level = {}, 1
-    total_blocks = sum(round_repeats(stage[1], depth) for stage in STAGES)
+    total_blocks = sum(round_repeats(stage.repeats, depth) for stage in STAGES)
     block_index = 0
-    for stage_index, (kernel, repeats, _, filters_out, expand, stride, se) in enumerate(STAGES):
+    for stage_index, (kernel, repeats, filters_out, expand, stride, se) in enumerate(STAGES):
         if stride == 2:
             taps[f"P{level}"] = x
             level += 1
@@ -121,8 +133,7 @@ def efficientnet(
         input_shape = (resolution, resolution, 3) if include_top else (None, None, 3)
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ValueError(
-            f"EfficientNet takes RGB input: input_shape must be (H, W, 3). "
-            f"Received: input_shape={input_shape}"
+            f"EfficientNet takes RGB input: input_shape must be (H, W, 3). Received: input_shape={input_shape}"
         )
     inputs = keras.Input(shape=input_shape, name="image")
     x = imagenet_normalize(inputs)
@@ -131,9 +142,7 @@ def efficientnet(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout > 0:
             x = layers.Dropout(dropout, name="top_dropout")(x)
-        x = layers.Dense(
-            classes, activation="softmax", kernel_initializer=dense_init(), name="predictions"
-        )(x)
+        x = layers.Dense(classes, activation="softmax", kernel_initializer=dense_init(), name="predictions")(x)
     model = keras.Model(inputs, x, name=f"efficientnet-{key}")
     if weights == "imagenet":
         from models.encoders.weights import load_keras_applications_weights
@@ -148,7 +157,6 @@ def _efficientnet_encoder(variant):
         x = imagenet_normalize(inputs)
         _, taps = efficientnet_features(x, variant)
         model = keras.Model(inputs, taps, name=f"effnet-{variant}")
-        model.pyramid_channels = {level: int(t.shape[-1]) for level, t in taps.items()}
         if weights is not None:
             from models.encoders.weights import load_encoder_weights
 

@@ -1,6 +1,6 @@
 """The encoder registry: a dict of builders and the decorator that fills it."""
 
-from models.registry import registrar
+from models.registry import OUTPUT_STRIDE, registrar
 
 ENCODERS = {}
 # register_encoder(name): registers ``builder(*, input_shape, weights) -> keras.Model``
@@ -12,17 +12,20 @@ def list_encoders():
     return sorted(ENCODERS)
 
 
-def check_input_shape(input_shape, *, name, multiple=32):
+def pyramid_channels(pyramid):
+    """{level: channel count} of a pyramid: an encoder, or the dict of tensors it returns."""
+    tensors = pyramid.output if hasattr(pyramid, "output") else pyramid
+    return {level: int(tensor.shape[-1]) for level, tensor in tensors.items()}
+
+
+def check_input_shape(input_shape, *, name, multiple=OUTPUT_STRIDE):
     """Validate an (H, W, 3) input shape; H and W are None or multiples of ``multiple``."""
     if input_shape is None or len(input_shape) != 3:
-        raise ValueError(
-            f"{name}: input_shape must be (height, width, 3). Received: input_shape={input_shape}"
-        )
+        raise ValueError(f"{name}: input_shape must be (height, width, 3). Received: input_shape={input_shape}")
     height, width, channels = input_shape
     if channels != 3:
         raise ValueError(
-            f"{name}: the encoders take RGB images, so input_shape must end in 3. "
-            f"Received: input_shape={input_shape}"
+            f"{name}: the encoders take RGB images, so input_shape must end in 3. Received: input_shape={input_shape}"
         )
     for size in (height, width):
         if size is not None and (size <= 0 or size % multiple):
@@ -43,12 +46,10 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
         weights: None (random init) or "imagenet".
 
     Returns:
-        A keras.Model whose output is a dict of pyramid levels; its attribute
-        ``pyramid_channels`` maps each level to its channel count.
+        A keras.Model whose output is a dict of pyramid levels (``pyramid_channels`` reads
+        their channel counts).
     """
     if name not in ENCODERS:
-        raise ValueError(
-            f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}"
-        )
+        raise ValueError(f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}")
     input_shape = check_input_shape(input_shape, name=name)
     return ENCODERS[name](input_shape=input_shape, weights=weights)

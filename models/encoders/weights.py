@@ -13,6 +13,7 @@ import numpy as np
 from keras import layers
 
 from models.encoders.preprocess import set_normalization
+from models.walk import leaf_layers
 
 # keras.applications constructors per zoo family, resolved lazily.
 _SOURCES = {
@@ -30,15 +31,6 @@ _SOURCES = {
     # plain copy would be silently wrong. It needs a channel flip of the first kernel plus
     # matching statistics before it can be listed here.
 }
-
-
-def _flat_layers(model):
-    """Every leaf layer of a (possibly nested) model, in build order."""
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.weights:
-            yield from _flat_layers(layer)
-        else:
-            yield layer
 
 
 def _role(layer):
@@ -59,7 +51,7 @@ def _weighted(model):
     """([(role, layer)] of the layers owning weights, scale of a Rescaling after the norm)."""
     out = []
     extra_scale = None
-    for layer in _flat_layers(model):
+    for layer in leaf_layers(model):
         role = _role(layer)
         if role is not None:
             out.append((role, layer))
@@ -109,7 +101,7 @@ def copy_keras_applications_weights(source, target):
         src = src[1:]
     elif dst and dst[0][0] == "normalization":
         dst = dst[1:]
-    if len(src) > len(dst) and all(role == "dense" for role, _ in src[len(dst):]):
+    if len(src) > len(dst) and all(role == "dense" for role, _ in src[len(dst) :]):
         src = src[: len(dst)]
     if len(src) != len(dst):
         raise ValueError(

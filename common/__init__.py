@@ -1,0 +1,1 @@
+"""Neutral modules below data/, training/ and inference/: image decoding and pixel scores."""
