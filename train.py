@@ -350,15 +350,10 @@ def main(argv=None):
     started = time.time()
 
     import keras
-    import tensorflow as tf
 
-    from data.pipeline import count_examples, eval_dataset, train_dataset
-    from models import count_macs, create_model
-    from models.segmenter import set_bn_momentum
     from training.checkpoints import RunCheckpoint, atomic_write_json, resume_state
-    from training.distribute import make_strategy, prepare_multiworker_model
-    from training.losses import SegmentationLoss
-    from training.metrics import ThroughputMeter, segmentation_metrics
+    from training.distribute import make_strategy
+    from training.metrics import ThroughputMeter
     from training.trackers import create_trackers
 
     keras.utils.set_random_seed(config.seed)
@@ -374,58 +369,13 @@ def main(argv=None):
     atomic_write_json(resolved, run_dir / "config.json")
     print(f"run directory: {run_dir}")
 
-    # data: whole groups (places) held out, then the pipelines
-    train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset, run_dir)
-    counts = [count_examples(ds) for ds in (train_examples, val_examples, heldout_examples)]
-    print(
-        f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
-        f"({heldout['kind']})"
-    )
-    if config.select == "best" and not counts[1]:
-        raise SystemExit(
-            "train.py: --select best picks the best epoch on the validation split, which is empty here "
-            "(all of it is held out). Use --select ema or --select last."
-        )
-    train_ds = train_dataset(
-        train_examples,
-        size=config.image_size,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        crops_per_image=config.crops_per_image,
-        augmentation=config.augment,
-    )
-    val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size) if counts[1] else None
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_ds = train_ds.with_options(options)
-    val_ds = val_ds.with_options(options) if val_ds is not None else None
-
-    # model
-    shape = (config.image_size, config.image_size, 3)
-    weights = None if config.encoder_weights == "none" else config.encoder_weights
-    with strategy.scope():
-        model = create_model(
-            config.arch, config.encoder, input_shape=shape, encoder_weights=weights, bn_momentum=config.bn_momentum
-        )
-        model.compile(
-            optimizer=make_optimizer(config),
-            loss=SegmentationLoss(config.loss),
-            weighted_metrics=segmentation_metrics(),
-        )
-        if config.strategy != "default":  # one set of batch statistics across replicas and workers
-            set_bn_momentum(model, config.bn_momentum, synchronized=True)
-        if config.strategy == "multiworker":
-            prepare_multiworker_model(model, next(iter(train_ds)))
-    params, gmacs = model.count_params(), count_macs(model) / 1e9
-    print(
-        f"model: {config.arch} / {config.encoder}: {params:,} params, {gmacs:.2f} GMACs at "
-        f"{config.image_size}x{config.image_size}"
-    )
+    train_ds, val_ds, heldout_examples, heldout = make_datasets(config, dataset, run_dir)
+    model, params, gmacs = build_model(config, strategy, train_ds)
 
     initial_epoch, best_value, history = 0, None, []
     if config.resume:
         initial_epoch, best_value, history = resume_state(run_dir, model)
-        print(f"resuming after epoch {initial_epoch} of {config.epochs} (best val_iou {best_value})")
+        print(f"resuming after epoch {initial_epoch} of {config.epochs} (best {MONITOR} {best_value})")
     tracker_names = parse_trackers(config.tracker)
     trackers = create_trackers(tracker_names, run_dir) if is_chief else []
     for tracker in trackers:
@@ -437,31 +387,7 @@ def main(argv=None):
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
 
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        model.fit(
-            train_ds,
-            epochs=config.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            validation_data=val_ds,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-    except KeyboardInterrupt:
-        model.save_weights(run_dir / "interrupted.weights.h5")
-        print(
-            f"\ninterrupted: weights saved to {run_dir / 'interrupted.weights.h5'}; "
-            "continue from the last finished epoch with:\n"
-            f"  python train.py --run-dir {run_dir} --resume [same options]"
-        )
-        print(run_dir)
-        raise SystemExit(130) from None
-
+    fit(config, model, run_dir, train_ds, val_ds, initial_epoch=initial_epoch, callbacks=callbacks)
     ema_weights = model.get_weights() if model.optimizer.use_ema else None  # fit() ends by swapping the average in
     results = finish_run(
         config,
@@ -471,7 +397,7 @@ def main(argv=None):
         heldout_examples=heldout_examples,
         heldout=heldout,
         val_ds=val_ds,
-        shape=shape,
+        shape=(config.image_size, config.image_size, 3),
         facts={
             "dataset": dataset,
             "params": int(params),
@@ -493,6 +419,101 @@ def main(argv=None):
     )
     print(run_dir)
     return run_dir
+
+
+def make_datasets(config, dataset, run_dir):
+    """(train batches, validation batches or None, held-out examples, held-out description)."""
+    import tensorflow as tf
+
+    from data.pipeline import count_examples, eval_dataset, train_dataset
+
+    train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset, run_dir)
+    counts = [count_examples(ds) for ds in (train_examples, val_examples, heldout_examples)]
+    print(
+        f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
+        f"({heldout['kind']})"
+    )
+    if config.select == "best" and not counts[1]:
+        raise SystemExit(
+            "train.py: --select best picks the best epoch on the validation split, which is empty here "
+            "(all of it is held out). Use --select ema or --select last."
+        )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds = train_dataset(
+        train_examples,
+        size=config.image_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        crops_per_image=config.crops_per_image,
+        augmentation=config.augment,
+    ).with_options(options)
+    val_ds = None
+    if counts[1]:
+        val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size).with_options(options)
+    return train_ds, val_ds, heldout_examples, heldout
+
+
+def build_model(config, strategy, train_ds):
+    """(compiled model, params, GMACs) in the strategy's scope."""
+    from models import count_macs, create_model
+    from models.segmenter import set_bn_momentum
+    from training.distribute import prepare_multiworker_model
+    from training.losses import SegmentationLoss
+    from training.metrics import segmentation_metrics
+
+    shape = (config.image_size, config.image_size, 3)
+    weights = None if config.encoder_weights == "none" else config.encoder_weights
+    with strategy.scope():
+        model = create_model(
+            config.arch, config.encoder, input_shape=shape, encoder_weights=weights, bn_momentum=config.bn_momentum
+        )
+        model.compile(
+            optimizer=make_optimizer(config),
+            loss=SegmentationLoss(config.loss),
+            weighted_metrics=segmentation_metrics(),
+        )
+        if config.strategy != "default":  # one set of batch statistics across replicas and workers
+            set_bn_momentum(model, config.bn_momentum, synchronized=True)
+        if config.strategy == "multiworker":
+            prepare_multiworker_model(model, next(iter(train_ds)))
+    params, gmacs = model.count_params(), count_macs(model) / 1e9
+    print(
+        f"model: {config.arch} / {config.encoder}: {params:,} params, {gmacs:.2f} GMACs at "
+        f"{config.image_size}x{config.image_size}"
+    )
+    return model, params, gmacs
+
+
+def fit(config, model, run_dir, train_ds, val_ds, *, initial_epoch, callbacks):
+    """model.fit; Ctrl-C or SIGTERM saves interrupted.weights.h5 and exits 130 (resume with --resume)."""
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        model.fit(
+            train_ds,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=val_ds,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except KeyboardInterrupt:
+        model.save_weights(run_dir / "interrupted.weights.h5")
+        print(
+            f"\ninterrupted: weights saved to {run_dir / 'interrupted.weights.h5'}; "
+            "continue from the last finished epoch with:\n"
+            f"  python train.py --run-dir {run_dir} --resume [same options]"
+        )
+        print(run_dir)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def heldout_scenes(examples):
