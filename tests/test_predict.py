@@ -292,10 +292,10 @@ def test_clear_errors(everywhere_model_file, tmp_path, capsys):
 @pytest.mark.parametrize("arch", ["fpn", "deeplabv3plus"])
 def test_bilinear_upsampling_archs_predict_any_window_shape(arch):
     """FPN and DeepLabV3+ resize bilinearly; their windows trace with static sizes (and TTA keeps them)."""
+    import keras
+
     from inference.tiling import make_logit_fn, predict_probabilities, predict_whole
     from models import create_model
-
-    import keras
 
     keras.utils.set_random_seed(1)  # an init whose outputs are not saturated (std 0.46 / 0.32 here)
     model = create_model(arch, "resnet18", input_shape=(None, None, 3))
