@@ -105,9 +105,14 @@ def test_csv_round_trips_and_plots_are_pngs(runs, tmp_path):
 
 
 def test_static_table_counts(capsys):
+    from models import count_macs, create_encoder
+
     rows = compare.static_table(64, archs=["fcn32"], encoders=["effnet-b0"])
     assert rows[0]["params_m"] == pytest.approx(4_054_948 / 1e6)
-    assert rows[0]["gmacs"] > 0
+    # the FCN-32 head by hand at 64x64: a 1x1 score conv on P5 (2x2x1280 -> 1) and a 64x64 transposed conv
+    # (stride 32, 1 -> 1 channel) from 2x2 to 64x64: 2*2*1280 + 2*2*64*64 = 5,120 + 16,384 multiply-adds
+    encoder = count_macs(create_encoder("effnet-b0", input_shape=(64, 64, 3)))
+    assert rows[0]["gmacs"] * 1e9 == pytest.approx(encoder + 5_120 + 16_384, abs=0.5)
 
 
 def test_missing_runs_folder_is_explained(tmp_path):

@@ -245,12 +245,48 @@ def _check_neptune(run_dir):
     assert any(b"val_iou" in p.read_bytes() for p in files)
 
 
-@pytest.mark.skipif(
-    len(OPTIONAL_TRACKERS) < 2, reason="mlflow and neptune are optional installs (requirements-trackers.txt)"
-)
-def test_optional_trackers_are_installed_in_ci():
-    """CI installs requirements-trackers.txt; the default-path run above then checks both."""
-    assert OPTIONAL_TRACKERS == ["mlflow", "neptune"]
+def test_trackers_send_what_the_run_logs(tmp_path, monkeypatch):
+    """The MLflow and Neptune adapters against recording stand-ins: the store, the folders, every call."""
+    import types
+
+    from training import trackers
+
+    calls = []
+
+    def recorder(name, result=None):
+        return lambda *args, **kwargs: calls.append((name, args, kwargs)) or result
+
+    fake_mlflow = types.SimpleNamespace(
+        set_tracking_uri=recorder("set_tracking_uri"),
+        get_experiment_by_name=recorder("get_experiment_by_name"),
+        create_experiment=recorder("create_experiment"),
+        set_experiment=recorder("set_experiment"),
+        start_run=recorder("start_run"),
+        log_params=recorder("log_params"),
+        log_metrics=recorder("log_metrics"),
+        log_artifact=recorder("log_artifact"),
+        set_tags=recorder("set_tags"),
+        log_dict=recorder("log_dict"),
+        end_run=recorder("end_run"),
+    )
+    monkeypatch.setitem(sys.modules, "mlflow", fake_mlflow)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = tmp_path / "runs" / "r1"
+    tracker = trackers.create_trackers(trackers.parse_trackers("local,mlflow"), run_dir)[0]
+    tracker.start({"arch": "unet", "lr": 0.002})
+    tracker.log_metrics({"epoch": 1, "loss": 0.5, "val_iou": 0.25}, step=1)
+    tracker.finish({"heldout_iou": 0.3}, artifacts=[run_dir / "results.json"])
+    names = [name for name, _, _ in calls]
+    assert names[:4] == ["set_tracking_uri", "get_experiment_by_name", "create_experiment", "set_experiment"]
+    assert calls[0][1] == (f"sqlite:///{(tmp_path / 'runs').resolve() / 'mlflow.db'}",)
+    assert calls[2][2]["artifact_location"] == ((tmp_path / "runs").resolve() / "mlartifacts").as_uri()
+    assert ("start_run", (), {"run_name": "r1"}) in calls
+    assert ("log_params", ({"arch": "unet", "lr": "0.002"},), {}) in calls
+    assert ("log_metrics", ({"loss": 0.5, "val_iou": 0.25},), {"step": 1}) in calls  # the epoch is the step
+    assert ("log_metrics", ({"heldout_iou": 0.3},), {}) in calls  # the final scores
+    assert ("log_artifact", (str(run_dir / "results.json"),), {}) in calls and names[-1] == "end_run"
+    with pytest.raises(ValueError, match="valid trackers are local, tensorboard, mlflow, neptune"):
+        trackers.parse_trackers("local,wandb")
 
 
 def test_multiworker_workarounds_still_apply_to_this_keras():
