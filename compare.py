@@ -464,6 +464,12 @@ def main(argv=None):
     parser.add_argument("--grid-epochs", type=int, default=4, help="epochs the budget is split into")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-predictions", action="store_true", help="skip the prediction grid plot")
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        help="answer the questions among runs of this recipe label "
+        "(e.g. aerial/ema; default: the recipe most models were trained with)",
+    )
     args, extra = parser.parse_known_args(argv)
     out = Path(args.out or Path(args.runs) / "compare")
 
@@ -502,20 +508,24 @@ def main(argv=None):
         sys.exit(
             f"compare.py: no runs folder at {args.runs}; train something first (python train.py) or pass --runs DIR."
         )
-    from experiments.aggregate import answer_lines, recipe_lines
-    from train import Config
+    from experiments.aggregate import answer_lines, main_recipe, recipe_lines
 
     rows, problems = load_runs(args.runs)
     out.mkdir(parents=True, exist_ok=True)
     table = aggregate(rows)
     per_run, summary = markdown_table(rows), markdown_table(summary_rows(table), SUMMARY_COLUMNS)
-    answers = answer_lines(table, f"{Config.augment}/{Config.select}") + recipe_lines(table)
+    recipe = args.recipe or main_recipe(table)
+    answers = answer_lines(table, recipe) + recipe_lines(table)
     selections = selection_markdown(rows)
     summary += "\n\n" + selections if selections else ""
     print(per_run + "\n\n" + summary + "\n")
     for line in answers:
         print(line)
-    print(f"(differences of mean held-out IoU with a {INTERVAL_METHOD})" if answers else "")
+    print(
+        f"(models trained with recipe {recipe}; differences of mean held-out IoU with a {INTERVAL_METHOD})"
+        if answers
+        else ""
+    )
     for problem in problems:
         print(f"skipped {problem}")
     (out / "results.md").write_text(

@@ -104,6 +104,14 @@ def verdict(name_a, name_b, a, b):
     return f"no difference detectable at this budget ({diff:+.3f} ± {half:.3f})"
 
 
+def main_recipe(table):
+    """The recipe label the most models were trained with (the grid's), ties broken by name."""
+    counts = {}
+    for model in table:
+        counts[model["recipe_label"]] = counts.get(model["recipe_label"], 0) + 1
+    return min(counts, key=lambda label: (-counts[label], label)) if counts else ""
+
+
 def answer_lines(table, recipe):
     """One line per question, comparing models trained with ``recipe``; questions without both models are left out."""
     models = {(m["arch"], m["encoder"]): m for m in table if m["recipe_label"] == recipe}

@@ -380,3 +380,11 @@ def test_selection_table_pools_each_selection_over_seeds(tmp_path):
     markdown = compare.selection_markdown(rows)
     assert "| unet | effnet-b0 | aerial/ema | ema (kept) | 0.420 ± 0.020 | 0.040 | 3 |" in markdown
     assert "| best | 0.300 ± 0.200 | 0.400 | 3 |" in markdown
+
+
+def test_questions_use_the_recipe_most_models_share():
+    from experiments.aggregate import main_recipe
+
+    table = [{"recipe_label": label} for label in ("aerial/ema", "aerial/ema", "basic/best", "aerial/ema", "basic/ema")]
+    assert main_recipe(table) == "aerial/ema"
+    assert main_recipe([{"recipe_label": "b"}, {"recipe_label": "a"}]) == "a" and main_recipe([]) == ""
