@@ -227,39 +227,21 @@ def plot_iou_vs_gmacs(table, path):
     plt.close(fig)
 
 
-def plot_learning_curves(rows, runs_dir, path):
-    import matplotlib
+def plot_run_curves(rows, runs_dir, path):
+    """Every readable run's validation curves in one figure; returns the runs skipped, with the reason."""
+    from training.checkpoints import read_history
+    from training.plots import plot_runs_learning_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from training.checkpoints import MONITOR, read_history
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
-    skipped = []
+    histories, skipped = {}, []
     for row in rows:
         try:
             history = read_history(Path(runs_dir) / row["run"])
         except ValueError as error:
             skipped.append(f"{row['run']}: {error}")
             continue
-        if not history:
-            continue
-        label = f"{row['arch']}/{row['encoder']}"
-        epochs = [h["epoch"] for h in history]
-        left.plot(epochs, [h.get("val_loss", float("nan")) for h in history], marker="o", label=label)
-        right.plot(
-            epochs,
-            [h.get(MONITOR, float("nan")) for h in history],
-            marker="o",
-            label=label + f" s{row.get('seed', '')}",
-        )
-    left.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
-    right.set(xlabel="epoch", ylabel="validation IoU", title="validation IoU", ylim=(0, 1))
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        if history:
+            histories[f"{row['arch']}/{row['encoder']} s{row.get('seed', '')} ({row['run']})"] = history
+    plot_runs_learning_curves(histories, path)
     for reason in skipped:
         print(f"learning curves: skipped {reason}")
     return skipped
@@ -541,7 +523,7 @@ def main(argv=None):
     write_csv(summary_rows(table), out / "summary.csv", SUMMARY_COLUMNS)
     if rows:
         plot_iou_vs_gmacs(table, out / "iou_vs_gmacs.png")
-        plot_learning_curves(rows, args.runs, out / "learning_curves.png")
+        plot_run_curves(rows, args.runs, out / "learning_curves.png")
         if not args.no_predictions:
             plot_prediction_grid(rows, args.runs, out / "predictions.png")
     print(f"tables and plots in {out}")

@@ -91,3 +91,19 @@ def test_metric_respects_weights():
         tf.constant([[1.0, 0.0, 1.0]]), tf.constant([[1.0, 1.0, -1.0]]), sample_weight=tf.constant([[1.0, 0.0, 1.0]])
     )
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_segmentation_loss_weights_and_precision_by_hand():
+    """The overridden __call__: padding weight 0 removes pixels exactly; half-precision logits give a float32 loss."""
+    loss = SegmentationLoss("bce+dice")
+    weight = np.array([1, 1, 1, 0, 0, 0], "float32").reshape(1, 2, 3, 1)  # the second row is padding
+    kept = float(loss(Y[:, :1], Z[:, :1]))  # the first row alone, no weights
+    assert float(loss(Y, Z, sample_weight=weight)) == pytest.approx(kept, rel=1e-6)
+    p = np.array([_sigmoid(z) for z in Z[:, :1].ravel()])
+    y = Y[:, :1].ravel()
+    expected = np.mean([-math.log(q) if t else -math.log(1 - q) for t, q in zip(y, p)])
+    expected += 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+    assert kept == pytest.approx(expected, rel=1e-5)
+    half = loss(tf.constant(Y, tf.float16), tf.constant(Z, tf.float16))
+    assert half.dtype == tf.float32
+    assert float(half) == pytest.approx(float(loss(Y, Z)), abs=2e-3)  # float16 rounding of the logits only

@@ -99,6 +99,11 @@ class SegmentationLoss(keras.losses.Loss):
         self.terms = parse_loss(spec)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        # Overridden on purpose: Keras' Loss.__call__ reduces per-element values with the
+        # sample weights, but Dice, Jaccard and Lovasz are ratios over the whole batch that
+        # need the per-pixel weight inside (0 on padding). Every term casts to float32
+        # itself (_flat) and reduces over the weighted pixels; tests/test_losses_metrics.py
+        # checks both against a hand computation, under mixed precision too.
         return tf.add_n([LOSSES[t](y_true, y_pred, sample_weight) for t in self.terms])
 
     def call(self, y_true, y_pred):

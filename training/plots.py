@@ -1,4 +1,4 @@
-"""Plots of a run: learning curves and a grid of validation predictions."""
+"""Plots of runs: learning curves (one run, or several side by side) and a grid of validation predictions."""
 
 import matplotlib
 
@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.checkpoints import MONITOR  # noqa: E402
 from training.metrics import KINDS  # noqa: E402
 
 
@@ -23,6 +24,21 @@ def plot_learning_curves(history, path):
             right.plot(epochs, [row[key] for row in history], marker="o", label=key)
     right.set(xlabel="epoch", ylabel="score", title="metrics (threshold 0.5)", ylim=(0, 1))
     right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_runs_learning_curves(histories, path):
+    """Validation loss and IoU per epoch of several runs ({label: history rows}) on shared axes."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    for label, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        left.plot(epochs, [row.get("val_loss", float("nan")) for row in history], marker="o", label=label)
+        right.plot(epochs, [row.get(MONITOR, float("nan")) for row in history], marker="o", label=label)
+    left.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
+    right.set(xlabel="epoch", ylabel="validation IoU", title="validation IoU", ylim=(0, 1))
+    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
