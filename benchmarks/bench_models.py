@@ -26,7 +26,7 @@ from blocks.upsampling import upsample  # noqa: E402
 from models import create_model  # noqa: E402
 from models.decoders import DECODERS  # noqa: E402
 from models.encoders import copy_keras_applications_weights  # noqa: E402
-from models.segmenter import set_bn_momentum  # noqa: E402
+from models.segmenter import DEFAULT_BN_MOMENTUM, set_bn_momentum  # noqa: E402
 
 # keras.applications' layer names at the end of each stride (B0 only; the reference side).
 KERAS_B0_TAPS = {
@@ -48,7 +48,7 @@ def reference_model(arch, size):
         logits = upsample(logits, stride, name="head_upsample")
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
     model = keras.Model(base.input, logits, name=f"{arch}_keras_b0")
-    set_bn_momentum(model, 0.9)
+    set_bn_momentum(model, DEFAULT_BN_MOMENTUM)
     return base, model
 
 

@@ -32,7 +32,7 @@ def cnn(pyramid, channels, num_classes):
     if p5.shape[1] is None or p5.shape[2] is None:
         raise ValueError(
             "The 'cnn' baseline has dense layers and needs a fixed input size: build it with "
-            "input_shape=(H, W, 3), H and W multiples of 32 (e.g. (256, 256, 3)), and feed "
+            f"input_shape=(H, W, 3), H and W multiples of {OUTPUT_STRIDE} (e.g. (256, 256, 3)), and feed "
             f"images of exactly that size. Received: a P5 feature map of shape {p5.shape}"
         )
     del channels
