@@ -35,7 +35,9 @@ def parse_args(argv=None):
     )
     parser.add_argument("--model", required=True, help="a run directory of train.py, or its model.keras")
     parser.add_argument("--out", default="predictions", help="output folder (created)")
-    parser.add_argument("--tile", type=int, default=defaults.TILE, help="window size, a multiple of the output stride (32)")
+    parser.add_argument(
+        "--tile", type=int, default=defaults.TILE, help="window size, a multiple of the output stride (32)"
+    )
     parser.add_argument("--overlap", type=int, default=defaults.OVERLAP, help="pixels shared by neighbouring windows")
     parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
