@@ -36,6 +36,7 @@ COLUMNS = (
     ("heldout_f1", "F1"),
     ("heldout_precision", "precision"),
     ("heldout_recall", "recall"),
+    ("heldout_building_f1", "building F1"),
     ("heldout_label", "held out"),
     ("epochs", "epochs"),
     ("wall_seconds", "wall s"),
@@ -52,6 +53,7 @@ SUMMARY_COLUMNS = (
     ("gmacs", "GMACs"),
     ("train_images_per_sec", "train img/s"),
     ("predict_mp_per_sec", "predict MP/s"),
+    ("building_f1", "building F1 (mean)"),
     ("heldout", "held out"),
 )
 REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
@@ -121,7 +123,14 @@ def load_runs(runs_dir):
             }
         )
     for row in rows:  # speeds that are not numbers show as n/a and count as missing
-        for key in ("train_images_per_sec", "predict_mp_per_sec", "heldout_f1", "heldout_precision", "heldout_recall"):
+        for key in (
+            "train_images_per_sec",
+            "predict_mp_per_sec",
+            "heldout_f1",
+            "heldout_precision",
+            "heldout_recall",
+            "heldout_building_f1",
+        ):
             if key in row and not _is_number(row[key]):
                 row[key] = math.nan
     rows.sort(

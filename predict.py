@@ -44,7 +44,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--threshold", type=float, default=defaults.THRESHOLD, help="probability at which a pixel is a building"
     )
-    parser.add_argument("--min-area", type=int, default=16, help="GeoJSON: drop polygons smaller than this many pixels")
+    parser.add_argument(
+        "--min-area",
+        type=int,
+        default=defaults.MIN_AREA,
+        help="buildings smaller than this many pixels are specks: no GeoJSON polygon, not counted as buildings",
+    )
     parser.add_argument(
         "--labels",
         help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
@@ -163,7 +168,7 @@ def main(argv=None):
         megapixels = scene.image.shape[0] * scene.image.shape[1] / 1e6
         line = f"{scene.stem}: {scene.image.shape[1]}x{scene.image.shape[0]}, {megapixels / seconds:.2f} MP/s"
         if truth is not None:
-            rows.append(scene_scores(scene.stem, truth, probabilities >= args.threshold))
+            rows.append(scene_scores(scene.stem, truth, probabilities >= args.threshold, min_area=args.min_area))
             line += f", IoU {rows[-1]['iou']:.3f}"
         print(line + ("  (georeferenced: .tif + .geojson)" if scene.georeferenced else ""))
 

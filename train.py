@@ -597,6 +597,8 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         "heldout_pixels": overall["pixels"],
         **{f"heldout_{k}": overall[k] for k in ("iou", "f1", "precision", "recall")},
         "heldout_all_building_iou": report["all_building_iou"],
+        # buildings matched one-to-one at IoU >= 0.5 (the SpaceNet rule)
+        **{f"heldout_{k}": overall[k] for k in ("building_precision", "building_recall", "building_f1")},
         "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
         "selections": {
             name: {k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")} for name, r in reports.items()

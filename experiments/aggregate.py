@@ -62,6 +62,7 @@ def aggregate(rows):
                 "gmacs": _mean([r.get("gmacs") for r in members]),
                 "train_images_per_sec": _mean([r.get("train_images_per_sec") for r in members]),
                 "predict_mp_per_sec": _mean([r.get("predict_mp_per_sec") for r in members]),
+                "building_f1": _mean([r.get("heldout_building_f1") for r in members]),
                 "heldout": sorted({r.get("heldout_label", "") for r in members}),
             }
         )

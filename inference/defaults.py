@@ -7,3 +7,4 @@ TILE = 512  # window size in pixels, a multiple of the output stride
 OVERLAP = 64  # pixels shared by neighbouring windows
 BATCH_SIZE = 4  # windows per model call
 THRESHOLD = 0.5  # probability at which a pixel is a building
+MIN_AREA = 16  # buildings (and footprints) smaller than this many pixels are specks

@@ -1,30 +1,56 @@
-"""Score predicted scenes against label masks: per scene and overall (summed pixel counts).
+"""Score predicted scenes against label masks: per scene and overall (summed counts).
 
 This is the project's one scorer: ``predict.py --labels``, train.py's final held-out
 scores and the real-sample benchmark all predict whole scenes with the blended sliding
-window (``inference.tiling``) and count pixels here.
+window (``inference.tiling``) and count here: pixels (IoU, F1, precision, recall) and
+buildings (precision, recall and F1 of buildings matched one-to-one at IoU >= 0.5, the
+SpaceNet rule; ``common.scores.building_matches``).
 """
 
 import time
 
-from common.scores import confusion_counts, scores_from_counts
+from common.scores import building_matches, confusion_counts, scores_from_counts
 from inference import defaults
 
 
-def scene_scores(name, truth, predicted):
-    """IoU / F1 / precision / recall of one scene's bool masks, with the counts behind them."""
+def building_scores(tp, fp, fn):
+    """{"building_precision", "building_recall", "building_f1"} from matched-building counts."""
+    scores = scores_from_counts(tp, fp, fn)
+    return {f"building_{key}": scores[key] for key in ("precision", "recall", "f1")}
+
+
+def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA):
+    """Pixel and building scores of one scene's bool masks, with the counts behind them."""
     tp, fp, fn = confusion_counts(truth, predicted)
-    return {"scene": name, **scores_from_counts(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn, "pixels": int(truth.size)}
+    b_tp, b_fp, b_fn = building_matches(truth, predicted, min_area=min_area)
+    return {
+        "scene": name,
+        **scores_from_counts(tp, fp, fn),
+        **building_scores(b_tp, b_fp, b_fn),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "building_tp": b_tp,
+        "building_fp": b_fp,
+        "building_fn": b_fn,
+        "pixels": int(truth.size),
+    }
 
 
 def evaluation_report(rows, **meta):
     """Per-scene rows plus the overall scores of the summed counts (large scenes weigh more)."""
-    tp, fp, fn = (sum(row[key] for row in rows) for key in ("tp", "fp", "fn"))
+    tp, fp, fn, b_tp, b_fp, b_fn = (
+        sum(row[key] for row in rows) for key in ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn")
+    )
     overall = {
         **scores_from_counts(tp, fp, fn),
+        **building_scores(b_tp, b_fp, b_fn),
         "tp": tp,
         "fp": fp,
         "fn": fn,
+        "building_tp": b_tp,
+        "building_fp": b_fp,
+        "building_fn": b_fn,
         "pixels": sum(row["pixels"] for row in rows),
     }
     return {**meta, "scenes": rows, "overall": overall}
@@ -32,15 +58,22 @@ def evaluation_report(rows, **meta):
 
 def format_table(report):
     """A Markdown table of the report, overall last."""
-    lines = ["| scene | IoU | F1 | precision | recall |", "|---|---|---|---|---|"]
+    lines = [
+        "| scene | IoU | F1 | precision | recall | buildings (true / found / matched) | building P | building R "
+        "| building F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in report["scenes"] + [{**report["overall"], "scene": "overall"}]:
+        true, found = row["building_tp"] + row["building_fn"], row["building_tp"] + row["building_fp"]
         lines.append(
-            f"| {row['scene']} | {row['iou']:.3f} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} |"
+            f"| {row['scene']} | {row['iou']:.3f} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | "
+            f"{true} / {found} / {row['building_tp']} | {row['building_precision']:.3f} | "
+            f"{row['building_recall']:.3f} | {row['building_f1']:.3f} |"
         )
     return "\n".join(lines)
 
 
-def score_scenes(logit_fn, scenes, *, threshold=defaults.THRESHOLD, **tiling):
+def score_scenes(logit_fn, scenes, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, **tiling):
     """Predict and score ``scenes``, an iterable of (name, uint8 (H, W, 3) image, (H, W) bool truth).
 
     Returns the ``evaluation_report`` of the scenes plus ``megapixels_per_second`` (the
@@ -54,7 +87,7 @@ def score_scenes(logit_fn, scenes, *, threshold=defaults.THRESHOLD, **tiling):
         started = time.perf_counter()
         probabilities = predict_probabilities(logit_fn, image, **tiling)
         seconds += time.perf_counter() - started
-        rows.append(scene_scores(name, truth, probabilities >= threshold))
+        rows.append(scene_scores(name, truth, probabilities >= threshold, min_area=min_area))
     if not rows:
         raise ValueError("No scenes to score: the held-out set is empty. Check --holdout / --fold and the dataset.")
     report = evaluation_report(rows, threshold=threshold)

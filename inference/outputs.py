@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inference import defaults
+
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
 
 
@@ -39,21 +41,27 @@ def write_geotiff(path, array, crs, transform):
         target.write(array, 1)
 
 
-def mask_polygons(mask, transform, *, min_area=16):
+def mask_polygons(mask, transform, *, min_area=defaults.MIN_AREA):
     """Building polygons (shapely) in the transform's coordinates, each at least ``min_area`` pixels.
 
-    Pixels are traced with 8-connectivity along their edges (rasterio.features.shapes), so
-    the polygons cover exactly the mask's pixels; holes (courtyards) are kept.
+    Pixels are traced along their edges (rasterio.features.shapes) with 4-connectivity, the
+    buildings the building-level scores count, so the polygons cover exactly the mask's
+    pixels and holes (courtyards) are kept. 8-connected tracing joined pixels that touch at
+    a corner into self-touching rings, which GEOS rejects; every polygon returned here is
+    valid (checked, and repaired with shapely.make_valid if GDAL ever hands back one that is not).
     """
     from rasterio import features
+    from shapely import make_valid
     from shapely.geometry import shape
 
     pixel_area = abs(transform.determinant)
     polygons = []
-    for geometry, value in features.shapes(mask.astype("uint8"), mask=mask, connectivity=8, transform=transform):
+    for geometry, value in features.shapes(mask.astype("uint8"), mask=mask, connectivity=4, transform=transform):
         polygon = shape(geometry)
-        if value == 1 and polygon.area / pixel_area >= min_area:
-            polygons.append(polygon)
+        if value != 1 or polygon.area / pixel_area < min_area:
+            continue
+        parts = [polygon] if polygon.is_valid else getattr(make_valid(polygon), "geoms", [make_valid(polygon)])
+        polygons += [part for part in parts if part.geom_type == "Polygon" and not part.is_empty]
     return polygons
 
 
@@ -78,7 +86,7 @@ def geojson(polygons, transform, crs):
     return collection
 
 
-def write_outputs(scene, probabilities, out_dir, *, threshold=0.5, min_area=16):
+def write_outputs(scene, probabilities, out_dir, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA):
     """Write every output of one scene; returns {kind: path}."""
     out_dir = Path(out_dir)
     mask = probabilities >= threshold

@@ -67,11 +67,13 @@ def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_
             counts[key] += report["overall"][key]
     assert sorted(scenes) == sorted(name.rsplit(".", 1)[0] for name in train_scenes)
     for name, row in train_scenes.items():
-        for key in ("tp", "fp", "fn"):
+        for key in ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn"):
             assert row[key] == scenes[name.rsplit(".", 1)[0]][key], (name, key)
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     assert results["heldout_iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
     assert results["heldout_f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
     assert results["heldout_precision"] == pytest.approx(tp / (tp + fp) if tp + fp else 1.0, abs=1e-6)
     assert results["heldout_recall"] == pytest.approx(tp / (tp + fn), abs=1e-6)
+    b_tp, b_fp, b_fn = (sum(row[f"building_{k}"] for row in scenes.values()) for k in ("tp", "fp", "fn"))
+    assert results["heldout_building_f1"] == pytest.approx(2 * b_tp / (2 * b_tp + b_fp + b_fn), abs=1e-12)
     assert results["heldout_pixels"] == sum(row["pixels"] for row in scenes.values()) == 2_135_560
