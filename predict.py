@@ -119,6 +119,9 @@ def main(argv=None):
     check_out_dir(args.out, files, args.inputs)
     out = prepare_out_dir(args.out)
 
+    from tqdm import tqdm
+
+    from common.scores import count_buildings
     from inference.evaluation import evaluation_report, format_table, scene_scores
     from inference.loading import load_segmenter
     from inference.outputs import write_outputs
@@ -152,9 +155,17 @@ def main(argv=None):
             print(f"skipped {path}: {error}", file=sys.stderr)
             failed.append(str(path))
             continue
-        probabilities = predict_probabilities(
-            logit_fn, scene.image, tile=tile, overlap=args.overlap, batch_size=args.batch_size, fixed_size=fixed_size
-        )
+        bar = tqdm(desc=scene.stem, unit="window", leave=False, delay=3, disable=not sys.stderr.isatty())
+        with bar:  # shown only when a scene takes more than a few seconds
+            probabilities = predict_probabilities(
+                logit_fn,
+                scene.image,
+                tile=tile,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                fixed_size=fixed_size,
+                progress=bar,
+            )
         write_outputs(scene, probabilities, out, threshold=args.threshold, min_area=args.min_area)
         truth = None
         if args.labels:  # a missing or bad label costs the score, never the prediction written above
@@ -166,10 +177,14 @@ def main(argv=None):
                 failed.append(str(path))
         seconds = time.perf_counter() - started
         megapixels = scene.image.shape[0] * scene.image.shape[1] / 1e6
-        line = f"{scene.stem}: {scene.image.shape[1]}x{scene.image.shape[0]}, {megapixels / seconds:.2f} MP/s"
+        found = count_buildings(probabilities >= args.threshold, min_area=args.min_area)
+        line = (
+            f"{scene.stem}: {scene.image.shape[1]}x{scene.image.shape[0]}, {megapixels / seconds:.2f} MP/s, "
+            f"{found} building{'s' if found != 1 else ''}"
+        )
         if truth is not None:
             rows.append(scene_scores(scene.stem, truth, probabilities >= args.threshold, min_area=args.min_area))
-            line += f", IoU {rows[-1]['iou']:.3f}"
+            line += f", IoU {rows[-1]['iou']:.3f}, building F1 {rows[-1]['building_f1']:.3f}"
         print(line + ("  (georeferenced: .tif + .geojson)" if scene.georeferenced else ""))
 
     if rows:

@@ -143,12 +143,20 @@ def check_tiling(tile, overlap, *, fixed_size=None):
 
 
 def predict_strips(
-    logit_fn, image, *, tile=defaults.TILE, overlap=defaults.OVERLAP, batch_size=defaults.BATCH_SIZE, fixed_size=None
+    logit_fn,
+    image,
+    *,
+    tile=defaults.TILE,
+    overlap=defaults.OVERLAP,
+    batch_size=defaults.BATCH_SIZE,
+    fixed_size=None,
+    progress=None,
 ):
     """Yield ``(y0, logits)`` strips that cover an (H, W, 3) uint8 scene top to bottom.
 
-    ``logits`` is float32 (rows, W). Windows follow ``axis_layout`` on each axis; a scene
-    smaller than the tile along an axis is padded (mirror) to the next multiple of the
+    ``progress`` (e.g. a tqdm bar) gets its ``total`` set to the number of windows and an
+    ``update(n)`` after every model call. ``logits`` is float32 (rows, W). Windows follow
+    ``axis_layout`` on each axis; a scene smaller than the tile along an axis is padded (mirror) to the next multiple of the
     output stride there, or to ``fixed_size``.
     """
     check_tiling(tile, overlap, fixed_size=fixed_size)
@@ -162,6 +170,8 @@ def predict_strips(
     padded = np.pad(image, ((0, max(th - height, 0)), (0, max(tw - width, 0)), (0, 0)), mode="symmetric")
     pw = padded.shape[1]
     window = np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))
+    if progress is not None:
+        progress.total = len(ys) * len(xs)
 
     acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
     weight = np.zeros((th, pw), dtype="float32")
@@ -173,6 +183,8 @@ def predict_strips(
             for x, logits in zip(columns, out):
                 acc[:, x : x + tw] += logits * window
                 weight[:, x : x + tw] += window
+            if progress is not None:
+                progress.update(len(columns))
         last = i + 1 == len(ys)
         done = th if last else ys[i + 1] - y  # rows no later tile reaches
         rows = min(done, height - y)
