@@ -156,8 +156,8 @@ def predict_strips(
 
     ``progress`` (e.g. a tqdm bar) gets its ``total`` set to the number of windows and an
     ``update(n)`` after every model call. ``logits`` is float32 (rows, W). Windows follow
-    ``axis_layout`` on each axis; a scene smaller than the tile along an axis is padded (mirror) to the next multiple of the
-    output stride there, or to ``fixed_size``.
+    ``axis_layout`` on each axis; a scene smaller than the tile along an axis is padded
+    (mirror) to the next multiple of the output stride there, or to ``fixed_size``.
     """
     check_tiling(tile, overlap, fixed_size=fixed_size)
     height, width = image.shape[:2]
