@@ -350,11 +350,14 @@ def test_neptune_folder_follows_each_run(tmp_path, monkeypatch):
     seen = []
     fake = types.SimpleNamespace(init_run=lambda **kwargs: seen.append(os.environ["NEPTUNE_DATA_DIRECTORY"]) or {})
     monkeypatch.setitem(sys.modules, "neptune", fake)
-    monkeypatch.delenv("NEPTUNE_DATA_DIRECTORY", raising=False)
-    monkeypatch.setattr(trackers, "_USER_NEPTUNE_DIR", None)
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", "unset-after-the-test")  # records the variable for undo
+    monkeypatch.delenv("NEPTUNE_DATA_DIRECTORY")
     for name in ("first", "second"):
         trackers.NeptuneTracker(tmp_path / name).start({})
     assert seen == [str(tmp_path / "first" / ".neptune"), str(tmp_path / "second" / ".neptune")]
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / "mine"))  # the user's own folder is kept
+    trackers.NeptuneTracker(tmp_path / "third").start({})
+    assert seen[-1] == str(tmp_path / "mine")
 
 
 # --- compare.py: damaged runs are listed, good runs still tabulated -------------------------

@@ -64,7 +64,7 @@ class MLflowTracker(Tracker):
         self.mlflow.end_run()
 
 
-_USER_NEPTUNE_DIR = None  # NEPTUNE_DATA_DIRECTORY as the user set it, read at the first Neptune run
+_FOLDERS_WE_SET = set()  # NEPTUNE_DATA_DIRECTORY values this process set (any other value is the user's)
 
 
 class NeptuneTracker(Tracker):
@@ -85,11 +85,12 @@ class NeptuneTracker(Tracker):
 
     def start(self, config):
         # each run its own folder, also for several runs in one process (compare.py, notebooks);
-        # a folder the user set before the first run is kept
-        global _USER_NEPTUNE_DIR
-        if _USER_NEPTUNE_DIR is None:
-            _USER_NEPTUNE_DIR = os.environ.get("NEPTUNE_DATA_DIRECTORY", "")
-        os.environ["NEPTUNE_DATA_DIRECTORY"] = _USER_NEPTUNE_DIR or str(self.run_dir / ".neptune")
+        # a folder the user chose (one this process did not set) is kept
+        current = os.environ.get("NEPTUNE_DATA_DIRECTORY")
+        if current is None or current in _FOLDERS_WE_SET:
+            current = str(self.run_dir / ".neptune")
+            _FOLDERS_WE_SET.add(current)
+            os.environ["NEPTUNE_DATA_DIRECTORY"] = current
         mode = os.environ.get("NEPTUNE_MODE", "offline")
         self.run = self.neptune.init_run(
             mode=mode, name=self.run_dir.name, project=os.environ.get("NEPTUNE_PROJECT", "local/buildings")
