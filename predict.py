@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from inference import defaults
@@ -78,17 +77,12 @@ def parse_args(argv=None):
 
 def prepare_out_dir(out):
     """Create the output folder and prove it is writable before any work."""
-    out = Path(out)
+    from common.files import make_writable_folder
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_test_{uuid.uuid4().hex}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise SystemExit(
-            f"predict.py: cannot write to --out {out} ({error.strerror}). Choose a folder you can write to."
-        ) from None
-    return out
+        return make_writable_folder(out, option="--out")
+    except ValueError as error:
+        raise SystemExit(f"predict.py: {error}") from None
 
 
 def check_out_dir(out, files, inputs=()):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.files import make_writable_folder  # noqa: E402
 from data.groups import DEFAULT_GROUP_PATTERN  # noqa: E402
 from models import list_archs  # noqa: E402
 from models.segmenter import DEFAULT_BN_MOMENTUM  # noqa: E402
@@ -237,14 +238,9 @@ def make_run_dir(config):
             "would be overwritten. Choose an empty or new folder."
         )
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise SystemExit(
-            f"train.py: cannot write to --run-dir {run_dir} ({error.strerror}). Choose a folder you can write to."
-        ) from None
+        make_writable_folder(run_dir, option="--run-dir")
+    except ValueError as error:
+        raise SystemExit(f"train.py: {error}") from None
     for leftover in [*run_dir.glob("*.tmp"), *run_dir.glob("*.tmp.*")]:  # a write killed half-way
         leftover.unlink()
     return run_dir, False

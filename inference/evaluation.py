@@ -19,40 +19,26 @@ def building_scores(tp, fp, fn):
     return {f"building_{key}": scores[key] for key in ("precision", "recall", "f1")}
 
 
+COUNTS = ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn")
+
+
+def _scores(counts, pixels):
+    """Pixel and building scores from the six counts, with the counts and the pixel total."""
+    tp, fp, fn, b_tp, b_fp, b_fn = (counts[key] for key in COUNTS)
+    return {**scores_from_counts(tp, fp, fn), **building_scores(b_tp, b_fp, b_fn), **counts, "pixels": pixels}
+
+
 def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA):
     """Pixel and building scores of one scene's bool masks, with the counts behind them."""
-    tp, fp, fn = confusion_counts(truth, predicted)
-    b_tp, b_fp, b_fn = building_matches(truth, predicted, min_area=min_area)
-    return {
-        "scene": name,
-        **scores_from_counts(tp, fp, fn),
-        **building_scores(b_tp, b_fp, b_fn),
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "building_tp": b_tp,
-        "building_fp": b_fp,
-        "building_fn": b_fn,
-        "pixels": int(truth.size),
-    }
+    counts = dict(
+        zip(COUNTS, (*confusion_counts(truth, predicted), *building_matches(truth, predicted, min_area=min_area)))
+    )
+    return {"scene": name, **_scores(counts, int(truth.size))}
 
 
 def evaluation_report(rows, **meta):
     """Per-scene rows plus the overall scores of the summed counts (large scenes weigh more)."""
-    tp, fp, fn, b_tp, b_fp, b_fn = (
-        sum(row[key] for row in rows) for key in ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn")
-    )
-    overall = {
-        **scores_from_counts(tp, fp, fn),
-        **building_scores(b_tp, b_fp, b_fn),
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "building_tp": b_tp,
-        "building_fp": b_fp,
-        "building_fn": b_fn,
-        "pixels": sum(row["pixels"] for row in rows),
-    }
+    overall = _scores({key: sum(row[key] for row in rows) for key in COUNTS}, sum(row["pixels"] for row in rows))
     return {**meta, "scenes": rows, "overall": overall}
 
 

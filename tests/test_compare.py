@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import compare
+from tests.tiny import tiny_grid
 
 
 def _fake_run(runs, name, **results):
@@ -132,19 +133,7 @@ def test_grid_seed_trains_each_entry_once(synthetic_dir, tmp_path, capsys):
         "2",
         "--grid-epochs",
         "1",
-        "--no-predictions",
-        "--dataset",
-        "buildings/synthetic",
-        "--data-dir",
-        synthetic_dir,
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--tracker",
-        "local",
+        *tiny_grid(synthetic_dir),
     ]
     rows = compare.main(args)
     assert sorted((r["arch"], r["encoder"]) for r in rows) == sorted(compare.GRID)
@@ -260,19 +249,7 @@ def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_pat
         "2",
         "--grid-epochs",
         "2",
-        "--no-predictions",
-        "--dataset",
-        "buildings/synthetic",
-        "--data-dir",
-        synthetic_dir,
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--tracker",
-        "local",
+        *tiny_grid(synthetic_dir),
     ]
     rows = compare.main(args)
     names = sorted(r["run"] for r in rows)

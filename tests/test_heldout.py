@@ -4,24 +4,9 @@ import json
 
 import pytest
 
-TINY = [
-    "--arch",
-    "fcn32",
-    "--encoder",
-    "resnet18",
-    "--image-size",
-    "64",
-    "--batch-size",
-    "4",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "3",
-    "--warmup-steps",
-    "1",
-    "--tracker",
-    "local",
-]
+from tests.tiny import TINY_TRAIN
+
+TINY = [*TINY_TRAIN, "--epochs", "1"]
 
 
 def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_path, capsys):

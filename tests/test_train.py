@@ -12,24 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.tiny import TINY_TRAIN
+
 ROOT = Path(__file__).resolve().parents[1]
-# fcn32 / resnet18 traces its train step about 3x faster than fcn8 / mobilenetv2 on this CPU
-TINY = [
-    "--arch",
-    "fcn32",
-    "--encoder",
-    "resnet18",
-    "--image-size",
-    "64",
-    "--batch-size",
-    "4",
-    "--steps-per-epoch",
-    "3",
-    "--warmup-steps",
-    "1",
-    "--tracker",
-    "local",
-]
+TINY = TINY_TRAIN
 RESULT_KEYS = {
     "arch",
     "encoder",
