@@ -259,15 +259,15 @@ def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_pat
         "grid_unet_effnet-b0_s5",
         "grid_unet_effnet-b0_s6",
     ]
-    assert sorted((r["recipe_label"], r["seed"]) for r in rows) == [
-        ("aerial/ema", 5),
-        ("aerial/ema", 6),
-        ("basic/best", 5),
-        ("basic/best", 6),
-    ]
+    from train import Config
+
+    today = f"{Config.augment}/{Config.select}"  # the default recipe, against the one before (basic/best)
+    assert sorted((r["recipe_label"], r["seed"]) for r in rows) == sorted(
+        [(today, 5), (today, 6), ("basic/best", 5), ("basic/best", 6)]
+    )
     out = capfd.readouterr().out
     assert out.count("grid: training") == 4
-    assert "| unet | effnet-b0 | aerial/ema |" in out and "| 2 |" in out  # two seeds pooled per recipe
+    assert f"| unet | effnet-b0 | {today} |" in out and "| 2 |" in out  # two seeds pooled per recipe
     # a run killed after its first epoch: its checkpoint says epoch 1, its results are not written yet
     killed = runs / "grid_unet_effnet-b0_s6"
     (killed / "results.json").unlink()
