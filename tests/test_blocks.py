@@ -42,9 +42,14 @@ def test_squeeze_excite_gates_channels():
     assert model.count_params() == (16 * 4 + 4) + (4 * 16 + 16)
     x = np.random.RandomState(0).rand(2, 8, 8, 16).astype("float32")
     y = model.predict(x, verbose=0)
-    ratio = y / x  # the same sigmoid gate for every pixel of a channel, in (0, 1)
+    ratio = y / x  # the same sigmoid gate for every pixel of a channel
     np.testing.assert_allclose(ratio, ratio[:, :1, :1, :].repeat(8, 1).repeat(8, 2), rtol=1e-4)
-    assert np.all((ratio > 0) & (ratio < 1))
+    # the gate by hand: sigmoid(W2 swish(W1 mean(x) + b1) + b2)
+    w1, b1, w2, b2 = (model.get_layer(f"se_{part}").get_weights()[i] for part in ("reduce", "expand") for i in (0, 1))
+    hidden = x.mean(axis=(1, 2)) @ w1[0, 0] + b1
+    hidden = hidden / (1 + np.exp(-hidden))
+    gate = 1 / (1 + np.exp(-(hidden @ w2[0, 0] + b2)))
+    np.testing.assert_allclose(ratio[:, 0, 0, :], gate, rtol=1e-4)
 
 
 def _mbconv_closed_form(h, w, cin, cout, k, s, e, se):
