@@ -230,6 +230,12 @@ def plot_iou_vs_gmacs(table, path):
         ylabel="held-out IoU (mean ± sd)",
         title="held-out IoU vs compute",
     )
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # the default minor labels of a log axis overlap
+    low, high = ax.get_xlim()
+    ax.set_xlim(low, high * 3)  # room for the labels right of the last point
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
