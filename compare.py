@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate
+from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate, is_number
 
 COLUMNS = (
     ("arch", "arch"),
@@ -58,10 +58,6 @@ SUMMARY_COLUMNS = (
 )
 REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
 NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 GRID = (
@@ -104,7 +100,7 @@ def load_runs(runs_dir):
         if missing:
             problems.append(f"{run_dir.name}: results.json lacks {', '.join(missing)} (partial or older format)")
             continue
-        not_numbers = [f"{k}={results[k]!r}" for k in NUMBERS if not _is_number(results.get(k))]
+        not_numbers = [f"{k}={results[k]!r}" for k in NUMBERS if not is_number(results.get(k))]
         if not_numbers:
             problems.append(
                 f"{run_dir.name}: results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)"
@@ -131,7 +127,7 @@ def load_runs(runs_dir):
             "heldout_recall",
             "heldout_building_f1",
         ):
-            if key in row and not _is_number(row[key]):
+            if key in row and not is_number(row[key]):
                 row[key] = math.nan
     rows.sort(
         key=lambda r: (

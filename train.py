@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from common.files import make_writable_folder  # noqa: E402
 from data.groups import DEFAULT_GROUP_PATTERN  # noqa: E402
+from data.pipeline import AUGMENTATIONS  # noqa: E402
 from models import list_archs  # noqa: E402
 from models.segmenter import DEFAULT_BN_MOMENTUM  # noqa: E402
 from training.checkpoints import MONITOR  # noqa: E402
@@ -39,7 +40,7 @@ from training.trackers import parse_trackers  # noqa: E402
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
-SELECTIONS = ("ema", "last", "best")  # which weights a run keeps: see select_weights
+SELECTIONS = ("ema", "last", "best")  # which weights a run keeps: see candidate_weights
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute.make_strategy
 
@@ -90,7 +91,7 @@ def parse_args(argv=None):
         "precision": PRECISIONS,
         "strategy": STRATEGIES,
         "select": SELECTIONS,
-        "augment": ("aerial", "basic", "none"),
+        "augment": tuple(AUGMENTATIONS),
     }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
@@ -166,13 +167,15 @@ def resolve_dataset(config):
 RESUME_FREE = ("resume", "run_dir", "tracker", "score_selections")
 
 
-def _is_our_run(run_dir):
-    """True when ``run_dir/config.json`` is a config written by this script."""
+def _our_config(run_dir):
+    """The config.json this script wrote into ``run_dir``, or None when there is none of ours."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(saved, dict) and {"arch", "encoder", "dataset", "run_dir", "seed"} <= set(saved)
+        return None
+    return (
+        saved if isinstance(saved, dict) and {"arch", "encoder", "dataset", "run_dir", "seed"} <= set(saved) else None
+    )
 
 
 def resume_mismatches(saved, config):
@@ -201,14 +204,15 @@ def make_run_dir(config):
     )
     if run_dir.exists() and not run_dir.is_dir():
         raise SystemExit(f"train.py: --run-dir {run_dir} is a file, not a folder. Choose another --run-dir.")
-    ours = _is_our_run(run_dir)
+    saved = _our_config(run_dir)
+    ours = saved is not None
     if config.resume:
         if not ours:
             raise SystemExit(
                 f"train.py: --resume: {run_dir} holds no run of train.py (no config.json of ours). "
                 "Pass the --run-dir of the run to continue."
             )
-        mismatches = resume_mismatches(json.loads((run_dir / "config.json").read_text()), config)
+        mismatches = resume_mismatches(saved, config)
         if mismatches:
             raise SystemExit(
                 f"train.py: --resume with options that differ from the run in {run_dir} (nothing was changed):"
@@ -258,7 +262,7 @@ def chief_and_task(tf_config):
 
 
 def split_examples(config, dataset, run_dir):
-    """(train, validation, held-out, held-out description): whole groups are held out.
+    """(train, validation, held-out, held-out description, example counts): whole groups are held out.
 
     Without --holdout / --folds the held-out set is the validation split. With them, every
     image of a held-out group, from any split (test scenes included), is held out, and the
@@ -276,8 +280,15 @@ def split_examples(config, dataset, run_dir):
         log = run_dir / "build_error.log"
         log.write_text(traceback.format_exc())
         raise SystemExit(f"train.py: {error}\n(full traceback in {log})") from None
-    if not (config.holdout or config.folds):
-        return splits["train"], splits["validation"], splits["validation"], {"kind": "validation split", "groups": []}
+    if not (config.holdout or config.folds):  # TFDS splits know their sizes
+        counts = [int(splits[name].cardinality()) for name in ("train", "validation", "validation")]
+        return (
+            splits["train"],
+            splits["validation"],
+            splits["validation"],
+            {"kind": "validation split", "groups": []},
+            counts,
+        )
     names = {split: file_names(examples) for split, examples in splits.items()}
     try:
         groups = group_names([name for split in names.values() for name in split], config.group_pattern)
@@ -296,11 +307,13 @@ def split_examples(config, dataset, run_dir):
         f"{', '.join(sorted(set(groups.values()) - set(held)))}"
     )
     description = {"kind": "groups", "groups": sorted(held)}
+    counts = [len(keep["train"]), len(keep["validation"]), len(away)]
     return (
         only_files(splits["train"], keep["train"]),
         only_files(splits["validation"], keep["validation"]),
         scored,
         description,
+        counts,
     )
 
 
@@ -421,10 +434,9 @@ def make_datasets(config, dataset, run_dir):
     """(train batches, validation batches or None, held-out examples, held-out description)."""
     import tensorflow as tf
 
-    from data.pipeline import count_examples, eval_dataset, train_dataset
+    from data.pipeline import eval_dataset, train_dataset
 
-    train_examples, val_examples, heldout_examples, heldout = split_examples(config, dataset, run_dir)
-    counts = [count_examples(ds) for ds in (train_examples, val_examples, heldout_examples)]
+    train_examples, val_examples, heldout_examples, heldout, counts = split_examples(config, dataset, run_dir)
     print(
         f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
         f"({heldout['kind']})"
@@ -522,13 +534,13 @@ def heldout_scenes(examples):
         yield example["file_name"].numpy().decode("utf-8"), image, truth
 
 
-def candidate_weights(model, run_dir, ema_weights):
-    """{selection: weights} this run offers: the moving average, the last step, the best epoch."""
+def candidate_weights(model, run_dir, ema_weights, names):
+    """{selection: weights} for the ``names`` this run offers: the moving average, the last step, the best epoch."""
     from training.checkpoints import BEST, LAST
 
-    candidates = {} if ema_weights is None else {"ema": ema_weights}
+    candidates = {} if ema_weights is None or "ema" not in names else {"ema": ema_weights}
     for name, path in (("last", LAST), ("best", BEST)):
-        if (run_dir / path).exists():
+        if name in names and (run_dir / path).exists():
             model.load_weights(run_dir / path)
             candidates[name] = model.get_weights()
     return candidates
@@ -545,7 +557,8 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
 
-    candidates = candidate_weights(model, run_dir, ema_weights)
+    wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
+    candidates = candidate_weights(model, run_dir, ema_weights, wanted)
     fixed = config.image_size if config.arch == "cnn" else None  # the dense head fixes the input size
     export = create_model(
         config.arch, config.encoder, input_shape=shape if fixed else (None, None, 3), bn_momentum=config.bn_momentum
@@ -558,7 +571,7 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         "fixed_size": fixed,
     }
     reports = {}
-    for name in [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else []):
+    for name in wanted:
         if name not in candidates:
             continue
         export.set_weights(candidates[name])

@@ -55,12 +55,6 @@ def file_names(examples):
     return [name.decode("utf-8") for name in examples.map(lambda ex: ex["file_name"]).as_numpy_iterator()]
 
 
-def count_examples(examples):
-    """Number of examples (counted when a filter left the cardinality unknown)."""
-    known = int(examples.cardinality())
-    return known if known >= 0 else int(examples.reduce(0, lambda count, _: count + 1))
-
-
 def only_files(examples, names):
     """The examples whose ``file_name`` is one of ``names``."""
     wanted = tf.constant(sorted(names) or [""])

@@ -26,14 +26,19 @@ QUESTIONS = (
 )
 
 
+def is_number(value):
+    """A finite int or float (not a bool, None, a string or NaN): what a results.json number must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def score_of(row):
     """The run's held-out IoU as a float, or NaN when it has none."""
     value = row.get(SCORE)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    return float(value) if is_number(value) else math.nan
 
 
 def _mean(values):
-    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    values = [v for v in values if is_number(v)]
     return float(np.mean(values)) if values else math.nan
 
 

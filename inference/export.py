@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from models.segmenter import OUTPUT_STRIDE
+from models.registry import OUTPUT_STRIDE
 
 TFLITE_KINDS = ("float32", "int8")
 

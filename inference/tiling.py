@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from inference import defaults
-from models.segmenter import OUTPUT_STRIDE
+from models.registry import OUTPUT_STRIDE
 
 
 def tile_starts(length, tile, stride):

@@ -12,7 +12,6 @@ from blocks.upsampling import upsample
 from models.decoders import DECODERS, list_archs
 from models.encoders import create_encoder, list_encoders
 from models.encoders.registry import pyramid_channels
-from models.registry import OUTPUT_STRIDE  # noqa: F401  (re-exported: the segmenter's inputs are multiples of it)
 from models.walk import leaf_layers
 
 # BatchNorm momentum for the whole model. Keras' 0.99 lets the moving statistics lag the
