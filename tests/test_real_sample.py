@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # Calibrated on 2026-11-26 (2-core CPU): the all-building IoU of the nine t8 scenes is 0.204; this
-# recipe scored IoU 0.519 (basic augmentation, weight average; one printed run) and 0.537 (aerial
+# recipe scored IoU 0.519 and 0.511 (basic augmentation, weight average; two printed runs) and 0.537 (aerial
 # augmentation). The 96-step U-Net/B0 runs of the README's grid scored 0.14 to 0.43 on the same
 # scenes, so runs spread widely: CPU training is not bit-exact. The floor sits above the all-building
 # IoU (a mask of everything fails it) and far below the runs seen at this budget.
