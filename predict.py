@@ -5,15 +5,23 @@
     python predict.py --model runs/RUN building_data/test/src --labels auto      # Kaggle layout: src/ -> label/
     python predict.py --model runs/RUN --export saved_model,tflite --out export  # serving models
 
+    python predict.py --model runs/RUN city.vrt --out city --simplify 1 --regularize  # a mosaic, squared outlines
+
 Scenes are predicted with overlapping --tile x --tile windows whose logits are blended
 with a smooth window (no seams), in batches of --batch-size; --tta averages the 8 flips and
-90-degree rotations. Per input: <stem>_mask.png (0/255), <stem>_prob.png and
-<stem>_overlay.png; a georeferenced input (GeoTIFF, or an image with a world file) gets
-<stem>_prob.tif and <stem>_mask.tif with its georeferencing and <stem>.geojson with one
-polygon per building in its coordinate system (--min-area drops specks, in pixels).
+90-degree rotations. GeoTIFF, TIFF and VRT inputs are read one row of windows at a time and
+every output is written as rows finish, so memory does not grow with the scene. Outputs:
+- georeferenced or large scenes: <stem>_prob.tif and <stem>_mask.tif (Cloud-Optimized
+  GeoTIFFs with overviews and the input's georeferencing) and <stem>.gpkg, one polygon per
+  building (area in pixels, CRS units and m², mean probability; --min-area drops specks);
+- small scenes (up to 25 MP): <stem>_mask.png (0/255), <stem>_prob.png and <stem>_overlay.png,
+  and <stem>.geojson when georeferenced (--geojson: for every scene).
+Rasters with other than 3 bands, or not 8-bit, follow the rule in inference/rasters.py
+(first three bands; 2-98% range scaled to 8-bit; --bands picks the bands).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -54,6 +62,19 @@ def parse_args(argv=None):
         help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
         "(INPUT_FOLDER/../label): evaluate and write metrics.json",
     )
+    parser.add_argument(
+        "--bands",
+        type=lambda text: tuple(int(b) for b in text.split(",")),
+        help="three band numbers of GeoTIFF/VRT inputs to use as RGB, e.g. 3,2,1 or 1,1,1 (grey); "
+        "default: the first three",
+    )
+    parser.add_argument(
+        "--simplify", type=float, default=0.0, help="simplify footprint outlines by this tolerance in pixels"
+    )
+    parser.add_argument(
+        "--regularize", action="store_true", help="square footprint outlines (dominant direction, right angles)"
+    )
+    parser.add_argument("--geojson", action="store_true", help="also write GeoJSON footprints for large scenes")
     parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
     args = parser.parse_args(argv)
     problems = []
@@ -66,6 +87,8 @@ def parse_args(argv=None):
         problems.append(f"--batch-size {args.batch_size}: must be at least 1")
     if not 0.0 < args.threshold < 1.0:
         problems.append(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
+    if args.simplify < 0:
+        problems.append(f"--simplify {args.simplify}: must be 0 or more (pixels)")
     if args.min_area < 0:
         problems.append(f"--min-area {args.min_area}: must be 0 or more")
     if args.labels and args.labels != "auto" and not Path(args.labels).is_dir():
@@ -102,6 +125,64 @@ def check_out_dir(out, files, inputs=()):
             )
 
 
+def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
+    """Predict one scene strip by strip and write its outputs; returns (score row or None, summary line).
+
+    The row is "unscored" when --labels was given but the scene's label could not be used.
+    A read error (``SceneReadError``) removes this scene's unfinished files and propagates.
+    """
+    from tqdm import tqdm
+
+    from inference.evaluation import scene_scores
+    from inference.outputs import SceneWriter
+    from inference.rasters import open_scene
+    from inference.scenes import HINT, read_label
+    from inference.tiling import predict_strips, sigmoid
+
+    started = time.perf_counter()
+    with contextlib.closing(open_scene(path, bands=args.bands, hint=HINT)) as source:
+        writer = SceneWriter(source, out, **options)
+        bar = tqdm(desc=path.stem, unit="window", leave=False, delay=3, disable=not sys.stderr.isatty())
+        try:
+            with bar:  # shown only when a scene takes more than a few seconds
+                strips = predict_strips(
+                    logit_fn,
+                    source,
+                    tile=tile,
+                    overlap=args.overlap,
+                    batch_size=args.batch_size,
+                    fixed_size=fixed_size,
+                    progress=bar,
+                )
+                for y, logits in strips:
+                    writer.add(y, sigmoid(logits))
+            written = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    seconds = time.perf_counter() - started
+    megapixels = source.height * source.width / 1e6
+    found = writer.buildings
+    line = (
+        f"{path.stem}: {source.width}x{source.height}, {megapixels / seconds:.2f} MP/s, "
+        f"{found} building{'s' if found != 1 else ''}"
+    )
+    row = None
+    if args.labels:  # a missing or bad label costs the score, never the prediction written above
+        labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
+        try:
+            truth = read_label(labels, path.stem, (source.height, source.width))
+            row = scene_scores(path.stem, truth, writer.mask, min_area=args.min_area)
+            line += f", IoU {row['iou']:.3f}, building F1 {row['building_f1']:.3f}"
+        except ValueError as error:
+            print(f"not scored {path} (its outputs are written): {error}", file=sys.stderr)
+            row = "unscored"
+    if source.note:
+        line += f"  ({source.note})"
+    kinds = [p.name.removeprefix(path.stem) for k, p in written.items() if k.endswith(("geotiff", "footprints", "geojson"))]
+    return row, line + (f"  [{' '.join(kinds)}]" if kinds else "")
+
+
 def main(argv=None):
     args = parse_args(argv)
     from inference.scenes import list_inputs
@@ -113,14 +194,13 @@ def main(argv=None):
     check_out_dir(args.out, files, args.inputs)
     out = prepare_out_dir(args.out)
 
-    from tqdm import tqdm
+    import rasterio
 
-    from common.scores import count_buildings
-    from inference.evaluation import evaluation_report, format_table, scene_scores
+    from inference.evaluation import evaluation_report, format_table
     from inference.loading import load_segmenter
-    from inference.outputs import write_outputs
-    from inference.scenes import read_label, read_scene
-    from inference.tiling import check_tiling, make_logit_fn, predict_probabilities
+    from inference.outputs import GDAL_CACHE_MB
+    from inference.rasters import SceneReadError
+    from inference.tiling import check_tiling, make_logit_fn
 
     try:
         model, fixed_size = load_segmenter(args.model)
@@ -141,45 +221,27 @@ def main(argv=None):
 
     logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size)
     rows, failed = [], []
-    for path in files:
-        started = time.perf_counter()
-        try:
-            scene = read_scene(path)
-        except ValueError as error:  # name it, keep going: earlier and later scenes are not lost
-            print(f"skipped {path}: {error}", file=sys.stderr)
-            failed.append(str(path))
-            continue
-        bar = tqdm(desc=scene.stem, unit="window", leave=False, delay=3, disable=not sys.stderr.isatty())
-        with bar:  # shown only when a scene takes more than a few seconds
-            probabilities = predict_probabilities(
-                logit_fn,
-                scene.image,
-                tile=tile,
-                overlap=args.overlap,
-                batch_size=args.batch_size,
-                fixed_size=fixed_size,
-                progress=bar,
-            )
-        write_outputs(scene, probabilities, out, threshold=args.threshold, min_area=args.min_area)
-        truth = None
-        if args.labels:  # a missing or bad label costs the score, never the prediction written above
-            labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
-            try:
-                truth = read_label(labels, scene.stem, scene.image.shape[:2])
-            except ValueError as error:
-                print(f"not scored {path} (its outputs are written): {error}", file=sys.stderr)
+    options = dict(
+        threshold=args.threshold,
+        min_area=args.min_area,
+        simplify=args.simplify,
+        squared=args.regularize,
+        geojson=args.geojson,
+        keep_mask=bool(args.labels),
+    )
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        for path in files:
+            try:  # a scene that cannot be read is named and skipped: earlier and later scenes are not lost
+                row, line = predict_scene(path, logit_fn, out, args, options, tile=tile, fixed_size=fixed_size)
+            except SceneReadError as error:
+                print(f"skipped {path}: {error}", file=sys.stderr)
                 failed.append(str(path))
-        seconds = time.perf_counter() - started
-        megapixels = scene.image.shape[0] * scene.image.shape[1] / 1e6
-        found = count_buildings(probabilities >= args.threshold, min_area=args.min_area)
-        line = (
-            f"{scene.stem}: {scene.image.shape[1]}x{scene.image.shape[0]}, {megapixels / seconds:.2f} MP/s, "
-            f"{found} building{'s' if found != 1 else ''}"
-        )
-        if truth is not None:
-            rows.append(scene_scores(scene.stem, truth, probabilities >= args.threshold, min_area=args.min_area))
-            line += f", IoU {rows[-1]['iou']:.3f}, building F1 {rows[-1]['building_f1']:.3f}"
-        print(line + ("  (georeferenced: .tif + .geojson)" if scene.georeferenced else ""))
+                continue
+            print(line)
+            if row == "unscored":
+                failed.append(str(path))
+            elif row is not None:
+                rows.append(row)
 
     if rows:
         report = evaluation_report(rows, threshold=args.threshold, model=str(args.model), tta=args.tta)

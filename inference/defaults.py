@@ -8,3 +8,4 @@ OVERLAP = 64  # pixels shared by neighbouring windows
 BATCH_SIZE = 4  # windows per model call
 THRESHOLD = 0.5  # probability at which a pixel is a building
 MIN_AREA = 16  # buildings (and footprints) smaller than this many pixels are specks
+SMALL_SCENE_PIXELS = 25_000_000  # up to this size a scene also gets PNG outputs (whole-image formats)

@@ -1,110 +1,203 @@
-"""Write a scene's prediction: PNG mask / probabilities / overlay, GeoTIFF and GeoJSON.
+"""Write a scene's prediction as its strips finish: Cloud-Optimized GeoTIFFs, footprints, PNGs.
 
-Raster writing and polygon tracing use rasterio (GDAL) and shapely, so the outputs open in
-any GIS with the input's coordinate system.
+- ``<stem>_prob.tif`` (float32) and ``<stem>_mask.tif`` (0/255): rows are written as they
+  finish into a tiled, compressed GeoTIFF, which GDAL then copies block by block into a
+  Cloud-Optimized GeoTIFF with overviews (QGIS opens it at any zoom without reading it all).
+  They carry the input's CRS and transform. For georeferenced scenes and large ones.
+- ``<stem>.gpkg``: one polygon per building (``inference.footprints``, ``inference.vectors``).
+  For georeferenced scenes and large ones; ``<stem>.geojson`` too for small georeferenced
+  scenes or with --geojson.
+- ``<stem>_mask.png``, ``_prob.png``, ``_overlay.png``: small scenes only (these are whole-image
+  formats), so what is held in memory stays bounded for large ones.
+GeoTIFFs and footprints are written under a temporary name and renamed when complete; the PNGs
+are written last.
 """
 
-import json
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from inference import defaults
+from inference.footprints import StripTracer
+from inference.vectors import FootprintWriter
 
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
+BLOCK = 512  # tile size of the GeoTIFFs
+GDAL_CACHE_MB = 256  # GDAL's block cache while writing (its default is 5% of the RAM)
 
 
 def overlay(image, mask, *, alpha=0.45):
     """The scene with predicted buildings tinted red."""
-    out = image.astype("float32")
-    out[mask] = (1 - alpha) * out[mask] + alpha * OVERLAY_COLOUR
-    return out.round().astype("uint8")
+    out = image.copy()
+    out[mask] = ((1 - alpha) * image[mask] + alpha * OVERLAY_COLOUR).round().astype("uint8")
+    return out
 
 
-def write_geotiff(path, array, crs, transform):
-    """One-band GeoTIFF (uint8 or float32) with the given georeferencing, deflate-compressed."""
-    import rasterio
+class GeoTiffRows:
+    """A one-band raster written top to bottom in rows, finished as a Cloud-Optimized GeoTIFF.
 
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=array.shape[1],
-        height=array.shape[0],
-        count=1,
-        dtype=array.dtype.name,
-        crs=crs,
-        transform=transform,
-        compress="deflate",
-    ) as target:
-        target.write(array, 1)
-
-
-def mask_polygons(mask, transform, *, min_area=defaults.MIN_AREA):
-    """Building polygons (shapely) in the transform's coordinates, each at least ``min_area`` pixels.
-
-    Pixels are traced along their edges (rasterio.features.shapes) with 4-connectivity, the
-    buildings the building-level scores count, so the polygons cover exactly the mask's
-    pixels and holes (courtyards) are kept. 8-connected tracing joined pixels that touch at
-    a corner into self-touching rings, which GEOS rejects; every polygon returned here is
-    valid (checked, and repaired with shapely.make_valid if GDAL ever hands back one that is not).
+    Rows are buffered to whole blocks (512) before they are written, so no compressed
+    block is ever rewritten; ``close`` copies the file into the COG layout with overviews
+    (``resampling``: average for probabilities, nearest for masks).
     """
-    from rasterio import features
-    from shapely import make_valid
-    from shapely.geometry import shape
 
-    pixel_area = abs(transform.determinant)
-    polygons = []
-    for geometry, value in features.shapes(mask.astype("uint8"), mask=mask, connectivity=4, transform=transform):
-        polygon = shape(geometry)
-        if value != 1 or polygon.area / pixel_area < min_area:
-            continue
-        parts = [polygon] if polygon.is_valid else getattr(make_valid(polygon), "geoms", [make_valid(polygon)])
-        polygons += [part for part in parts if part.geom_type == "Polygon" and not part.is_empty]
-    return polygons
+    def __init__(self, path, *, width, height, dtype, crs, transform, resampling):
+        import rasterio
+
+        self.path, self.resampling = Path(path), resampling
+        self.staging = self.path.with_name(self.path.name + ".rows.partial")
+        self.buffer, self.y = [], 0
+        self.dataset = rasterio.open(
+            self.staging,
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=1,
+            dtype=dtype,
+            crs=crs,
+            transform=transform,
+            tiled=True,
+            blockxsize=BLOCK,
+            blockysize=BLOCK,
+            compress="deflate",
+            bigtiff="IF_SAFER",
+        )
+
+    def write(self, rows):
+        self.buffer.append(rows)
+        buffered = sum(len(r) for r in self.buffer)
+        if buffered >= BLOCK:
+            self._write_rows(buffered - buffered % BLOCK)
+
+    def _write_rows(self, count):
+        from rasterio.windows import Window
+
+        rows = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
+        self.dataset.write(rows[:count], 1, window=Window(0, self.y, rows.shape[1], count))
+        self.y += count
+        self.buffer = [rows[count:]] if count < len(rows) else []
+
+    def close(self):
+        from rasterio.shutil import copy
+
+        if self.buffer:
+            self._write_rows(sum(len(r) for r in self.buffer))
+        self.dataset.close()
+        partial = self.path.with_name(self.path.name + ".partial")
+        copy(
+            self.staging,
+            partial,
+            driver="COG",
+            compress="DEFLATE",
+            blocksize=BLOCK,
+            overview_resampling=self.resampling,
+            resampling=self.resampling,
+            bigtiff="IF_SAFER",
+        )
+        os.replace(partial, self.path)
+        self.staging.unlink()
+        return self.path
+
+    def abort(self):
+        self.dataset.close()
+        for path in (self.staging, self.path.with_name(self.path.name + ".partial")):
+            if path.exists():
+                path.unlink()
 
 
-def geojson(polygons, transform, crs):
-    """A GeoJSON FeatureCollection; a CRS other than WGS84 is named in a 'crs' member."""
-    from shapely.geometry import mapping
+class SceneWriter:
+    """Everything predict.py writes for one scene, fed one strip of probabilities at a time.
 
-    pixel_area = abs(transform.determinant)
-    features = [
-        {
-            "type": "Feature",
-            "id": i,
-            "geometry": mapping(p),
-            "properties": {"id": i, "area_pixels": int(round(p.area / pixel_area)), "area_crs_units": p.area},
-        }
-        for i, p in enumerate(polygons)
-    ]
-    collection = {"type": "FeatureCollection", "features": features}
-    if crs is not None and crs.to_epsg() != 4326:
-        name = f"urn:ogc:def:crs:EPSG::{crs.to_epsg()}" if crs.to_epsg() else crs.to_wkt()
-        collection["crs"] = {"type": "name", "properties": {"name": name}}
-    return collection
+    Args:
+        source: the scene (``inference.rasters``): size, CRS, transform, ``read`` for the overlay.
+        out_dir: the output folder.
+        threshold, min_area: as in predict.py.
+        simplify, squared: footprint outlines (``inference.footprints.StripTracer``).
+        geojson: also write GeoJSON footprints whatever the scene's size.
+        keep_mask: hold the whole mask for scoring against a label (``mask`` after ``close``).
+    """
 
+    def __init__(
+        self,
+        source,
+        out_dir,
+        *,
+        threshold=defaults.THRESHOLD,
+        min_area=defaults.MIN_AREA,
+        simplify=0.0,
+        squared=False,
+        geojson=False,
+        keep_mask=False,
+    ):
+        out_dir, stem = Path(out_dir), source.path.stem
+        self.source, self.threshold, self.stem, self.out_dir = source, threshold, stem, out_dir
+        georeferenced = source.transform is not None
+        self.small = source.height * source.width <= defaults.SMALL_SCENE_PIXELS
+        self.streams, self.footprints = {}, None
+        self.probabilities = np.empty((source.height, source.width), "float32") if self.small else None
+        self.mask = np.empty((source.height, source.width), bool) if keep_mask and not self.small else None
+        self.tracer = StripTracer(source.transform, min_area=min_area, simplify=simplify, squared=squared)
+        self.buildings = 0
+        if georeferenced or not self.small:
+            size = dict(width=source.width, height=source.height, crs=source.crs, transform=source.transform)
+            self.streams = {
+                "probabilities_geotiff": GeoTiffRows(
+                    out_dir / f"{stem}_prob.tif", dtype="float32", resampling="average", **size
+                ),
+                "mask_geotiff": GeoTiffRows(out_dir / f"{stem}_mask.tif", dtype="uint8", resampling="nearest", **size),
+            }
+            wants_geojson = geojson or (georeferenced and self.small)
+            self.footprints = FootprintWriter(
+                out_dir / f"{stem}.gpkg",
+                crs=source.crs,
+                transform=source.transform,
+                geojson=out_dir / f"{stem}.geojson" if wants_geojson else None,
+            )
 
-def write_outputs(scene, probabilities, out_dir, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA):
-    """Write every output of one scene; returns {kind: path}."""
-    out_dir = Path(out_dir)
-    mask = probabilities >= threshold
-    mask_u8 = mask.astype("uint8") * 255
-    written = {
-        "mask": out_dir / f"{scene.stem}_mask.png",
-        "overlay": out_dir / f"{scene.stem}_overlay.png",
-        "probabilities": out_dir / f"{scene.stem}_prob.png",
-    }
-    Image.fromarray(mask_u8).save(written["mask"])
-    Image.fromarray(overlay(scene.image, mask)).save(written["overlay"])
-    Image.fromarray((probabilities * 255).round().astype("uint8")).save(written["probabilities"])
-    if scene.georeferenced:
-        written["probabilities_geotiff"] = out_dir / f"{scene.stem}_prob.tif"
-        write_geotiff(written["probabilities_geotiff"], probabilities.astype("float32"), scene.crs, scene.transform)
-        written["mask_geotiff"] = out_dir / f"{scene.stem}_mask.tif"
-        write_geotiff(written["mask_geotiff"], mask_u8, scene.crs, scene.transform)
-        written["geojson"] = out_dir / f"{scene.stem}.geojson"
-        collection = geojson(mask_polygons(mask, scene.transform, min_area=min_area), scene.transform, scene.crs)
-        written["geojson"].write_text(json.dumps(collection))
-    return written
+    def add(self, y0, probabilities):
+        mask = probabilities >= self.threshold
+        if self.streams:
+            self.streams["probabilities_geotiff"].write(probabilities)
+            self.streams["mask_geotiff"].write(mask.astype("uint8") * 255)
+        if self.probabilities is not None:
+            self.probabilities[y0 : y0 + len(mask)] = probabilities
+        if self.mask is not None:
+            self.mask[y0 : y0 + len(mask)] = mask
+        self._buildings(self.tracer.add(y0, mask, probabilities))
+
+    def _buildings(self, buildings):
+        self.buildings += len(buildings)
+        if self.footprints is not None:
+            self.footprints.add(buildings)
+
+    def close(self):
+        """Finish every file; returns {kind: path}. ``mask`` then holds the whole mask if it was kept."""
+        self._buildings(self.tracer.finish())
+        written = {kind: stream.close() for kind, stream in self.streams.items()}
+        if self.footprints is not None:
+            paths = self.footprints.close()
+            written["footprints"] = paths[0]
+            if len(paths) > 1:
+                written["geojson"] = paths[1]
+        if self.small:
+            self.mask = self.probabilities >= self.threshold
+            pngs = {
+                "mask": (self.mask.astype("uint8") * 255),
+                "probabilities": (self.probabilities * 255).round().astype("uint8"),
+                "overlay": overlay(self.source.read(0, self.source.height), self.mask),
+            }
+            names = {"mask": "mask", "probabilities": "prob", "overlay": "overlay"}
+            for kind, array in pngs.items():
+                written[kind] = self.out_dir / f"{self.stem}_{names[kind]}.png"
+                Image.fromarray(array).save(written[kind])
+        return written
+
+    def abort(self):
+        """Remove this scene's unfinished files (finished scenes' outputs are untouched)."""
+        for stream in self.streams.values():
+            stream.abort()
+        if self.footprints is not None:
+            self.footprints.abort()

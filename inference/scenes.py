@@ -1,16 +1,17 @@
-"""Find and read the scenes to predict (and their labels), keeping any georeferencing.
+"""Find the scenes to predict (and their labels), keeping any georeferencing.
 
-Pixels are decoded by the data layer's reader (the same decoding the training data went
-through); the georeferencing (CRS and affine transform, from a GeoTIFF's tags or a world
-file) is read with rasterio.
+Scenes are read by ``inference.rasters`` (GDAL rasters in windows, PNG/JPEG by the data
+layer's decoder, the same decoding the training data went through); the georeferencing
+(CRS and affine transform, from a GeoTIFF's tags or a world file) is read with rasterio.
 """
 
 import dataclasses
 import warnings
 from pathlib import Path
 
-from common.images import IMAGE_SUFFIXES, decode_image, decode_mask
+from common.images import IMAGE_SUFFIXES, decode_mask
 
+SCENE_SUFFIXES = (*IMAGE_SUFFIXES, ".vrt")  # VRT mosaics are read through GDAL
 HINT = "Fix or convert the file, or leave it out of the inputs, then run predict.py again."
 
 
@@ -35,16 +36,16 @@ def list_inputs(paths):
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES)
             if not found:
                 raise ValueError(
-                    f"No images ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}. "
+                    f"No images ({', '.join(SCENE_SUFFIXES)}) in the folder {path}. "
                     "Point INPUT at images or a folder of them."
                 )
             files += found
         elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{path} is not an image this tool reads; use one of {', '.join(IMAGE_SUFFIXES)}.")
+            if path.suffix.lower() not in SCENE_SUFFIXES:
+                raise ValueError(f"{path} is not an image this tool reads; use one of {', '.join(SCENE_SUFFIXES)}.")
             files.append(path)
         else:
             raise ValueError(f"Input {path} does not exist. Check the path.")
@@ -76,12 +77,15 @@ def read_georeference(path):
     return crs, transform
 
 
-def read_scene(path):
-    """Decode one scene to uint8 RGB and attach its georeferencing."""
-    path = Path(path)
-    image = decode_image(path.read_bytes(), str(path), hint=HINT)  # checks the claimed size against free memory first
-    crs, transform = read_georeference(path)
-    return Scene(path=path, image=image, crs=crs, transform=transform)
+def read_scene(path, **options):
+    """One whole scene as uint8 RGB with its georeferencing (``options``: see ``inference.rasters.open_scene``)."""
+    from inference.rasters import open_scene
+
+    source = open_scene(path, hint=HINT, **options)
+    try:
+        return Scene(path=Path(path), image=source.read(0, source.height), crs=source.crs, transform=source.transform)
+    finally:
+        source.close()
 
 
 def read_label(labels_dir, stem, shape):

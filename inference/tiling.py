@@ -144,7 +144,7 @@ def check_tiling(tile, overlap, *, fixed_size=None):
 
 def predict_strips(
     logit_fn,
-    image,
+    scene,
     *,
     tile=defaults.TILE,
     overlap=defaults.OVERLAP,
@@ -152,23 +152,29 @@ def predict_strips(
     fixed_size=None,
     progress=None,
 ):
-    """Yield ``(y0, logits)`` strips that cover an (H, W, 3) uint8 scene top to bottom.
+    """Yield ``(y0, logits)`` strips that cover a scene top to bottom.
 
-    ``progress`` (e.g. a tqdm bar) gets its ``total`` set to the number of windows and an
-    ``update(n)`` after every model call. ``logits`` is float32 (rows, W). Windows follow
-    ``axis_layout`` on each axis; a scene smaller than the tile along an axis is padded
-    (mirror) to the next multiple of the output stride there, or to ``fixed_size``.
+    ``scene`` is an (H, W, 3) uint8 array or a row reader (``inference.rasters``: ``height``,
+    ``width`` and ``read(y0, y1)``); one row of windows is read at a time. ``progress`` (e.g.
+    a tqdm bar) gets its ``total`` set to the number of windows and an ``update(n)`` after
+    every model call. ``logits`` is float32 (rows, W). Windows follow ``axis_layout`` on each
+    axis; a scene smaller than the tile along an axis is padded (mirror) to the next multiple
+    of the output stride there, or to ``fixed_size``.
     """
     check_tiling(tile, overlap, fixed_size=fixed_size)
-    height, width = image.shape[:2]
+    if isinstance(scene, np.ndarray):
+        height, width = scene.shape[:2]
+        read = scene.__getitem__
+    else:
+        height, width = scene.height, scene.width
+        read = lambda rows: scene.read(rows.start, rows.stop)  # noqa: E731
     if fixed_size:
         th = tw = fixed_size
         ys = tile_starts(max(height, th), th, th - overlap)
         xs = tile_starts(max(width, tw), tw, tw - overlap)
     else:
         (th, ys), (tw, xs) = axis_layout(height, tile, overlap), axis_layout(width, tile, overlap)
-    padded = np.pad(image, ((0, max(th - height, 0)), (0, max(tw - width, 0)), (0, 0)), mode="symmetric")
-    pw = padded.shape[1]
+    pw = max(tw, width)
     window = np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))
     if progress is not None:
         progress.total = len(ys) * len(xs)
@@ -176,9 +182,12 @@ def predict_strips(
     acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
     weight = np.zeros((th, pw), dtype="float32")
     for i, y in enumerate(ys):
+        band = read(slice(y, min(y + th, height)))  # the only pixels held: one row of windows
+        # mirror-pad an axis shorter than the window (then this band holds the whole axis)
+        band = np.pad(band, ((0, th - len(band)), (0, pw - width), (0, 0)), mode="symmetric")
         for chunk in range(0, len(xs), batch_size):
             columns = xs[chunk : chunk + batch_size]
-            batch = np.stack([padded[y : y + th, x : x + tw] for x in columns]).astype("float32")
+            batch = np.stack([band[:, x : x + tw] for x in columns]).astype("float32")
             out = logit_fn(tf.constant(batch)).numpy()
             for x, logits in zip(columns, out):
                 acc[:, x : x + tw] += logits * window
@@ -190,16 +199,21 @@ def predict_strips(
         rows = min(done, height - y)
         if rows > 0:
             yield y, acc[:rows, :width] / weight[:rows, :width]
-        if not last:  # shift the buffers down to the next row of tiles
-            acc = np.concatenate([acc[done:], np.zeros((done, pw), "float32")])
-            weight = np.concatenate([weight[done:], np.zeros((done, pw), "float32")])
+        if not last:  # shift the buffers up to the next row of tiles, in place
+            acc[: th - done], acc[th - done :] = acc[done:], 0.0
+            weight[: th - done], weight[th - done :] = weight[done:], 0.0
+
+
+def sigmoid(logits):
+    """Probabilities of a float32 logit array (the one conversion every output and score uses)."""
+    return tf.sigmoid(logits).numpy()
 
 
 def predict_probabilities(logit_fn, image, **tiling):
-    """Whole-scene float32 (H, W) building probabilities from ``predict_strips``."""
+    """Whole-scene float32 (H, W) building probabilities of an in-memory image, from ``predict_strips``."""
     probabilities = np.empty(image.shape[:2], dtype="float32")
     for y, logits in predict_strips(logit_fn, image, **tiling):
-        probabilities[y : y + len(logits)] = tf.sigmoid(logits).numpy()
+        probabilities[y : y + len(logits)] = sigmoid(logits)
     return probabilities
 
 

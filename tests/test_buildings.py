@@ -6,7 +6,7 @@ from affine import Affine
 
 from common.scores import building_matches, count_buildings
 from inference.evaluation import evaluation_report, scene_scores
-from inference.outputs import mask_polygons
+from inference.footprints import trace
 
 
 def _box(mask, top, left, height, width):
@@ -65,7 +65,7 @@ def test_footprints_are_valid_and_one_per_building():
     rng = np.random.default_rng(0)
     noisy = rng.random((120, 160)) > 0.55  # corner-touching pixels everywhere: the old tracer's invalid rings
     transform = Affine(0.5, 0, 1000.0, 0, -0.5, 2000.0)
-    polygons = mask_polygons(noisy, transform, min_area=1)
+    polygons = [building["polygon"] for building in trace(noisy, transform=transform, min_area=1)]
     assert polygons and all(p.is_valid for p in polygons)
     from scipy import ndimage
 

@@ -203,7 +203,7 @@ def test_geotiff_keeps_georeferencing_and_polygons_lie_inside(sample_dir, everyw
         bounds = source.bounds
         assert mask.read(1).min() == 255
     collection = json.loads((out / f"{scene.stem}.geojson").read_text())
-    assert "crs" not in collection  # WGS84, the GeoJSON default
+    assert collection["crs"]["properties"]["name"] == "urn:ogc:def:crs:OGC:1.3:CRS84"  # WGS84 lon/lat, as the input
     [feature] = collection["features"]  # one building covering the scene
     xs, ys = np.asarray(feature["geometry"]["coordinates"][0]).T
     assert feature["properties"]["area_pixels"] == 438 * 406
@@ -213,13 +213,13 @@ def test_geotiff_keeps_georeferencing_and_polygons_lie_inside(sample_dir, everyw
 def test_label_polygons_cover_the_mask_inside_the_bounds(sample_dir):
     import rasterio
 
-    from inference.outputs import mask_polygons
+    from inference.footprints import trace
     from inference.scenes import read_label, read_scene
 
     test = sample_dir / "building_data" / "test"
     scene = read_scene(test / "src" / "rio_3band_013022223130_Public_img55.tiff")
     truth = read_label(test / "label", scene.stem, scene.image.shape[:2])
-    polygons = mask_polygons(truth, scene.transform, min_area=0)
+    polygons = [b["polygon"] for b in trace(truth, transform=scene.transform, min_area=0)]
     pixel_area = abs(scene.transform.a * scene.transform.e)
     assert len(polygons) > 3
     assert sum(p.area for p in polygons) / pixel_area == pytest.approx(truth.sum(), rel=1e-6)
@@ -228,8 +228,9 @@ def test_label_polygons_cover_the_mask_inside_the_bounds(sample_dir):
     for polygon in polygons:
         x0, y0, x1, y1 = polygon.bounds
         assert left - 1e-9 <= x0 and x1 <= right + 1e-9 and bottom - 1e-9 <= y0 and y1 <= top + 1e-9
-    big = mask_polygons(truth, scene.transform, min_area=200)
-    assert 0 < len(big) < len(polygons) and all(p.area / pixel_area >= 200 for p in big)
+    big = trace(truth, transform=scene.transform, min_area=200)
+    assert 0 < len(big) < len(polygons) and min(b["pixels"] for b in big) >= 200
+    assert all(b["polygon"].area / pixel_area == pytest.approx(b["pixels"], rel=1e-6) for b in big)
 
 
 def test_saved_model_and_tflite_match_keras(model, tmp_path):

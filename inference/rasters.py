@@ -1,0 +1,181 @@
+"""Scenes as row readers: GDAL rasters read in windows, small PNG/JPEG decoded whole.
+
+A scene source has ``height``, ``width``, ``crs``, ``transform`` and ``read(y0, y1)``, which
+returns rows [y0, y1) as uint8 (rows, W, 3). The predictor asks for one row of windows at
+a time, so a GDAL raster (GeoTIFF, COG, VRT mosaic, plain TIFF) is never held whole.
+
+The band rule for GDAL rasters:
+- 3 bands: taken as they are. More bands (RGBA, RGBN): the first three. ``bands`` (predict.py
+  --bands) picks others, e.g. (3, 2, 1) for BGR or (1, 1, 1) for a grey raster.
+- 1 or 2 bands: refused unless ``bands`` says which three to use.
+- Not 8-bit (16-bit, float): each band is scaled to 0..255 between its 2nd and 98th
+  percentile, measured on a decimated read of the whole raster (its overviews when it has
+  them), with no-data excluded. The same scale applies to every window, so no seams.
+"""
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from common.images import decode_image
+
+WINDOWED_SUFFIXES = (".tif", ".tiff", ".vrt")
+PERCENTILES = (2.0, 98.0)  # the range of a non-8-bit band mapped onto 0..255
+STATISTICS_SIDE = 1024  # the decimated read for those percentiles has at most this many pixels a side
+
+
+class SceneReadError(ValueError):
+    """A scene (or a part of it) that cannot be read; the message names the file and what to do."""
+
+
+@dataclasses.dataclass
+class ArraySource:
+    """A scene decoded whole (PNG, JPEG): ``read`` slices the array."""
+
+    path: Path
+    image: np.ndarray  # uint8 (H, W, 3)
+    crs: object = None
+    transform: object = None
+    note: str = ""
+
+    @property
+    def height(self):
+        return self.image.shape[0]
+
+    @property
+    def width(self):
+        return self.image.shape[1]
+
+    def read(self, y0, y1):
+        return self.image[y0:y1]
+
+    def close(self):
+        pass
+
+
+class RasterSource:
+    """A GDAL raster read one window of rows at a time (see the module's band rule)."""
+
+    def __init__(self, path, *, bands=None, hint=""):
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+        self.path, self.hint = Path(path), hint
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.dataset = rasterio.open(self.path)
+        except RasterioIOError as error:
+            raise SceneReadError(f"Cannot open {self.path}: {error}. {hint}") from error
+        try:
+            self._check()
+            self.indexes = self._bands(bands)
+            self.scale = None if self.dataset.dtypes[0] == "uint8" else self._percentile_scale()
+            self.note = self._note(bands)
+            self._read_corners()
+        except Exception:
+            self.dataset.close()
+            raise
+        crs, transform = self.dataset.crs, self.dataset.transform
+        georeferenced = crs is not None or not transform.is_identity
+        self.crs, self.transform = (crs, transform) if georeferenced else (None, None)
+
+    height = property(lambda self: self.dataset.height)
+    width = property(lambda self: self.dataset.width)
+
+    def _check(self):
+        missing = [f for f in self.dataset.files[1:] if "://" not in f and not f.startswith("/vsi") and not Path(f).exists()]
+        if missing:
+            raise SceneReadError(
+                f"{self.path} refers to source file(s) that do not exist: {', '.join(missing)}. "
+                f"Restore them or rebuild the mosaic (gdalbuildvrt). {self.hint}"
+            )
+
+    def _bands(self, bands):
+        count = self.dataset.count
+        if bands:
+            wrong = [b for b in bands if not 1 <= b <= count]
+            if len(bands) != 3 or wrong:
+                raise SceneReadError(
+                    f"--bands {','.join(map(str, bands))} does not fit {self.path}, which has {count} band(s): "
+                    f"give three band numbers from 1 to {count}. Received: bands={bands}"
+                )
+            return list(bands)
+        if count < 3:
+            raise SceneReadError(
+                f"{self.path} has {count} band(s), but the models take three (RGB). Pass --bands 1,1,1 to repeat "
+                f"{'its grey band' if count == 1 else 'band 1'} (or name the three bands to use). {self.hint}"
+            )
+        return [1, 2, 3]
+
+    def _note(self, bands):
+        notes = []
+        if self.dataset.count > 3 and not bands:
+            notes.append(f"{self.dataset.count} bands: using bands 1,2,3 (--bands picks others)")
+        if self.scale is not None:
+            low, high = self.scale
+            ranges = ", ".join(f"{lo:g}..{hi:g}" for lo, hi in zip(low.ravel(), high.ravel()))
+            notes.append(f"{self.dataset.dtypes[0]}: bands scaled to 8-bit from their 2-98% ranges {ranges}")
+        return "; ".join(notes)
+
+    def _percentile_scale(self):
+        """Per-band (low, high) of the 2nd and 98th percentile, from a decimated read."""
+        factor = max(1, -(-max(self.height, self.width) // STATISTICS_SIDE))
+        shape = (3, max(1, self.height // factor), max(1, self.width // factor))
+        sample = self._guarded(lambda: self.dataset.read(self.indexes, out_shape=shape, masked=True), "its overview")
+        low, high = [], []
+        for band in sample:
+            values = band.compressed()
+            values = values[np.isfinite(values)]
+            lo, hi = np.percentile(values, PERCENTILES) if values.size else (0.0, 1.0)
+            low.append(lo)
+            high.append(hi if hi > lo else lo + 1)
+        return np.asarray(low, "float64")[:, None, None], np.asarray(high, "float64")[:, None, None]
+
+    def _read_corners(self):
+        """Read the first and the last row of blocks now, so a truncated file fails before any prediction."""
+        for y in {0, self.height - 1}:
+            self.read(y, y + 1)
+
+    def _guarded(self, read, where):
+        from rasterio.errors import RasterioError
+
+        try:
+            return read()
+        except RasterioError as error:
+            raise SceneReadError(
+                f"Cannot read {where} of {self.path}: {error}. The file is truncated or damaged, or (a VRT) one of "
+                f"its sources is missing or damaged. {self.hint}"
+            ) from error
+
+    def read(self, y0, y1):
+        from rasterio.windows import Window
+
+        window = Window(0, y0, self.width, y1 - y0)
+        rows = self._guarded(lambda: self.dataset.read(self.indexes, window=window), f"rows {y0}-{y1}")
+        if self.scale is not None:
+            low, high = self.scale
+            rows = np.clip((rows - low) * (255.0 / (high - low)), 0, 255).round()
+        return np.ascontiguousarray(np.moveaxis(rows, 0, -1), dtype="uint8")
+
+    def close(self):
+        self.dataset.close()
+
+
+def open_scene(path, *, bands=None, hint=""):
+    """A row reader of one scene: GDAL rasters (TIFF, VRT) in windows, PNG/JPEG decoded whole."""
+    from inference.scenes import read_georeference
+
+    path = Path(path)
+    if path.suffix.lower() in WINDOWED_SUFFIXES:
+        return RasterSource(path, bands=bands, hint=hint)
+    if bands:
+        raise SceneReadError(f"--bands applies to GeoTIFF/TIFF/VRT rasters; {path} is decoded as RGB. {hint}")
+    try:
+        image = decode_image(path.read_bytes(), str(path), hint=hint)
+    except ValueError as error:
+        raise SceneReadError(str(error)) from error
+    crs, transform = read_georeference(path)
+    return ArraySource(path=path, image=image, crs=crs, transform=transform)

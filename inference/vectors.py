@@ -1,0 +1,116 @@
+"""Footprint files: a GeoPackage written in batches as buildings complete, GeoJSON on request.
+
+One feature per building with its area in pixels, in the CRS's units and in square metres
+(geodesic, on the CRS's ellipsoid, when the CRS has one), and its mean probability. Files
+are written by pyogrio (GDAL) under a temporary name and renamed when complete, so a failed
+scene never leaves a file that looks finished.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+LAYER = "buildings"
+FIELDS = ("id", "area_pixels", "area_crs_units", "area_m2", "mean_probability")
+BATCH = 1000  # features per write
+
+
+def _geodesic_area(crs):
+    """A function polygon -> geodesic area in m², or None when the CRS has no ellipsoid (or there is no CRS)."""
+    if crs is None:
+        return None
+    from pyproj import CRS, Transformer
+    from shapely.ops import transform
+
+    crs = CRS.from_wkt(crs.to_wkt())
+    geod = crs.get_geod()
+    if geod is None or crs.geodetic_crs is None:
+        return None
+    to_degrees = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform
+
+    def area(polygon):
+        return abs(geod.geometry_area_perimeter(transform(to_degrees, polygon))[0])
+
+    return area
+
+
+class FootprintWriter:
+    """Append buildings (dicts of ``inference.footprints``) to a GeoPackage layer, then close.
+
+    ``geojson``: also write the same features to this path at ``close``.
+    """
+
+    def __init__(self, path, *, crs, transform, geojson=None):
+        self.path, self.geojson = Path(path), geojson and Path(geojson)
+        self.partial = self.path.with_suffix(".partial" + self.path.suffix)
+        self.crs = crs
+        self.crs_wkt = crs.to_wkt() if crs is not None else None
+        self.pixel_area = abs(transform.determinant) if transform is not None else 1.0
+        self.area_m2 = _geodesic_area(crs)
+        self.pending, self.count = [], 0
+        if self.partial.exists():
+            self.partial.unlink()
+
+    def add(self, buildings):
+        self.pending += buildings
+        if len(self.pending) >= BATCH:
+            self._flush()
+
+    def _flush(self, *, final=False):
+        import shapely
+        from pyogrio.raw import write
+
+        if not self.pending and not (final and self.count == 0):
+            return
+        polygons = [b["polygon"] for b in self.pending]
+        ids = np.arange(self.count, self.count + len(polygons), dtype="int64")
+        m2 = [self.area_m2(p) if self.area_m2 else np.nan for p in polygons]
+        columns = [
+            ids,
+            np.asarray([b["pixels"] for b in self.pending], dtype="int64"),
+            np.asarray([p.area for p in polygons], dtype="float64"),
+            np.asarray(m2, dtype="float64"),
+            np.asarray([b["mean_probability"] for b in self.pending], dtype="float64"),
+        ]
+        write(
+            str(self.partial),
+            geometry=shapely.to_wkb(np.asarray(polygons, dtype=object)) if polygons else np.empty(0, dtype=object),
+            field_data=columns,
+            fields=list(FIELDS),
+            layer=LAYER,
+            driver="GPKG",
+            geometry_type="Polygon",
+            crs=self.crs_wkt,
+            append=self.count > 0,
+        )
+        self.count += len(polygons)
+        self.pending = []
+
+    def close(self):
+        """Write what is left, rename to the final name; returns the paths written."""
+        self._flush(final=True)
+        os.replace(self.partial, self.path)
+        written = [self.path]
+        if self.geojson:
+            from pyogrio.raw import read, write
+
+            meta, _, geometry, field_data = read(str(self.path), layer=LAYER)
+            partial = self.geojson.with_suffix(".partial" + self.geojson.suffix)
+            write(
+                str(partial),
+                geometry=geometry,
+                field_data=field_data,
+                fields=meta["fields"],
+                driver="GeoJSON",
+                geometry_type="Polygon",
+                crs=self.crs_wkt,
+                layer=LAYER,
+            )
+            os.replace(partial, self.geojson)
+            written.append(self.geojson)
+        return written
+
+    def abort(self):
+        if self.partial.exists():
+            self.partial.unlink()
