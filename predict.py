@@ -179,7 +179,8 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
             row = "unscored"
     if source.note:
         line += f"  ({source.note})"
-    kinds = [p.name.removeprefix(path.stem) for k, p in written.items() if k.endswith(("geotiff", "footprints", "geojson"))]
+    streamed = ("geotiff", "footprints", "geojson")
+    kinds = [p.name.removeprefix(path.stem) for kind, p in written.items() if kind.endswith(streamed)]
     return row, line + (f"  [{' '.join(kinds)}]" if kinds else "")
 
 

@@ -145,7 +145,8 @@ class StripTracer:
             node = self.next_id - 1 + int(offset)
             self.parent[node], self.pieces[node], self.pixels[node], self.sums[node] = node, [], int(n), float(total)
         strip = Affine.translation(0, y0)  # pixel coordinates of the scene: exact integers
-        for geometry, value in features.shapes(labels.astype("int32"), mask=labels > 0, connectivity=4, transform=strip):
+        traced = features.shapes(labels.astype("int32"), mask=labels > 0, connectivity=4, transform=strip)
+        for geometry, value in traced:
             self.pieces[self.next_id - 1 + int(value)].append(shape(geometry))
         if self.bottom is not None and len(ids):  # join buildings that share a pixel edge across the boundary
             touching = (self.bottom > 0) & (ids[0] > 0)

@@ -86,7 +86,8 @@ class RasterSource:
     width = property(lambda self: self.dataset.width)
 
     def _check(self):
-        missing = [f for f in self.dataset.files[1:] if "://" not in f and not f.startswith("/vsi") and not Path(f).exists()]
+        local = [f for f in self.dataset.files[1:] if "://" not in f and not f.startswith("/vsi")]
+        missing = [f for f in local if not Path(f).exists()]
         if missing:
             raise SceneReadError(
                 f"{self.path} refers to source file(s) that do not exist: {', '.join(missing)}. "
