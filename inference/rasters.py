@@ -146,8 +146,9 @@ class RasterSource:
         try:
             return read()
         except RasterioError as error:
+            detail = f"{error}".rstrip(".") + (f" ({error.__cause__})" if error.__cause__ else "")
             raise SceneReadError(
-                f"Cannot read {where} of {self.path}: {error}. The file is truncated or damaged, or (a VRT) one of "
+                f"Cannot read {where} of {self.path}: {detail}. The file is truncated or damaged, or (a VRT) one of "
                 f"its sources is missing or damaged. {self.hint}"
             ) from error
 
