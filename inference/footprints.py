@@ -137,7 +137,7 @@ class StripTracer:
         from shapely.geometry import shape
 
         labels, count = ndimage.label(mask, structure=FOUR_CONNECTED)
-        ids = np.where(labels > 0, labels + (self.next_id - 1), 0)
+        first, last = (np.where(row > 0, row + (self.next_id - 1), 0) for row in (labels[0], labels[-1]))
         index = np.arange(1, count + 1)
         pixels = np.bincount(labels.ravel(), minlength=count + 1)[1:]
         sums = ndimage.sum_labels(probabilities, labels, index) if count else []
@@ -145,15 +145,15 @@ class StripTracer:
             node = self.next_id - 1 + int(offset)
             self.parent[node], self.pieces[node], self.pixels[node], self.sums[node] = node, [], int(n), float(total)
         strip = Affine.translation(0, y0)  # pixel coordinates of the scene: exact integers
-        traced = features.shapes(labels.astype("int32"), mask=labels > 0, connectivity=4, transform=strip)
+        traced = features.shapes(labels, mask=labels > 0, connectivity=4, transform=strip)
         for geometry, value in traced:
             self.pieces[self.next_id - 1 + int(value)].append(shape(geometry))
-        if self.bottom is not None and len(ids):  # join buildings that share a pixel edge across the boundary
-            touching = (self.bottom > 0) & (ids[0] > 0)
-            for a, b in set(zip(self.bottom[touching].tolist(), ids[0][touching].tolist())):
+        if self.bottom is not None:  # join buildings that share a pixel edge across the boundary
+            touching = (self.bottom > 0) & (first > 0)
+            for a, b in set(zip(self.bottom[touching].tolist(), first[touching].tolist())):
                 self._join(a, b)
         self.next_id += count
-        self.bottom = ids[-1] if len(ids) else self.bottom
+        self.bottom = last
         still_open = {self._root(int(node)) for node in np.unique(self.bottom) if node > 0}
         done = [self._complete(root) for root in list(self.pieces) if root not in still_open]
         self._forget(still_open)

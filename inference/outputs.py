@@ -25,7 +25,7 @@ from inference.vectors import FootprintWriter
 
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
 BLOCK = 512  # tile size of the GeoTIFFs
-GDAL_CACHE_MB = 256  # GDAL's block cache while writing (its default is 5% of the RAM)
+GDAL_CACHE_MB = 64  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
 
 
 def overlay(image, mask, *, alpha=0.45):
