@@ -94,12 +94,31 @@ def undo_dihedral(y, k, flip):
 TTA_TRANSFORMS = tuple((k, flip) for flip in (False, True) for k in range(4))
 
 
-def make_logit_fn(model, *, tta=False, fixed_size=None):
+def freeze(function):
+    """The concrete ``function`` with its variables turned into constants, or itself if that fails.
+
+    With the weights constant, TensorFlow's graph optimiser (grappler) folds every
+    inference-mode BatchNormalization into the convolution before it and fuses the
+    activations: 1.4x the frames per second of U-Net/B0 on a 2-core EPYC
+    (benchmarks/bench_predict.py), logits equal within 1e-5.
+    """
+    try:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        frozen = convert_variables_to_constants_v2(function)
+    except Exception:  # a private TensorFlow API: if it moves, predict at the unfrozen speed
+        return function
+    return lambda images: frozen(tf.convert_to_tensor(images, tf.float32))[0]
+
+
+def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True):
     """A traced function: float32 (N, H, W, 3) raw RGB -> (N, H, W) building logits.
 
     With ``tta`` it averages the logits over the 8 flips / 90-degree rotations. It is
     traced once per window shape (a scene uses one or two) with the batch size left open:
     bilinear UpSampling2D (FPN, DeepLabV3+) cannot be traced with unknown height and width.
+    ``frozen``: run it as a constant graph (``freeze``); weights changed after the first
+    call on a shape are then not seen, so make a new function after training.
     """
     transforms = TTA_TRANSFORMS if tta else ((0, False),)
 
@@ -115,7 +134,8 @@ def make_logit_fn(model, *, tta=False, fixed_size=None):
     def call(images):
         shape = (fixed_size, fixed_size) if fixed_size else tuple(int(d) for d in images.shape[1:3])
         if shape not in traced:
-            traced[shape] = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, 3], tf.float32)])
+            function = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, 3], tf.float32)])
+            traced[shape] = freeze(function.get_concrete_function()) if frozen else function
         return traced[shape](images)
 
     return call
