@@ -155,7 +155,7 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
                     progress=bar,
                 )
                 for y, logits in strips:
-                    writer.add(y, sigmoid(logits))
+                    writer.add(y, sigmoid(logits, out=logits))
             written = writer.close()
         except BaseException:
             writer.abort()

@@ -156,6 +156,9 @@ AUGMENTATIONS = {
         max_blur_sigma=1.5,
         noise=4.0,
     ),
+    # basic geometry with the brightness and contrast range of the sample's images (their means
+    # run from 34 to 213 grey levels, their spreads from 18 to 98) and a gamma curve
+    "radiometric": dict(max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.3, contrast=0.5, gamma=0.4),
     "none": None,
 }
 

@@ -17,6 +17,7 @@ import numpy as np
 from inference import defaults
 
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+ROWS_PER_COUNT = 64
 
 
 def valid_parts(geometry):
@@ -138,10 +139,12 @@ class StripTracer:
 
         labels, count = ndimage.label(mask, structure=FOUR_CONNECTED)
         first, last = (np.where(row > 0, row + (self.next_id - 1), 0) for row in (labels[0], labels[-1]))
-        index = np.arange(1, count + 1)
-        pixels = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        sums = ndimage.sum_labels(probabilities, labels, index) if count else []
-        for offset, n, total in zip(index, pixels, sums):
+        pixels, sums = np.zeros(count + 1, "int64"), np.zeros(count + 1, "float64")
+        for rows in range(0, len(labels), ROWS_PER_COUNT):  # in slices: bincount's int64/float64 copies stay small
+            part = labels[rows : rows + ROWS_PER_COUNT].ravel()
+            pixels += np.bincount(part, minlength=count + 1)
+            sums += np.bincount(part, weights=probabilities[rows : rows + ROWS_PER_COUNT].ravel(), minlength=count + 1)
+        for offset, n, total in zip(range(1, count + 1), pixels[1:], sums[1:]):
             node = self.next_id - 1 + int(offset)
             self.parent[node], self.pieces[node], self.pixels[node], self.sums[node] = node, [], int(n), float(total)
         strip = Affine.translation(0, y0)  # pixel coordinates of the scene: exact integers

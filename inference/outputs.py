@@ -24,8 +24,9 @@ from inference.footprints import StripTracer
 from inference.vectors import FootprintWriter
 
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
-BLOCK = 512  # tile size of the GeoTIFFs
-GDAL_CACHE_MB = 64  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
+BLOCK = 512  # tile size of the Cloud-Optimized GeoTIFFs
+STAGING_ROWS = 128  # rows gathered before a write (the height of the staging file's tiles)
+GDAL_CACHE_MB = 32  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
 
 
 def overlay(image, mask, *, alpha=0.45):
@@ -38,8 +39,8 @@ def overlay(image, mask, *, alpha=0.45):
 class GeoTiffRows:
     """A one-band raster written top to bottom in rows, finished as a Cloud-Optimized GeoTIFF.
 
-    Rows are buffered to whole blocks (512) before they are written, so no compressed
-    block is ever rewritten; ``close`` copies the file into the COG layout with overviews
+    Rows are gathered into one row of the staging file's tiles (512 x 128) before they are
+    written, so no compressed tile is ever rewritten; ``close`` copies the file into the COG layout with overviews
     (``resampling``: average for probabilities, nearest for masks).
     """
 
@@ -48,7 +49,7 @@ class GeoTiffRows:
 
         self.path, self.resampling = Path(path), resampling
         self.staging = self.path.with_name(self.path.name + ".rows.partial")
-        self.buffer, self.y = [], 0
+        self.buffer, self.filled, self.y = None, 0, 0  # one block of rows, filled before it is written
         self.dataset = rasterio.open(
             self.staging,
             "w",
@@ -61,30 +62,33 @@ class GeoTiffRows:
             transform=transform,
             tiled=True,
             blockxsize=BLOCK,
-            blockysize=BLOCK,
+            blockysize=STAGING_ROWS,
             compress="deflate",
             bigtiff="IF_SAFER",
         )
 
     def write(self, rows):
-        self.buffer.append(rows)
-        buffered = sum(len(r) for r in self.buffer)
-        if buffered >= BLOCK:
-            self._write_rows(buffered - buffered % BLOCK)
+        while len(rows):
+            if self.buffer is None:
+                self.buffer, self.filled = np.empty((STAGING_ROWS, rows.shape[1]), rows.dtype), 0
+            take = min(len(rows), STAGING_ROWS - self.filled)
+            self.buffer[self.filled : self.filled + take] = rows[:take]
+            self.filled, rows = self.filled + take, rows[take:]
+            if self.filled == STAGING_ROWS:
+                self._write_buffer()
 
-    def _write_rows(self, count):
+    def _write_buffer(self):
         from rasterio.windows import Window
 
-        rows = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
-        self.dataset.write(rows[:count], 1, window=Window(0, self.y, rows.shape[1], count))
-        self.y += count
-        self.buffer = [rows[count:]] if count < len(rows) else []
+        self.dataset.write(self.buffer[: self.filled], 1, window=Window(0, self.y, self.buffer.shape[1], self.filled))
+        self.y, self.filled = self.y + self.filled, 0
 
     def close(self):
         from rasterio.shutil import copy
 
-        if self.buffer:
-            self._write_rows(sum(len(r) for r in self.buffer))
+        if self.filled:
+            self._write_buffer()
+        self.buffer = None
         self.dataset.close()
         partial = self.path.with_name(self.path.name + ".partial")
         copy(

@@ -156,11 +156,14 @@ class RasterSource:
         from rasterio.windows import Window
 
         window = Window(0, y0, self.width, y1 - y0)
-        rows = self._guarded(lambda: self.dataset.read(self.indexes, window=window), f"rows {y0}-{y1}")
-        if self.scale is not None:
-            low, high = self.scale
-            rows = np.clip((rows - low) * (255.0 / (high - low)), 0, 255).round()
-        return np.ascontiguousarray(np.moveaxis(rows, 0, -1), dtype="uint8")
+        rows = np.empty((y1 - y0, self.width, 3), dtype="uint8")
+        for channel, index in enumerate(self.indexes):  # one band at a time: no second copy of the rows
+            band = self._guarded(lambda i=index: self.dataset.read(i, window=window), f"rows {y0}-{y1}")
+            if self.scale is not None:
+                low, high = (bound[channel, 0, 0] for bound in self.scale)
+                band = np.clip((band - low) * (255.0 / (high - low)), 0, 255).round()
+            rows[..., channel] = band
+        return rows
 
     def close(self):
         self.dataset.close()

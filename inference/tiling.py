@@ -7,7 +7,7 @@ it, sliding from one tile to the next across their overlap; where two tiles over
 exactly the set overlap their ramps also add up to one (tiles spread evenly may overlap
 more, and then the division alone keeps the mean). A pixel seen by one tile gets its logit
 unchanged. Rows of tiles are processed top to bottom and finished rows are handed out as
-strips, so the float buffers never hold more than one row of tiles (memory does not grow
+strips, so the float buffer never holds more than one row of tiles (memory does not grow
 with the scene's height).
 """
 
@@ -177,9 +177,10 @@ def predict_strips(
     ``scene`` is an (H, W, 3) uint8 array or a row reader (``inference.rasters``: ``height``,
     ``width`` and ``read(y0, y1)``); one row of windows is read at a time. ``progress`` (e.g.
     a tqdm bar) gets its ``total`` set to the number of windows and an ``update(n)`` after
-    every model call. ``logits`` is float32 (rows, W). Windows follow ``axis_layout`` on each
-    axis; a scene smaller than the tile along an axis is padded (mirror) to the next multiple
-    of the output stride there, or to ``fixed_size``.
+    every model call. ``logits`` is float32 (rows, W), a view into the blending buffer: use
+    or copy it before asking for the next strip (it may be changed in place meanwhile).
+    Windows follow ``axis_layout`` on each axis; a scene smaller than the tile along an axis
+    is padded (mirror) to the next multiple of the output stride there, or to ``fixed_size``.
     """
     check_tiling(tile, overlap, fixed_size=fixed_size)
     if isinstance(scene, np.ndarray):
@@ -195,38 +196,55 @@ def predict_strips(
     else:
         (th, ys), (tw, xs) = axis_layout(height, tile, overlap), axis_layout(width, tile, overlap)
     pw = max(tw, width)
-    window = np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))
+    ramp_y, ramp_x = blend_ramp(th, overlap), blend_ramp(tw, overlap)
+    window = np.outer(ramp_y, ramp_x)
+    # the windows form a grid, so their summed weights factor into one sum per axis
+    weight_y, weight_x = axis_weights(ys, ramp_y, max(th, height)), axis_weights(xs, ramp_x, pw)[:width]
     if progress is not None:
         progress.total = len(ys) * len(xs)
 
     acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
-    weight = np.zeros((th, pw), dtype="float32")
     for i, y in enumerate(ys):
         band = read(slice(y, min(y + th, height)))  # the only pixels held: one row of windows
-        # mirror-pad an axis shorter than the window (then this band holds the whole axis)
-        band = np.pad(band, ((0, th - len(band)), (0, pw - width), (0, 0)), mode="symmetric")
+        if band.shape[:2] != (th, pw):  # mirror-pad an axis shorter than the window (the band is then all of it)
+            band = np.pad(band, ((0, th - len(band)), (0, pw - width), (0, 0)), mode="symmetric")
         for chunk in range(0, len(xs), batch_size):
             columns = xs[chunk : chunk + batch_size]
             batch = np.stack([band[:, x : x + tw] for x in columns]).astype("float32")
             out = logit_fn(tf.constant(batch)).numpy()
             for x, logits in zip(columns, out):
                 acc[:, x : x + tw] += logits * window
-                weight[:, x : x + tw] += window
             if progress is not None:
                 progress.update(len(columns))
+        del band
         last = i + 1 == len(ys)
         done = th if last else ys[i + 1] - y  # rows no later tile reaches
         rows = min(done, height - y)
-        if rows > 0:
-            yield y, acc[:rows, :width] / weight[:rows, :width]
-        if not last:  # shift the buffers up to the next row of tiles, in place
+        if rows > 0:  # finished rows, divided in place: the buffer's rows above `done` are not used again
+            strip = acc[:rows, :width]
+            strip /= weight_y[y : y + rows, None]
+            strip /= weight_x
+            yield y, strip
+        if not last:  # shift the buffer up to the next row of tiles, in place
             acc[: th - done], acc[th - done :] = acc[done:], 0.0
-            weight[: th - done], weight[th - done :] = weight[done:], 0.0
 
 
-def sigmoid(logits):
-    """Probabilities of a float32 logit array (the one conversion every output and score uses)."""
-    return tf.sigmoid(logits).numpy()
+def axis_weights(starts, ramp, length):
+    """The summed blend weights along one axis of ``length`` pixels covered by ramps at ``starts``."""
+    total = np.zeros(length, dtype="float32")
+    for start in starts:
+        total[start : start + len(ramp)] += ramp
+    return total
+
+
+def sigmoid(logits, out=None):
+    """Probabilities of a float32 logit array (the one conversion every output and score uses).
+
+    ``out=logits`` converts in place (no second strip-sized array).
+    """
+    from scipy.special import expit
+
+    return expit(logits, out=out)
 
 
 def predict_probabilities(logit_fn, image, **tiling):
