@@ -174,12 +174,12 @@ class StripTracer:
         self.parent = {node: root for node, root in keep.items() if node in bottom_ids or node == root}
 
     def _complete(self, root):
-        from shapely import affinity, unary_union
+        from shapely import affinity, union_all
 
         pieces, pixels, total = self.pieces.pop(root), self.pixels.pop(root), self.sums.pop(root)
         if pixels < self.min_area:
             return None
-        outline = pieces[0] if len(pieces) == 1 else unary_union(pieces).simplify(0)
+        outline = pieces[0] if len(pieces) == 1 else union_all(pieces).simplify(0)
         parts = valid_parts(outline)
         if not parts:
             return None

@@ -16,23 +16,27 @@ FIELDS = ("id", "area_pixels", "area_crs_units", "area_m2", "mean_probability")
 BATCH = 1000  # features per write
 
 
-def _geodesic_area(crs):
-    """A function polygon -> geodesic area in m², or None when the CRS has no ellipsoid (or there is no CRS)."""
+def _geodesic_areas(crs):
+    """A function polygons -> geodesic areas in m², or None when the CRS has no ellipsoid (or there is no CRS)."""
     if crs is None:
         return None
+    import shapely
     from pyproj import CRS, Transformer
-    from shapely.ops import transform
 
     crs = CRS.from_wkt(crs.to_wkt())
     geod = crs.get_geod()
     if geod is None or crs.geodetic_crs is None:
         return None
-    to_degrees = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform
+    to_degrees = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
 
-    def area(polygon):
-        return abs(geod.geometry_area_perimeter(transform(to_degrees, polygon))[0])
+    def areas(polygons):
+        def move(xy):  # every vertex of every polygon in one call
+            return np.column_stack(to_degrees.transform(xy[:, 0], xy[:, 1]))
 
-    return area
+        degrees = shapely.transform(np.asarray(polygons, dtype=object), move)
+        return [abs(geod.geometry_area_perimeter(polygon)[0]) for polygon in degrees]
+
+    return areas
 
 
 class FootprintWriter:
@@ -47,7 +51,7 @@ class FootprintWriter:
         self.crs = crs
         self.crs_wkt = crs.to_wkt() if crs is not None else None
         self.pixel_area = abs(transform.determinant) if transform is not None else 1.0
-        self.area_m2 = _geodesic_area(crs)
+        self.area_m2 = _geodesic_areas(crs)
         self.pending, self.count = [], 0
         if self.partial.exists():
             self.partial.unlink()
@@ -65,7 +69,7 @@ class FootprintWriter:
             return
         polygons = [b["polygon"] for b in self.pending]
         ids = np.arange(self.count, self.count + len(polygons), dtype="int64")
-        m2 = [self.area_m2(p) if self.area_m2 else np.nan for p in polygons]
+        m2 = self.area_m2(polygons) if self.area_m2 and polygons else [np.nan] * len(polygons)
         columns = [
             ids,
             np.asarray([b["pixels"] for b in self.pending], dtype="int64"),
