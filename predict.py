@@ -134,10 +134,10 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
     from tqdm import tqdm
 
     from inference.evaluation import scene_scores
-    from inference.outputs import SceneWriter
+    from inference.outputs import SceneWriter, write_strips
     from inference.rasters import open_scene
     from inference.scenes import HINT, read_label
-    from inference.tiling import predict_strips, sigmoid
+    from inference.tiling import predict_strips
 
     started = time.perf_counter()
     with contextlib.closing(open_scene(path, bands=args.bands, hint=HINT)) as source:
@@ -154,8 +154,7 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
                     fixed_size=fixed_size,
                     progress=bar,
                 )
-                for y, logits in strips:
-                    writer.add(y, sigmoid(logits, out=logits))
+                write_strips(writer, strips)
             written = writer.close()
         except BaseException:
             writer.abort()

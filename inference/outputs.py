@@ -14,6 +14,7 @@ are written last.
 """
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ from inference import defaults
 from inference.footprints import StripTracer
 from inference.vectors import FootprintWriter
 
+PNG_KINDS = {"mask": "mask", "prob": "probabilities", "overlay": "overlay"}  # file name part -> kind
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
 BLOCK = 512  # tile size of the Cloud-Optimized GeoTIFFs
 STAGING_ROWS = 128  # rows gathered before a write (the height of the staging file's tiles)
+PNG_LEVEL = 1  # zlib level of the PNGs: level 6 (PIL's default) took longer than the model on a 3 MP scene
 GDAL_CACHE_MB = 32  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
 
 
@@ -178,26 +181,39 @@ class SceneWriter:
             self.footprints.add(buildings)
 
     def close(self):
-        """Finish every file; returns {kind: path}. ``mask`` then holds the whole mask if it was kept."""
+        """Finish every file; returns {kind: path}. ``mask`` then holds the whole mask if it was kept.
+
+        The files are finished side by side in threads (GDAL, SQLite and zlib release Python's lock).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         self._buildings(self.tracer.finish())
-        written = {kind: stream.close() for kind, stream in self.streams.items()}
+        tasks = {kind: stream.close for kind, stream in self.streams.items()}
         if self.footprints is not None:
-            paths = self.footprints.close()
+            tasks["footprints"] = self.footprints.close
+        if self.small:
+            self.mask = self.probabilities >= self.threshold
+            images = {
+                "mask": lambda: self.mask.astype("uint8") * 255,
+                "prob": lambda: (self.probabilities * 255).round().astype("uint8"),
+                "overlay": lambda: overlay(self.source.read(0, self.source.height), self.mask),
+            }
+            for name, image in images.items():
+                tasks[PNG_KINDS[name]] = partial(self._save_png, self.out_dir / f"{self.stem}_{name}.png", image)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {kind: pool.submit(task) for kind, task in tasks.items()}
+            written = {kind: future.result() for kind, future in futures.items()}
+        paths = written.pop("footprints", None)
+        if paths:
             written["footprints"] = paths[0]
             if len(paths) > 1:
                 written["geojson"] = paths[1]
-        if self.small:
-            self.mask = self.probabilities >= self.threshold
-            pngs = {
-                "mask": (self.mask.astype("uint8") * 255),
-                "probabilities": (self.probabilities * 255).round().astype("uint8"),
-                "overlay": overlay(self.source.read(0, self.source.height), self.mask),
-            }
-            names = {"mask": "mask", "probabilities": "prob", "overlay": "overlay"}
-            for kind, array in pngs.items():
-                written[kind] = self.out_dir / f"{self.stem}_{names[kind]}.png"
-                Image.fromarray(array).save(written[kind])
         return written
+
+    @staticmethod
+    def _save_png(path, image):
+        Image.fromarray(image()).save(path, compress_level=PNG_LEVEL)
+        return path
 
     def abort(self):
         """Remove this scene's unfinished files (finished scenes' outputs are untouched)."""
@@ -205,3 +221,26 @@ class SceneWriter:
             stream.abort()
         if self.footprints is not None:
             self.footprints.abort()
+
+
+def write_strips(writer, strips):
+    """Hand ``(y0, logits)`` strips to ``writer`` as probabilities, in order; returns the writer.
+
+    Each strip is written in a second thread while the model computes the next one (the
+    model, GDAL and zlib release Python's lock), so writing overlaps prediction. At most two
+    strips are held.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.tiling import sigmoid
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for y, logits in strips:
+            probabilities = sigmoid(logits)  # a copy: the strip is a view into the blending buffer
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.add, y, probabilities)
+        if pending is not None:
+            pending.result()
+    return writer
