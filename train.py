@@ -71,6 +71,7 @@ class Config:
     resume: bool = False
     seed: int = 0
     crops_per_image: int = 8
+    standardize: str = "none"  # image: each input's colours standardised by its own mean and spread
     augment: str = "basic"  # a preset of data.pipeline.AUGMENTATIONS; "aerial" scored lower on an unseen tile (README)
     select: str = "ema"  # ema: moving average of the weights; last: last step; best: best epoch on validation
     ema_fraction: float = 0.1  # the weight average spans about this fraction of the run's steps
@@ -92,6 +93,7 @@ def parse_args(argv=None):
         "strategy": STRATEGIES,
         "select": SELECTIONS,
         "augment": tuple(AUGMENTATIONS),
+        "standardize": ("none", "image"),
     }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
@@ -474,7 +476,12 @@ def build_model(config, strategy, train_ds):
     weights = None if config.encoder_weights == "none" else config.encoder_weights
     with strategy.scope():
         model = create_model(
-            config.arch, config.encoder, input_shape=shape, encoder_weights=weights, bn_momentum=config.bn_momentum
+            config.arch,
+            config.encoder,
+            input_shape=shape,
+            encoder_weights=weights,
+            bn_momentum=config.bn_momentum,
+            standardize=config.standardize == "image",
         )
         model.compile(
             optimizer=make_optimizer(config),
@@ -561,7 +568,11 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)
     fixed = config.image_size if config.arch == "cnn" else None  # the dense head fixes the input size
     export = create_model(
-        config.arch, config.encoder, input_shape=shape if fixed else (None, None, 3), bn_momentum=config.bn_momentum
+        config.arch,
+        config.encoder,
+        input_shape=shape if fixed else (None, None, 3),
+        bn_momentum=config.bn_momentum,
+        standardize=config.standardize == "image",
     )
     # predict.py's scorer at its defaults (a dense-head model predicts windows of its own size)
     tiling = {
@@ -618,6 +629,7 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         "seed": config.seed,
         "recipe": {
             "augment": config.augment,
+            "standardize": config.standardize,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

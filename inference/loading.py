@@ -30,6 +30,8 @@ def load_segmenter(path):
 
     import keras
 
+    import blocks.normalization  # noqa: F401  (registers the layer a --standardize image model holds)
+
     model_file = resolve_model_path(path)
     if not zipfile.is_zipfile(model_file):
         raise ValueError(

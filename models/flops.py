@@ -10,6 +10,8 @@ import math
 
 from keras import layers
 
+from blocks.normalization import ImageStandardization
+
 # Weight-free layers whose arithmetic is negligible next to the convolutions.
 _FREE = (
     layers.InputLayer,
@@ -34,6 +36,7 @@ _FREE = (
     layers.Identity,
     layers.Normalization,
     layers.BatchNormalization,
+    ImageStandardization,
 )
 
 

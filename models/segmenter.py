@@ -8,6 +8,7 @@ never hands the loss half-precision logits.
 import keras
 from keras import layers
 
+from blocks.normalization import standardize_image
 from blocks.upsampling import upsample
 from models.decoders import DECODERS, list_archs
 from models.encoders import create_encoder, list_encoders
@@ -28,6 +29,7 @@ def create_model(
     input_shape=(256, 256, 3),
     encoder_weights=None,
     bn_momentum=DEFAULT_BN_MOMENTUM,
+    standardize=False,
 ):
     """Build a segmentation model from a registered decoder and encoder.
 
@@ -39,6 +41,8 @@ def create_model(
         encoder_weights: None, "imagenet" (via keras.applications; needs internet once) or
             a ``.weights.h5`` file of the same encoder.
         bn_momentum: momentum of every BatchNormalization layer.
+        standardize: give each input image one per-channel mean and spread before the
+            encoder (``blocks.normalization.ImageStandardization``).
 
     Returns:
         A keras.Model: raw RGB (N, H, W, 3) -> logits (N, H, W, num_classes), float32.
@@ -53,7 +57,7 @@ def create_model(
         raise ValueError(f"num_classes must be a positive int. Received: num_classes={num_classes!r}")
     backbone = create_encoder(encoder, input_shape=input_shape, weights=encoder_weights)
     inputs = keras.Input(shape=input_shape, name="image")
-    pyramid = backbone(inputs)
+    pyramid = backbone(standardize_image(inputs) if standardize else inputs)
     logits, stride = DECODERS[arch](pyramid, pyramid_channels(pyramid), num_classes)
     if stride > 1:
         logits = upsample(logits, stride, name="head_upsample")
