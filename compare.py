@@ -72,6 +72,22 @@ GRID = (
 BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best"])
 
 
+def recipe_label(recipe, selection):
+    """augment/selection, plus what else differs from train.py's defaults (e.g. "basic/ema/lr 0.0005")."""
+    if not recipe:
+        return ""
+    from train import Config
+
+    parts = [recipe.get("augment", "?"), selection]
+    if recipe.get("standardize", Config.standardize) != Config.standardize:
+        parts.append(f"standardize {recipe['standardize']}")
+    if recipe.get("loss", Config.loss) != Config.loss:
+        parts.append(f"loss {recipe['loss']}")
+    if recipe.get("lr", Config.lr) != Config.lr:
+        parts.append(f"lr {recipe['lr']:g}")
+    return "/".join(parts)
+
+
 def load_runs(runs_dir):
     """(rows, problems): one row per readable results.json; a problem line per broken run.
 
@@ -114,7 +130,7 @@ def load_runs(runs_dir):
                 "params_m": results["params"] / 1e6,
                 "run": run_dir.name,
                 SCORE: score_of(results),
-                "recipe_label": f"{recipe.get('augment', '?')}/{results.get('selection', '?')}" if recipe else "",
+                "recipe_label": recipe_label(recipe, results.get("selection", "?")),
                 "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
             }
         )

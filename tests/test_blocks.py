@@ -134,3 +134,30 @@ def test_scaling_helpers_reject_nonpositive():
         round_filters(32, 0)
     with pytest.raises(ValueError, match="depth_coefficient"):
         round_repeats(2, -1.0)
+
+
+def test_image_standardization_gives_every_image_one_mean_and_spread(tmp_path):
+    import keras
+
+    from blocks.normalization import ImageStandardization
+    from inference.loading import load_segmenter
+    from models import count_macs, create_model
+
+    rng = np.random.default_rng(0)
+    dark = rng.uniform(10, 60, (1, 32, 32, 3)).astype("float32")
+    bright = dark * 2 + 120  # the same scene, brighter and with more contrast
+    out = ImageStandardization()(np.concatenate([dark, bright, np.full_like(dark, 77.0)])).numpy()
+    np.testing.assert_allclose(out[:2].mean(axis=(1, 2)), 128.0, atol=1e-3)
+    np.testing.assert_allclose(out[:2].std(axis=(1, 2)), 64.0, rtol=1e-4)
+    np.testing.assert_allclose(out[0], out[1], atol=1e-3)  # exposure and contrast removed
+    np.testing.assert_array_equal(out[2], 128.0)  # a flat image stays finite
+    keras.utils.set_random_seed(0)
+    model = create_model("unet", "effnet-b0", input_shape=(None, None, 3), standardize=True)
+    plain = create_model("unet", "effnet-b0", input_shape=(64, 64, 3))
+    assert model.layers[1].name == "standardize" and model.count_params() == plain.count_params()
+    fixed = create_model("unet", "effnet-b0", input_shape=(64, 64, 3), standardize=True)
+    assert count_macs(fixed) == count_macs(plain)  # an elementwise layer: no multiply-adds counted
+    model.save(tmp_path / "model.keras")
+    loaded, _ = load_segmenter(tmp_path / "model.keras")  # safe_mode loading knows the layer
+    np.testing.assert_allclose(loaded(bright).numpy(), model(bright).numpy(), atol=1e-5)
+    np.testing.assert_allclose(model(dark).numpy(), model(bright).numpy(), atol=1e-3)
