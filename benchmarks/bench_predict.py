@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from inference import defaults  # noqa: E402
 from inference.scenes import read_scene  # noqa: E402
 from inference.tiling import make_logit_fn, predict_probabilities, predict_strips  # noqa: E402
 
@@ -42,6 +43,10 @@ SCENE = (
     / "src"
     / "dubai_image_part_007t8.tiff"
 )
+
+
+BEFORE = "before: defaults until now (512, overlap 64, batch 4), unfrozen"
+OURS = f"ours: defaults ({defaults.TILE}, overlap {defaults.OVERLAP}, batch {defaults.BATCH_SIZE}), frozen"
 
 
 def naive_loop(model, image, tile=256):
@@ -86,13 +91,16 @@ def main():
     out.mkdir()
     contenders = {
         "naive: model.predict per 256 tile": lambda: naive_loop(model, image),
-        "before: defaults (512, overlap 64, batch 4), unfrozen": partial(
-            predict_probabilities, make_logit_fn(model, frozen=False), image
+        BEFORE: partial(
+            predict_probabilities, make_logit_fn(model, frozen=False), image, tile=512, overlap=64, batch_size=4
         ),
         "ours: 256 tiles, overlap 0, batch 4": partial(
             predict_probabilities, logit_fn, image, tile=256, overlap=0, batch_size=4
         ),
-        "ours: defaults (512, overlap 64, batch 4)": partial(predict_probabilities, logit_fn, image),
+        "ours: 512 tiles, overlap 64, batch 4 (the old defaults), frozen": partial(
+            predict_probabilities, logit_fn, image, tile=512, overlap=64, batch_size=4
+        ),
+        OURS: partial(predict_probabilities, logit_fn, image),
         "ours: predict.py streaming path, defaults": lambda: io_seconds.append(stream(logit_fn, geotiff, out)),
     }
     for run in contenders.values():  # warm-up: traces and first-call allocations
@@ -106,7 +114,7 @@ def main():
             seconds[name].append(time.perf_counter() - start)
     shutil.rmtree(out.parent, ignore_errors=True)
     naive = statistics.median(seconds["naive: model.predict per 256 tile"])
-    before = statistics.median(seconds["before: defaults (512, overlap 64, batch 4), unfrozen"])
+    before = statistics.median(seconds[BEFORE])
     print(
         f"\n{model.name}, scene {args.scene.name} {image.shape[1]}x{image.shape[0]} ({megapixels:.2f} MP), "
         f"median of {args.repeats}; CPU: {cpu_description()}"
@@ -117,7 +125,7 @@ def main():
         median = statistics.median(values)
         print(f"| {name} | {median:.2f} | {megapixels / median:.3f} | {naive / median:.2f}x | {before / median:.2f}x |")
     streamed = statistics.median(seconds["ours: predict.py streaming path, defaults"])
-    ours = statistics.median(seconds["ours: defaults (512, overlap 64, batch 4)"])
+    ours = statistics.median(seconds[OURS])
     print(
         f"\nstreaming path: reading windows and writing the outputs (COGs, GeoPackage, GeoJSON, PNGs) took "
         f"{statistics.median(io_seconds):.2f} s of work, partly beside the model; the path's wall time is "

@@ -154,7 +154,7 @@ def test_predict_writes_cogs_and_a_geopackage_in_the_inputs_crs(sample_dir, mode
     original = sample_dir / "building_data" / "test" / "src" / "dubai_image_part_007t8.tiff"
     pixels = decode_image(original.read_bytes(), str(original))
     scene = _geotiff(tmp_path / "dubai.tif", pixels, tiled=True, compress="deflate")
-    whole = predict_probabilities(logit_fn, pixels)  # predict.py's defaults: 512 windows, overlap 64
+    whole = predict_probabilities(logit_fn, pixels)  # predict.py's defaults: 1024 windows, overlap 64
     threshold = float(np.median(whole))
     mask = whole >= threshold
     out = predict.main(
