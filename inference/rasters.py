@@ -1,8 +1,8 @@
 """Scenes as row readers: GDAL rasters read in windows, small PNG/JPEG decoded whole.
 
-A scene source has ``height``, ``width``, ``crs``, ``transform`` and ``read(y0, y1)``, which
-returns rows [y0, y1) as uint8 (rows, W, 3). The predictor asks for one row of windows at
-a time, so a GDAL raster (GeoTIFF, COG, VRT mosaic, plain TIFF) is never held whole.
+A scene source has ``height``, ``width``, ``crs``, ``transform`` and ``read(y0, y1, x0, x1)``,
+which returns that window as uint8 (rows, columns, 3). The predictor reads one window at a
+time, so a GDAL raster (GeoTIFF, COG, VRT mosaic, plain TIFF) is never held whole.
 
 The band rule for GDAL rasters:
 - 3 bands: taken as they are. More bands (RGBA, RGBN): the first three. ``bands`` (predict.py
@@ -48,8 +48,8 @@ class ArraySource:
     def width(self):
         return self.image.shape[1]
 
-    def read(self, y0, y1):
-        return self.image[y0:y1]
+    def read(self, y0, y1, x0=0, x1=None):
+        return self.image[y0:y1, x0:x1]
 
     def close(self):
         pass
@@ -152,18 +152,20 @@ class RasterSource:
                 f"its sources is missing or damaged. {self.hint}"
             ) from error
 
-    def read(self, y0, y1):
+    def read(self, y0, y1, x0=0, x1=None):
+        """Rows [y0, y1) and columns [x0, x1) (default: all) as uint8 (rows, columns, 3)."""
         from rasterio.windows import Window
 
-        window = Window(0, y0, self.width, y1 - y0)
-        rows = np.empty((y1 - y0, self.width, 3), dtype="uint8")
-        for channel, index in enumerate(self.indexes):  # one band at a time: no second copy of the rows
+        x1 = self.width if x1 is None else x1
+        window = Window(x0, y0, x1 - x0, y1 - y0)
+        pixels = np.empty((y1 - y0, x1 - x0, 3), dtype="uint8")
+        for channel, index in enumerate(self.indexes):  # one band at a time: no second copy
             band = self._guarded(lambda i=index: self.dataset.read(i, window=window), f"rows {y0}-{y1}")
             if self.scale is not None:
                 low, high = (bound[channel, 0, 0] for bound in self.scale)
                 band = np.clip((band - low) * (255.0 / (high - low)), 0, 255).round()
-            rows[..., channel] = band
-        return rows
+            pixels[..., channel] = band
+        return pixels
 
     def close(self):
         self.dataset.close()

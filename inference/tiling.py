@@ -20,6 +20,9 @@ from inference import defaults
 from models.registry import OUTPUT_STRIDE
 
 
+STRIP_ROWS = 256  # finished rows are handed out at most this many at a time
+
+
 def tile_starts(length, tile, stride):
     """Start offsets of the fewest ``tile``-pixel windows, at most ``stride`` apart, covering ``length``.
 
@@ -174,8 +177,8 @@ def predict_strips(
 ):
     """Yield ``(y0, logits)`` strips that cover a scene top to bottom.
 
-    ``scene`` is an (H, W, 3) uint8 array or a row reader (``inference.rasters``: ``height``,
-    ``width`` and ``read(y0, y1)``); one row of windows is read at a time. ``progress`` (e.g.
+    ``scene`` is an (H, W, 3) uint8 array or a window reader (``inference.rasters``: ``height``,
+    ``width`` and ``read(y0, y1, x0, x1)``); each window is read when its batch is due. ``progress`` (e.g.
     a tqdm bar) gets its ``total`` set to the number of windows and an ``update(n)`` after
     every model call. ``logits`` is float32 (rows, W), a view into the blending buffer: use
     or copy it before asking for the next strip (it may be changed in place meanwhile).
@@ -185,10 +188,10 @@ def predict_strips(
     check_tiling(tile, overlap, fixed_size=fixed_size)
     if isinstance(scene, np.ndarray):
         height, width = scene.shape[:2]
-        read = scene.__getitem__
+        read = lambda y0, y1, x0, x1: scene[y0:y1, x0:x1]  # noqa: E731
     else:
         height, width = scene.height, scene.width
-        read = lambda rows: scene.read(rows.start, rows.stop)  # noqa: E731
+        read = scene.read
     if fixed_size:
         th = tw = fixed_size
         ys = tile_starts(max(height, th), th, th - overlap)
@@ -204,19 +207,23 @@ def predict_strips(
         progress.total = len(ys) * len(xs)
 
     acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
+    def pixels(y, x):
+        """One window's pixels, read on its own; an axis shorter than the window is mirror-padded
+        (the window then spans all of it, so this equals padding the whole scene)."""
+        piece = read(y, min(y + th, height), x, min(x + tw, width))
+        if piece.shape[:2] != (th, tw):
+            piece = np.pad(piece, ((0, th - len(piece)), (0, tw - piece.shape[1]), (0, 0)), mode="symmetric")
+        return piece
+
     for i, y in enumerate(ys):
-        band = read(slice(y, min(y + th, height)))  # the only pixels held: one row of windows
-        if band.shape[:2] != (th, pw):  # mirror-pad an axis shorter than the window (the band is then all of it)
-            band = np.pad(band, ((0, th - len(band)), (0, pw - width), (0, 0)), mode="symmetric")
         for chunk in range(0, len(xs), batch_size):
             columns = xs[chunk : chunk + batch_size]
-            batch = np.stack([band[:, x : x + tw] for x in columns]).astype("float32")
+            batch = np.stack([pixels(y, x) for x in columns]).astype("float32")
             out = logit_fn(tf.constant(batch)).numpy()
             for x, logits in zip(columns, out):
                 acc[:, x : x + tw] += logits * window
             if progress is not None:
                 progress.update(len(columns))
-        del band
         last = i + 1 == len(ys)
         done = th if last else ys[i + 1] - y  # rows no later tile reaches
         rows = min(done, height - y)
@@ -224,7 +231,8 @@ def predict_strips(
             strip = acc[:rows, :width]
             strip /= weight_y[y : y + rows, None]
             strip /= weight_x
-            yield y, strip
+            for start in range(0, rows, STRIP_ROWS):  # handed out in slices: consumers' copies stay small
+                yield y + start, strip[start : start + STRIP_ROWS]
         if not last:  # shift the buffer up to the next row of tiles, in place
             acc[: th - done], acc[th - done :] = acc[done:], 0.0
 
