@@ -19,7 +19,6 @@ import tensorflow as tf
 from inference import defaults
 from models.registry import OUTPUT_STRIDE
 
-
 STRIP_ROWS = 256  # finished rows are handed out at most this many at a time
 
 
@@ -207,6 +206,7 @@ def predict_strips(
         progress.total = len(ys) * len(xs)
 
     acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
+
     def pixels(y, x):
         """One window's pixels, read on its own; an axis shorter than the window is mirror-padded
         (the window then spans all of it, so this equals padding the whole scene)."""
