@@ -200,8 +200,10 @@ def _bad_rasters(folder):
   <SRS>{UTM}</SRS><GeoTransform>500000, 0.5, 0, 2800000, 0, -0.5</GeoTransform>
   <VRTRasterBand dataType="Byte" band="1">
     <SimpleSource><SourceFilename relativeToVRT="1">a.tif</SourceFilename><SourceBand>1</SourceBand>
+      <SrcRect xOff="0" yOff="0" xSize="140" ySize="100"/>
       <DstRect xOff="0" yOff="0" xSize="140" ySize="100"/></SimpleSource>
     <SimpleSource><SourceFilename relativeToVRT="1">gone.tif</SourceFilename><SourceBand>1</SourceBand>
+      <SrcRect xOff="0" yOff="0" xSize="140" ySize="100"/>
       <DstRect xOff="140" yOff="0" xSize="140" ySize="100"/></SimpleSource>
   </VRTRasterBand>
 </VRTDataset>""")
@@ -243,3 +245,29 @@ def test_sixteen_bit_bands_are_scaled_by_their_percentiles(tmp_path):
     np.testing.assert_array_equal(got, np.moveaxis(expected, 0, -1).astype("uint8"))
     with pytest.raises(SceneReadError, match=r"--bands 4,1,1 does not fit .*u16.tif, which has 3 band"):
         open_scene(tmp_path / "in" / "u16.tif", bands=(4, 1, 1))
+
+
+def test_a_vrt_mosaic_is_predicted_like_the_image_it_assembles(model_file, logit_fn, tmp_path):
+    rng = np.random.default_rng(3)
+    left, right = (ndimage.uniform_filter(rng.random((120, 150, 3)) * 255, 5).astype("uint8") for _ in range(2))
+    _geotiff(tmp_path / "left.tif", left)
+    _geotiff(tmp_path / "right.tif", right, transform=from_origin(500_075, 2_800_000, 0.5, 0.5))
+    bands = "".join(
+        f"""<VRTRasterBand dataType="Byte" band="{b}">""" + "".join(
+            f"""<SimpleSource><SourceFilename relativeToVRT="1">{name}.tif</SourceFilename><SourceBand>{b}</SourceBand>
+            <SrcRect xOff="0" yOff="0" xSize="150" ySize="120"/>
+            <DstRect xOff="{x}" yOff="0" xSize="150" ySize="120"/></SimpleSource>"""
+            for name, x in (("left", 0), ("right", 150))
+        ) + "</VRTRasterBand>"
+        for b in (1, 2, 3)
+    )  # fmt: skip
+    (tmp_path / "mosaic.vrt").write_text(
+        f"""<VRTDataset rasterXSize="300" rasterYSize="120"><SRS>{UTM}</SRS>
+        <GeoTransform>500000, 0.5, 0, 2800000, 0, -0.5</GeoTransform>{bands}</VRTDataset>"""
+    )
+    out = predict.main(["--model", str(model_file), str(tmp_path / "mosaic.vrt"), "--out", str(tmp_path / "out"),
+                        "--tile", "128", "--overlap", "32"])  # fmt: skip
+    expected = predict_probabilities(logit_fn, np.concatenate([left, right], axis=1), tile=128, overlap=32)
+    with rasterio.open(out / "mosaic_prob.tif") as prob:
+        assert prob.crs.to_epsg() == 32640 and prob.transform == from_origin(500_000, 2_800_000, 0.5, 0.5)
+        np.testing.assert_allclose(prob.read(1), expected, rtol=0, atol=1e-5)
