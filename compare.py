@@ -73,7 +73,7 @@ BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best"])
 
 
 def recipe_label(recipe, selection):
-    """augment/selection, plus what else differs from train.py's defaults (e.g. "basic/ema/lr 0.0005")."""
+    """augment/selection, plus what else differs from train.py's defaults (e.g. "basic/ema/lr 0.0005/96 steps")."""
     if not recipe:
         return ""
     from train import Config
@@ -85,6 +85,9 @@ def recipe_label(recipe, selection):
         parts.append(f"loss {recipe['loss']}")
     if recipe.get("lr", Config.lr) != Config.lr:
         parts.append(f"lr {recipe['lr']:g}")
+    default_steps = Config.epochs * Config.steps_per_epoch
+    if recipe.get("steps", default_steps) != default_steps:
+        parts.append(f"{recipe['steps']} steps")
     return "/".join(parts)
 
 
