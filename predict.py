@@ -9,8 +9,8 @@
 
 Scenes are predicted with overlapping --tile x --tile windows whose logits are blended
 with a smooth window (no seams), in batches of --batch-size; --tta averages the 8 flips and
-90-degree rotations. GeoTIFF, TIFF and VRT inputs are read one row of windows at a time and
-every output is written as rows finish, so memory does not grow with the scene. Outputs:
+90-degree rotations. GeoTIFF, TIFF and VRT inputs are read one window at a time and every
+output is written as rows finish, so memory does not grow with the scene. Outputs:
 - georeferenced or large scenes: <stem>_prob.tif and <stem>_mask.tif (Cloud-Optimized
   GeoTIFFs with overviews and the input's georeferencing) and <stem>.gpkg, one polygon per
   building (area in pixels, CRS units and m², mean probability; --min-area drops specks);
@@ -126,10 +126,11 @@ def check_out_dir(out, files, inputs=()):
 
 
 def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
-    """Predict one scene strip by strip and write its outputs; returns (score row or None, summary line).
+    """Predict one scene strip by strip and write its outputs; returns (score row, summary line, label error).
 
-    The row is "unscored" when --labels was given but the scene's label could not be used.
-    A read error (``SceneReadError``) removes this scene's unfinished files and propagates.
+    The row is None without --labels or when the scene's label could not be used (then the
+    label error says why). A read error (``SceneReadError``) removes this scene's unfinished
+    files and propagates.
     """
     from tqdm import tqdm
 
@@ -141,6 +142,7 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
 
     started = time.perf_counter()
     with contextlib.closing(open_scene(path, bands=args.bands, hint=HINT)) as source:
+        height, width = source.height, source.width
         writer = SceneWriter(source, out, **options)
         bar = tqdm(desc=path.stem, unit="window", leave=False, delay=3, disable=not sys.stderr.isatty())
         try:
@@ -160,27 +162,25 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
             writer.abort()
             raise
     seconds = time.perf_counter() - started
-    megapixels = source.height * source.width / 1e6
     found = writer.buildings
     line = (
-        f"{path.stem}: {source.width}x{source.height}, {megapixels / seconds:.2f} MP/s, "
+        f"{path.stem}: {width}x{height}, {height * width / 1e6 / seconds:.2f} MP/s, "
         f"{found} building{'s' if found != 1 else ''}"
     )
-    row = None
+    row = label_error = None
     if args.labels:  # a missing or bad label costs the score, never the prediction written above
         labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
         try:
-            truth = read_label(labels, path.stem, (source.height, source.width))
+            truth = read_label(labels, path.stem, (height, width))
             row = scene_scores(path.stem, truth, writer.mask, min_area=args.min_area)
             line += f", IoU {row['iou']:.3f}, building F1 {row['building_f1']:.3f}"
         except ValueError as error:
-            print(f"not scored {path} (its outputs are written): {error}", file=sys.stderr)
-            row = "unscored"
+            label_error = str(error)
     if source.note:
         line += f"  ({source.note})"
     streamed = ("geotiff", "footprints", "geojson")
     kinds = [p.name.removeprefix(path.stem) for kind, p in written.items() if kind.endswith(streamed)]
-    return row, line + (f"  [{' '.join(kinds)}]" if kinds else "")
+    return row, line + (f"  [{' '.join(kinds)}]" if kinds else ""), label_error
 
 
 def main(argv=None):
@@ -232,13 +232,16 @@ def main(argv=None):
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         for path in files:
             try:  # a scene that cannot be read is named and skipped: earlier and later scenes are not lost
-                row, line = predict_scene(path, logit_fn, out, args, options, tile=tile, fixed_size=fixed_size)
+                row, line, label_error = predict_scene(
+                    path, logit_fn, out, args, options, tile=tile, fixed_size=fixed_size
+                )
             except SceneReadError as error:
                 print(f"skipped {path}: {error}", file=sys.stderr)
                 failed.append(str(path))
                 continue
             print(line)
-            if row == "unscored":
+            if label_error:
+                print(f"not scored {path} (its outputs are written): {label_error}", file=sys.stderr)
                 failed.append(str(path))
             elif row is not None:
                 rows.append(row)

@@ -161,7 +161,6 @@ class SceneWriter:
             self.footprints = FootprintWriter(
                 out_dir / f"{stem}.gpkg",
                 crs=source.crs,
-                transform=source.transform,
                 geojson=out_dir / f"{stem}.geojson" if wants_geojson else None,
             )
 

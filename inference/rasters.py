@@ -59,14 +59,11 @@ class RasterSource:
     """A GDAL raster read one window of rows at a time (see the module's band rule)."""
 
     def __init__(self, path, *, bands=None, hint=""):
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+        from rasterio.errors import RasterioIOError
 
         self.path, self.hint = Path(path), hint
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.dataset = rasterio.open(self.path)
+            self.dataset = _open(self.path)
         except RasterioIOError as error:
             raise SceneReadError(f"Cannot open {self.path}: {error}. {hint}") from error
         try:
@@ -78,9 +75,7 @@ class RasterSource:
         except Exception:
             self.dataset.close()
             raise
-        crs, transform = self.dataset.crs, self.dataset.transform
-        georeferenced = crs is not None or not transform.is_identity
-        self.crs, self.transform = (crs, transform) if georeferenced else (None, None)
+        self.crs, self.transform = georeference(self.dataset)
 
     height = property(lambda self: self.dataset.height)
     width = property(lambda self: self.dataset.width)
@@ -171,10 +166,34 @@ class RasterSource:
         self.dataset.close()
 
 
-def open_scene(path, *, bands=None, hint=""):
-    """A row reader of one scene: GDAL rasters (TIFF, VRT) in windows, PNG/JPEG decoded whole."""
-    from inference.scenes import read_georeference
+def _open(path):
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
+def georeference(dataset):
+    """(crs, transform) of an open rasterio dataset, or (None, None) when it carries neither."""
+    crs, transform = dataset.crs, dataset.transform
+    return (None, None) if crs is None and transform.is_identity else (crs, transform)
+
+
+def read_georeference(path):
+    """(crs, transform) of an image file (a GeoTIFF's tags, or a world file beside a PNG/JPEG), or (None, None)."""
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with _open(path) as dataset:
+            return georeference(dataset)
+    except RasterioIOError:
+        return None, None  # GDAL cannot open it: then it carries no georeferencing we could keep
+
+
+def open_scene(path, *, bands=None, hint=""):
+    """A window reader of one scene: GDAL rasters (TIFF, VRT) in windows, PNG/JPEG decoded whole."""
     path = Path(path)
     if path.suffix.lower() in WINDOWED_SUFFIXES:
         return RasterSource(path, bands=bands, hint=hint)

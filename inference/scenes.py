@@ -6,7 +6,6 @@ layer's decoder, the same decoding the training data went through); the georefer
 """
 
 import dataclasses
-import warnings
 from pathlib import Path
 
 from common.images import IMAGE_SUFFIXES, decode_mask
@@ -58,23 +57,6 @@ def list_inputs(paths):
             )
         stems[path.stem] = path
     return files
-
-
-def read_georeference(path):
-    """(crs, transform) of a georeferenced image, or (None, None)."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as source:
-                crs, transform = source.crs, source.transform
-    except RasterioIOError:
-        return None, None  # GDAL cannot open it: then it carries no georeferencing we could keep
-    if crs is None and transform.is_identity:
-        return None, None
-    return crs, transform
 
 
 def read_scene(path, **options):

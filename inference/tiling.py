@@ -245,14 +245,11 @@ def axis_weights(starts, ramp, length):
     return total
 
 
-def sigmoid(logits, out=None):
-    """Probabilities of a float32 logit array (the one conversion every output and score uses).
-
-    ``out=logits`` converts in place (no second strip-sized array).
-    """
+def sigmoid(logits):
+    """Probabilities of a float32 logit array (the one conversion every output and score uses)."""
     from scipy.special import expit
 
-    return expit(logits, out=out)
+    return expit(logits)
 
 
 def predict_probabilities(logit_fn, image, **tiling):

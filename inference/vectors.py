@@ -45,12 +45,10 @@ class FootprintWriter:
     ``geojson``: also write the same features to this path at ``close``.
     """
 
-    def __init__(self, path, *, crs, transform, geojson=None):
+    def __init__(self, path, *, crs, geojson=None):
         self.path, self.geojson = Path(path), geojson and Path(geojson)
         self.partial = self.path.with_suffix(".partial" + self.path.suffix)
-        self.crs = crs
         self.crs_wkt = crs.to_wkt() if crs is not None else None
-        self.pixel_area = abs(transform.determinant) if transform is not None else 1.0
         self.area_m2 = _geodesic_areas(crs)
         self.pending, self.count = [], 0
         if self.partial.exists():
