@@ -279,7 +279,6 @@ def plot_run_curves(rows, runs_dir, path):
 
 def plot_prediction_grid(rows, runs_dir, path, *, count=4):
     """Each run's model on the same validation tiles: one column per model (False: data not prepared)."""
-    import keras
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,6 +288,7 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
 
     import data.buildings  # noqa: F401  (registers the builder)
     from data.pipeline import eval_dataset, load_split
+    from inference.loading import load_segmenter
 
     usable = []
     for row in rows:  # a column needs the run's config.json (its data) and model.keras (its model)
@@ -322,7 +322,7 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
             panels = images.numpy().astype("uint8") if title == "image" else masks.numpy()[..., 0]
         else:
             try:
-                model = keras.models.load_model(Path(runs_dir) / row["run"] / "model.keras")
+                model = load_segmenter(Path(runs_dir) / row["run"] / "model.keras")[0]
             except Exception as error:  # a damaged or foreign archive: this column stays empty, the others are drawn
                 print(
                     f"prediction grid: {row['run']}/model.keras could not be loaded ({type(error).__name__}); "

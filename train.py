@@ -15,7 +15,10 @@ directory.
 
 The final scores come from predict.py's scorer (whole images, blended windows, inference
 mode): on the held-out groups with --holdout or --folds/--fold (every image of those places,
-from every split, kept out of training), else on the validation split.
+from every split, kept out of training), else on the validation split. Before scoring, the
+decision threshold is calibrated (--calibrate train): the threshold with the best pixel IoU on
+the first 16 training images is stored in model.keras as a logit offset, so probability 0.5
+is that threshold in every tool (Dice/focal-trained models over-predict at the plain 0.5).
 """
 
 import argparse
@@ -41,6 +44,8 @@ DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 SELECTIONS = ("ema", "last", "best")  # which weights a run keeps: see candidate_weights
+CALIBRATIONS = ("train", "none")  # where the decision threshold comes from: see finish_run
+CALIBRATION_IMAGES = 16  # training images the threshold is measured on (the first ones of the shuffled split)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute.make_strategy
 
@@ -80,6 +85,7 @@ class Config:
     fold: int = 0
     group_pattern: str = DEFAULT_GROUP_PATTERN  # regex naming an image's group (data/groups.py)
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
+    calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
 
 
 def parse_args(argv=None):
@@ -94,6 +100,7 @@ def parse_args(argv=None):
         "select": SELECTIONS,
         "augment": tuple(AUGMENTATIONS),
         "standardize": ("none", "image"),
+        "calibrate": CALIBRATIONS,
     }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
@@ -166,7 +173,7 @@ def resolve_dataset(config):
 
 
 # options a resumed run may change: where it logs, not what it trains
-RESUME_FREE = ("resume", "run_dir", "tracker", "score_selections")
+RESUME_FREE = ("resume", "run_dir", "tracker", "score_selections", "calibrate")
 
 
 def _our_config(run_dir):
@@ -380,7 +387,7 @@ def main(argv=None):
     atomic_write_json(resolved, run_dir / "config.json")
     print(f"run directory: {run_dir}")
 
-    train_ds, val_ds, heldout_examples, heldout = make_datasets(config, dataset, run_dir)
+    train_ds, val_ds, train_examples, heldout_examples, heldout = make_datasets(config, dataset, run_dir)
     model, params, gmacs = build_model(config, strategy, train_ds)
 
     initial_epoch, best_value, history = 0, None, []
@@ -405,6 +412,7 @@ def main(argv=None):
         run_dir,
         model,
         ema_weights=ema_weights,
+        train_examples=train_examples,
         heldout_examples=heldout_examples,
         heldout=heldout,
         val_ds=val_ds,
@@ -423,7 +431,8 @@ def main(argv=None):
         tracker.finish(results, artifacts=[run_dir / "results.json", run_dir / "learning_curves.png"])
     print(
         f"held out ({heldout['kind']}{': ' + ', '.join(heldout['groups']) if heldout['groups'] else ''}; "
-        f"{config.select} weights, predict.py's scorer): IoU {results['heldout_iou']:.3f}  "
+        f"{config.select} weights, threshold {threshold_of(results):.2f}, predict.py's scorer): "
+        f"IoU {results['heldout_iou']:.3f}  "
         f"F1 {results['heldout_f1']:.3f}  "
         f"precision {results['heldout_precision']:.3f}  recall {results['heldout_recall']:.3f}  "
         f"(all-building IoU {results['heldout_all_building_iou']:.3f})"
@@ -432,8 +441,13 @@ def main(argv=None):
     return run_dir
 
 
+def threshold_of(results):
+    """The decision threshold a run's model uses (calibrated on training images, or 0.5)."""
+    return (results.get("calibration") or {}).get("threshold", 0.5)
+
+
 def make_datasets(config, dataset, run_dir):
-    """(train batches, validation batches or None, held-out examples, held-out description)."""
+    """(train batches, validation batches or None, train examples, held-out examples, held-out description)."""
     import tensorflow as tf
 
     from data.pipeline import eval_dataset, train_dataset
@@ -461,7 +475,7 @@ def make_datasets(config, dataset, run_dir):
     val_ds = None
     if counts[1]:
         val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size).with_options(options)
-    return train_ds, val_ds, heldout_examples, heldout
+    return train_ds, val_ds, train_examples, heldout_examples, heldout
 
 
 def build_model(config, strategy, train_ds):
@@ -531,8 +545,8 @@ def fit(config, model, run_dir, train_ds, val_ds, *, initial_epoch, callbacks):
         signal.signal(signal.SIGTERM, previous)
 
 
-def heldout_scenes(examples):
-    """(file name, uint8 image, bool truth) of every held-out example, decoded one at a time."""
+def decoded_scenes(examples):
+    """(file name, uint8 image, bool truth) of every example, decoded one at a time."""
     import tensorflow as tf
 
     for example in examples:
@@ -553,14 +567,18 @@ def candidate_weights(model, run_dir, ema_weights, names):
     return candidates
 
 
-def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout, val_ds, shape, facts):
-    """The end of a run: keep the selected weights, score the held-out scenes, save model, plots, results.json."""
+def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_examples, heldout, val_ds, shape, facts):
+    """The end of a run: keep the selected weights, calibrate their threshold on training images (--calibrate),
+    score the held-out scenes, save model, plots, results.json."""
     import tensorflow as tf
 
+    from blocks.calibration import threshold_offset
     from inference import defaults
+    from inference.calibration import calibrate
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
     from models import create_model
+    from models.segmenter import set_logit_offset
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
 
@@ -581,17 +599,27 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         "batch_size": defaults.BATCH_SIZE,
         "fixed_size": fixed,
     }
-    reports = {}
+    reports, calibrations = {}, {}
     for name in wanted:
         if name not in candidates:
             continue
         export.set_weights(candidates[name])
+        set_logit_offset(export, 0.0)
+        if config.calibrate == "train":
+            calibrations[name] = calibrate(
+                make_logit_fn(export, fixed_size=fixed),
+                decoded_scenes(train_examples.take(CALIBRATION_IMAGES)),
+                **tiling,
+            )
+            calibrations[name]["logit_offset"] = threshold_offset(calibrations[name]["threshold"])
+            set_logit_offset(export, calibrations[name]["logit_offset"])
         reports[name] = score_scenes(
-            make_logit_fn(export, fixed_size=fixed), heldout_scenes(heldout_examples), **tiling
+            make_logit_fn(export, fixed_size=fixed), decoded_scenes(heldout_examples), **tiling
         )
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
+    set_logit_offset(export, calibrations.get(config.select, {}).get("logit_offset", 0.0))
     atomic_save_model(export, run_dir / "model.keras")
     report = reports[config.select]
     atomic_write_json({**report, "heldout": heldout, "tiling": tiling}, run_dir / "heldout_metrics.json")
@@ -620,8 +648,14 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         # buildings matched one-to-one at IoU >= 0.5 (the SpaceNet rule)
         **{f"heldout_{k}": overall[k] for k in ("building_precision", "building_recall", "building_f1")},
         "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
+        # the decision threshold measured on training images (--calibrate train), stored in model.keras
+        "calibration": calibrations.get(config.select),
         "selections": {
-            name: {k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")} for name, r in reports.items()
+            name: {
+                **{k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")},
+                "threshold": calibrations.get(name, {}).get("threshold", defaults.THRESHOLD),
+            }
+            for name, r in reports.items()
         },
         "epochs": len(history),
         "best_epoch": int(max(history, key=lambda r: r.get(MONITOR, -1))["epoch"]) if history else 0,
@@ -630,6 +664,7 @@ def finish_run(config, run_dir, model, *, ema_weights, heldout_examples, heldout
         "recipe": {
             "augment": config.augment,
             "standardize": config.standardize,
+            "calibrate": config.calibrate,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

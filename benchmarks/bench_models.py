@@ -22,6 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from blocks.calibration import logit_offset  # noqa: E402
 from blocks.upsampling import upsample  # noqa: E402
 from models import create_model  # noqa: E402
 from models.decoders import DECODERS  # noqa: E402
@@ -46,7 +47,7 @@ def reference_model(arch, size):
     logits, stride = DECODERS[arch](pyramid, channels, 1)
     if stride > 1:
         logits = upsample(logits, stride, name="head_upsample")
-    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+    logits = logit_offset(logits, name="logits")
     model = keras.Model(base.input, logits, name=f"{arch}_keras_b0")
     set_bn_momentum(model, DEFAULT_BN_MOMENTUM)
     return base, model

@@ -10,6 +10,7 @@ import math
 
 from keras import layers
 
+from blocks.calibration import LogitOffset
 from blocks.normalization import ImageStandardization
 
 # Weight-free layers whose arithmetic is negligible next to the convolutions.
@@ -37,6 +38,7 @@ _FREE = (
     layers.Normalization,
     layers.BatchNormalization,
     ImageStandardization,
+    LogitOffset,
 )
 
 

@@ -8,6 +8,7 @@ never hands the loss half-precision logits.
 import keras
 from keras import layers
 
+from blocks.calibration import LogitOffset, logit_offset
 from blocks.normalization import standardize_image
 from blocks.upsampling import upsample
 from models.decoders import DECODERS, list_archs
@@ -61,7 +62,7 @@ def create_model(
     logits, stride = DECODERS[arch](pyramid, pyramid_channels(pyramid), num_classes)
     if stride > 1:
         logits = upsample(logits, stride, name="head_upsample")
-    logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    logits = logit_offset(logits, name="logits")  # float32; train.py may calibrate its offset
     model = keras.Model(inputs, logits, name=f"{arch}_{encoder}")
     set_bn_momentum(model, bn_momentum)
     return model
@@ -80,3 +81,17 @@ def set_bn_momentum(model, momentum, *, synchronized=None):
             layer.momentum = momentum
             if synchronized is not None:
                 layer.synchronized = synchronized
+
+
+def set_logit_offset(model, offset):
+    """Set the offset of the model's last layer (``blocks.calibration.LogitOffset``, named "logits").
+
+    Functions traced before the call keep the old offset: trace again (``make_logit_fn``).
+    """
+    layer = model.get_layer("logits")
+    if not isinstance(layer, LogitOffset):
+        raise ValueError(
+            f"The model {model.name} ends in a {type(layer).__name__}, not a LogitOffset (it was built before "
+            "calibrated thresholds existed); rebuild it with create_model and copy its weights to calibrate it."
+        )
+    layer.offset = float(offset)
