@@ -68,17 +68,23 @@ GRID = (
     ("unet", "effnet-b1"),
     ("unet", "effnet-b3"),
 )
-# today's recipe against the one before held-out groups were measured (tag, train.py options)
-BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best"])
+# today's recipe against the one before held-out groups were measured: basic augmentation, the best
+# epoch, threshold 0.5 (tag, train.py options)
+BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best", "--calibrate", "none"])
 
 
 def recipe_label(recipe, selection):
-    """augment/selection, plus what else differs from train.py's defaults (e.g. "basic/ema/lr 0.0005/96 steps")."""
+    """augment/selection, plus what else differs from train.py's defaults (e.g. "basic/ema/lr 0.0005/96 steps").
+
+    A run recorded before thresholds were calibrated (no "calibrate" in its recipe) is "threshold none".
+    """
     if not recipe:
         return ""
     from train import Config
 
     parts = [recipe.get("augment", "?"), selection]
+    if recipe.get("calibrate", "none") != Config.calibrate:  # runs from before calibration used 0.5
+        parts.append(f"threshold {recipe.get('calibrate', 'none')}")
     if recipe.get("standardize", Config.standardize) != Config.standardize:
         parts.append(f"standardize {recipe['standardize']}")
     if recipe.get("loss", Config.loss) != Config.loss:

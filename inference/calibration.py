@@ -13,6 +13,7 @@ from inference.tiling import predict_probabilities
 
 STEP = 0.01  # thresholds tried: STEP, 2 * STEP, ..., 1 - STEP
 EDGES = np.linspace(0.0, 1.0, round(1 / STEP) + 1)
+EDGES32 = EDGES.astype("float32")
 
 
 class ThresholdCounts:
@@ -23,10 +24,12 @@ class ThresholdCounts:
         self.background = np.zeros(len(EDGES) - 1, dtype="int64")
 
     def add(self, probabilities, truth):
-        # bin k holds [EDGES[k], EDGES[k+1]); a probability of exactly 1.0 joins the last bin
-        bins = np.minimum((probabilities * (len(EDGES) - 1)).astype("int64"), len(EDGES) - 2)
-        # float rounding can put a probability just below an edge into the bin above it: move it down
-        bins -= probabilities < EDGES[bins]
+        # bin k holds [EDGES[k], EDGES[k+1]) compared in float32, as `probabilities >= threshold` compares
+        # (a probability of exactly 1.0 joins the last bin); the product may round across an edge: correct it
+        probabilities = np.asarray(probabilities, dtype="float32")
+        bins = np.clip((probabilities * (len(EDGES) - 1)).astype("int64"), 0, len(EDGES) - 2)
+        bins -= probabilities < EDGES32[bins]
+        bins += (probabilities >= EDGES32[bins + 1]) & (bins < len(EDGES) - 2)
         self.building += np.bincount(bins[truth], minlength=len(self.building))
         self.background += np.bincount(bins[~truth], minlength=len(self.background))
 

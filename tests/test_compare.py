@@ -32,7 +32,7 @@ def _fake_run(runs, name, **results):
         "wall_seconds": 300.0,
         "dataset": "buildings/synthetic",
         "selection": "ema",
-        "recipe": {"augment": "aerial"},
+        "recipe": {"augment": "aerial", "calibrate": "train"},
         "seed": 0,
     }
     (run / "results.json").write_text(json.dumps({**base, **results}))
@@ -263,7 +263,7 @@ def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_pat
 
     today = f"{Config.augment}/{Config.select}"  # the default recipe, against the one before (basic/best)
     assert sorted((r["recipe_label"], r["seed"]) for r in rows) == sorted(
-        [(today, 5), (today, 6), ("basic/best", 5), ("basic/best", 6)]
+        [(today, 5), (today, 6), ("basic/best/threshold none", 5), ("basic/best/threshold none", 6)]
     )
     out = capfd.readouterr().out
     assert out.count("grid: training") == 4

@@ -1,6 +1,7 @@
 """train.py end to end at a tiny size: run directory, resume after a kill, trackers, workers."""
 
 import json
+import math
 import os
 import signal
 import socket
@@ -75,6 +76,13 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert results["heldout_iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-12)
     assert results["heldout_precision"] == pytest.approx(tp / (tp + fp), abs=1e-12)
     assert results["selection"] == "ema" and set(results["selections"]) == {"ema"}
+    # the threshold was calibrated on the training scenes (all 12 of this set; at most 16) and travels in model.keras
+    calibration = results["calibration"]
+    assert train.CALIBRATION_IMAGES == 16
+    assert calibration["scenes"] == 12 and calibration["pixels"] == 12 * 256 * 256
+    assert 0 < calibration["threshold"] < 1 and calibration["iou"] >= calibration["iou_at_0.5"]
+    assert results["selections"]["ema"]["threshold"] == calibration["threshold"]
+    assert results["recipe"]["calibrate"] == "train"
     assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
     for name in (
         "config.json",
@@ -95,6 +103,8 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
 
     model = keras.models.load_model(run_dir / "model.keras")
     assert model(np.zeros((1, 96, 128, 3), "float32")).shape == (1, 96, 128, 1)
+    threshold = calibration["threshold"]
+    assert model.get_layer("logits").offset == pytest.approx(math.log(threshold / (1 - threshold)), abs=1e-12)
     # optional trackers wrote their records
     if "mlflow" in OPTIONAL_TRACKERS:
         _check_mlflow(tmp_path / "runs")
