@@ -1,36 +1,39 @@
-"""The model's last layer: logits shifted by a calibrated offset, so 0.5 is the decision threshold."""
+"""The model's last layer: logits shifted by a calibrated offset, so 0.5 is the decision threshold.
+
+A model trained with Dice and focal losses is not calibrated: its best threshold on whole
+images is often far from probability 0.5 (0.8 for U-Net/B0 on the sample, README). train.py
+measures that threshold ``t`` on training images and stores ``offset = log(t / (1 - t))`` in
+the last layer, so ``sigmoid(logits - offset) >= 0.5`` exactly where the uncalibrated
+probability is ``>= t``, and every tool that reads probabilities at 0.5 uses the calibrated
+threshold. The layer is Keras' own ``Rescaling`` (scale 1, offset ``-offset``, float32): the
+offset is saved in model.keras's config, not in the weight checkpoints, and the archive still
+loads with plain ``keras.models.load_model``, no custom objects.
+"""
 
 import math
 
-import keras
 from keras import layers
 
 
-@keras.saving.register_keras_serializable(package="buildings")
-class LogitOffset(layers.Layer):
-    """Subtract a fixed ``offset`` from the logits (float32 output).
-
-    A model trained with Dice and focal losses is not calibrated: its best threshold on whole
-    images is often far from probability 0.5 (0.8 for U-Net/B0 on the sample, README). train.py
-    measures that threshold ``t`` on training images and stores ``offset = log(t / (1 - t))``
-    here, so ``sigmoid(logits - offset) >= 0.5`` exactly where the uncalibrated probability is
-    ``>= t``. The offset is part of the layer's config (saved in model.keras, not in the weight
-    checkpoints), and every tool that reads probabilities at 0.5 then uses the calibrated threshold.
-    """
-
-    def __init__(self, offset=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.offset = float(offset)
-
-    def call(self, logits):
-        return logits - self.offset if self.offset else logits
-
-    def get_config(self):
-        return {**super().get_config(), "offset": self.offset}
-
-
 def logit_offset(x, *, name="logits"):
-    return LogitOffset(dtype="float32", name=name)(x)
+    """The final float32 layer, with offset 0 until a run calibrates it (``set_offset``)."""
+    return layers.Rescaling(1.0, offset=0.0, dtype="float32", name=name)(x)
+
+
+def set_offset(layer, offset):
+    """Make ``layer`` (a ``logit_offset`` layer) subtract ``offset``; functions traced before keep the old one."""
+    if not isinstance(layer, layers.Rescaling) or layer.scale != 1.0:
+        raise ValueError(
+            f"The last layer {layer.name!r} is a {type(layer).__name__}, not the offset layer of blocks.calibration "
+            "(the model was built before calibrated thresholds existed); rebuild it with create_model and copy its "
+            "weights to calibrate it."
+        )
+    layer.offset = -float(offset)
+
+
+def offset_of(layer):
+    """The offset ``layer`` subtracts (0 for a plain last layer)."""
+    return -float(layer.offset) if isinstance(layer, layers.Rescaling) else 0.0
 
 
 def threshold_offset(threshold):

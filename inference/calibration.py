@@ -4,7 +4,7 @@ Models trained with Dice and focal losses over-predict buildings on whole images
 probability 0.5 (README: U-Net/B0 calls 98% of the held-out tile's buildings and half as
 much again of its ground). ``best_threshold`` finds the threshold with the best IoU of the
 summed pixel counts from histograms of the predicted probabilities, one scene at a time, and
-train.py stores it in the model (``blocks.calibration.LogitOffset``).
+train.py stores it in the model (the logit offset of ``blocks.calibration``).
 """
 
 import numpy as np

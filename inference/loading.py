@@ -30,7 +30,6 @@ def load_segmenter(path):
 
     import keras
 
-    import blocks.calibration  # noqa: F401  (registers the last layer, LogitOffset)
     import blocks.normalization  # noqa: F401  (registers the layer a --standardize image model holds)
 
     model_file = resolve_model_path(path)

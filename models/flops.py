@@ -10,7 +10,6 @@ import math
 
 from keras import layers
 
-from blocks.calibration import LogitOffset
 from blocks.normalization import ImageStandardization
 
 # Weight-free layers whose arithmetic is negligible next to the convolutions.
@@ -38,7 +37,6 @@ _FREE = (
     layers.Normalization,
     layers.BatchNormalization,
     ImageStandardization,
-    LogitOffset,
 )
 
 

@@ -8,7 +8,7 @@ never hands the loss half-precision logits.
 import keras
 from keras import layers
 
-from blocks.calibration import LogitOffset, logit_offset
+from blocks.calibration import logit_offset, set_offset
 from blocks.normalization import standardize_image
 from blocks.upsampling import upsample
 from models.decoders import DECODERS, list_archs
@@ -84,14 +84,8 @@ def set_bn_momentum(model, momentum, *, synchronized=None):
 
 
 def set_logit_offset(model, offset):
-    """Set the offset of the model's last layer (``blocks.calibration.LogitOffset``, named "logits").
+    """Make the model's last layer (named "logits", ``blocks.calibration``) subtract ``offset`` from the logits.
 
     Functions traced before the call keep the old offset: trace again (``make_logit_fn``).
     """
-    layer = model.get_layer("logits")
-    if not isinstance(layer, LogitOffset):
-        raise ValueError(
-            f"The model {model.name} ends in a {type(layer).__name__}, not a LogitOffset (it was built before "
-            "calibrated thresholds existed); rebuild it with create_model and copy its weights to calibrate it."
-        )
-    layer.offset = float(offset)
+    set_offset(model.get_layer("logits"), offset)

@@ -47,7 +47,7 @@ def test_histogram_search_equals_brute_force_over_scenes():
 def test_logit_offset_moves_the_threshold_to_one_half_and_survives_saving(tmp_path):
     import keras
 
-    from blocks.calibration import threshold_offset
+    from blocks.calibration import offset_of, threshold_offset
     from inference.loading import load_segmenter
     from models import create_model
     from models.segmenter import set_logit_offset
@@ -65,11 +65,11 @@ def test_logit_offset_moves_the_threshold_to_one_half_and_survives_saving(tmp_pa
     assert np.array_equal(calibrated[~near], uncalibrated[~near])
     model.save(tmp_path / "model.keras")
     loaded, _ = load_segmenter(tmp_path / "model.keras")
-    assert loaded.get_layer("logits").offset == pytest.approx(math.log(4.0), abs=1e-15)
+    assert offset_of(loaded.get_layer("logits")) == pytest.approx(math.log(4.0), abs=1e-15)
     np.testing.assert_allclose(loaded(images).numpy(), shifted, atol=1e-5)
     # a model that ends in a plain layer (built before calibration existed) is named, not silently changed
     old = keras.Model(model.input, keras.layers.Activation("linear", name="logits")(model.layers[-2].output))
-    with pytest.raises(ValueError, match="not a LogitOffset"):
+    with pytest.raises(ValueError, match="not the offset layer"):
         set_logit_offset(old, 1.0)
     with pytest.raises(ValueError, match=r"threshold must lie in \(0, 1\)"):
         threshold_offset(1.0)

@@ -104,7 +104,7 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     model = keras.models.load_model(run_dir / "model.keras")
     assert model(np.zeros((1, 96, 128, 3), "float32")).shape == (1, 96, 128, 1)
     threshold = calibration["threshold"]
-    assert model.get_layer("logits").offset == pytest.approx(math.log(threshold / (1 - threshold)), abs=1e-12)
+    assert -model.get_layer("logits").offset == pytest.approx(math.log(threshold / (1 - threshold)), abs=1e-12)
     # optional trackers wrote their records
     if "mlflow" in OPTIONAL_TRACKERS:
         _check_mlflow(tmp_path / "runs")
