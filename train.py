@@ -567,6 +567,18 @@ def candidate_weights(model, run_dir, ema_weights, names):
     return candidates
 
 
+def scorer_tiling(fixed):
+    """predict.py's scorer at its defaults (a dense-head model of input size ``fixed`` predicts such windows)."""
+    from inference import defaults
+
+    return {
+        "tile": fixed or defaults.TILE,
+        "overlap": defaults.OVERLAP if not fixed or defaults.OVERLAP < fixed else fixed // 4,
+        "batch_size": defaults.BATCH_SIZE,
+        "fixed_size": fixed,
+    }
+
+
 def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_examples, heldout, val_ds, shape, facts):
     """The end of a run: keep the selected weights, calibrate their threshold on training images (--calibrate),
     score the held-out scenes, save model, plots, results.json."""
@@ -592,13 +604,7 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
     )
-    # predict.py's scorer at its defaults (a dense-head model predicts windows of its own size)
-    tiling = {
-        "tile": fixed or defaults.TILE,
-        "overlap": defaults.OVERLAP if not fixed or defaults.OVERLAP < fixed else fixed // 4,
-        "batch_size": defaults.BATCH_SIZE,
-        "fixed_size": fixed,
-    }
+    tiling = scorer_tiling(fixed)
     reports, calibrations = {}, {}
     for name in wanted:
         if name not in candidates:

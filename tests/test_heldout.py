@@ -62,3 +62,11 @@ def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_
     b_tp, b_fp, b_fn = (sum(row[f"building_{k}"] for row in scenes.values()) for k in ("tp", "fp", "fn"))
     assert results["heldout_building_f1"] == pytest.approx(2 * b_tp / (2 * b_tp + b_fp + b_fn), abs=1e-12)
     assert results["heldout_pixels"] == sum(row["pixels"] for row in scenes.values()) == 2_135_560
+    # experiments.recalibrate re-derives the run's threshold and score from its files alone
+    from experiments.recalibrate import recalibrate
+
+    calibration = results["calibration"]
+    scores = recalibrate(run_dir)
+    assert list(scores) == [0.5, calibration["threshold"]] or calibration["threshold"] == 0.5
+    assert scores[calibration["threshold"]]["iou"] == pytest.approx(results["heldout_iou"], abs=1e-6)
+    assert scores[calibration["threshold"]]["tp"] == pytest.approx(tp, abs=1e-6)
