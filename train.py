@@ -442,8 +442,10 @@ def main(argv=None):
 
 
 def threshold_of(results):
-    """The decision threshold a run's model uses (calibrated on training images, or 0.5)."""
-    return (results.get("calibration") or {}).get("threshold", 0.5)
+    """The decision threshold a run's model uses (calibrated on training images, or predict.py's default)."""
+    from inference import defaults
+
+    return (results.get("calibration") or {}).get("threshold", defaults.THRESHOLD)
 
 
 def make_datasets(config, dataset, run_dir):
@@ -579,14 +581,27 @@ def scorer_tiling(fixed):
     }
 
 
+def calibrate_model(model, train_examples, fixed):
+    """Measure the best-IoU threshold of ``model`` (offset 0) on the first training images and store it in its
+    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``)."""
+    from blocks.calibration import threshold_offset
+    from inference.calibration import calibrate
+    from inference.tiling import make_logit_fn
+    from models.segmenter import set_logit_offset
+
+    scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES))
+    found = calibrate(make_logit_fn(model, fixed_size=fixed), scenes, **scorer_tiling(fixed))
+    found["logit_offset"] = threshold_offset(found["threshold"])
+    set_logit_offset(model, found["logit_offset"])
+    return found
+
+
 def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_examples, heldout, val_ds, shape, facts):
     """The end of a run: keep the selected weights, calibrate their threshold on training images (--calibrate),
     score the held-out scenes, save model, plots, results.json."""
     import tensorflow as tf
 
-    from blocks.calibration import threshold_offset
     from inference import defaults
-    from inference.calibration import calibrate
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
     from models import create_model
@@ -612,13 +627,7 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
         export.set_weights(candidates[name])
         set_logit_offset(export, 0.0)
         if config.calibrate == "train":
-            calibrations[name] = calibrate(
-                make_logit_fn(export, fixed_size=fixed),
-                decoded_scenes(train_examples.take(CALIBRATION_IMAGES)),
-                **tiling,
-            )
-            calibrations[name]["logit_offset"] = threshold_offset(calibrations[name]["threshold"])
-            set_logit_offset(export, calibrations[name]["logit_offset"])
+            calibrations[name] = calibrate_model(export, train_examples, fixed)
         reports[name] = score_scenes(
             make_logit_fn(export, fixed_size=fixed), decoded_scenes(heldout_examples), **tiling
         )

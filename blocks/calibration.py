@@ -31,11 +31,6 @@ def set_offset(layer, offset):
     layer.offset = -float(offset)
 
 
-def offset_of(layer):
-    """The offset ``layer`` subtracts (0 for a plain last layer)."""
-    return -float(layer.offset) if isinstance(layer, layers.Rescaling) else 0.0
-
-
 def threshold_offset(threshold):
     """The logit offset that moves probability ``threshold`` to 0.5."""
     if not 0.0 < threshold < 1.0:

@@ -17,13 +17,10 @@ from pathlib import Path
 
 def recalibrate(run_dir):
     import train
-    from blocks.calibration import threshold_offset
-    from inference.calibration import calibrate
     from inference.evaluation import score_scenes
     from inference.loading import load_segmenter
     from inference.tiling import make_logit_fn
     from models import create_model
-    from models.segmenter import set_logit_offset
 
     saved = json.loads((run_dir / "config.json").read_text())
     config = train.Config(**{f.name: saved[f.name] for f in dataclasses.fields(train.Config) if f.name in saved})
@@ -36,21 +33,16 @@ def recalibrate(run_dir):
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
     )
-    model.set_weights(trained.get_weights())
-    tiling = train.scorer_tiling(fixed)
-    scores = {}
-    set_logit_offset(model, 0.0)
-    scores[0.5] = score_scenes(make_logit_fn(model, fixed_size=fixed), train.decoded_scenes(heldout_examples), **tiling)
-    found = calibrate(
-        make_logit_fn(model, fixed_size=fixed),
-        train.decoded_scenes(train_examples.take(train.CALIBRATION_IMAGES)),
-        **tiling,
-    )
-    set_logit_offset(model, threshold_offset(found["threshold"]))
-    scores[found["threshold"]] = score_scenes(
-        make_logit_fn(model, fixed_size=fixed), train.decoded_scenes(heldout_examples), **tiling
-    )
-    return {threshold: report["overall"] for threshold, report in scores.items()}
+    model.set_weights(trained.get_weights())  # the new model's offset is 0: threshold 0.5
+
+    def held_out_scores():
+        logit_fn = make_logit_fn(model, fixed_size=fixed)
+        return score_scenes(logit_fn, train.decoded_scenes(heldout_examples), **train.scorer_tiling(fixed))["overall"]
+
+    scores = {0.5: held_out_scores()}
+    threshold = train.calibrate_model(model, train_examples, fixed)["threshold"]
+    scores[threshold] = held_out_scores()
+    return scores
 
 
 def main(argv=None):

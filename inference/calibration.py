@@ -52,11 +52,11 @@ def best_threshold(counts, *, default=0.5):
 
 def calibrate(logit_fn, scenes, **tiling):
     """{"threshold", "iou", "iou_at_0.5", "scenes", "pixels"} over ``scenes`` ((name, image, truth) triples)."""
-    counts, names, pixels = ThresholdCounts(), 0, 0
+    counts, sizes = ThresholdCounts(), []
     for _, image, truth in scenes:
         counts.add(predict_probabilities(logit_fn, image, **tiling), truth)
-        names, pixels = names + 1, pixels + truth.size
-    if not names:
+        sizes.append(truth.size)
+    if not sizes:
         raise ValueError("No scenes to calibrate the threshold on: the training split is empty.")
     threshold, iou, at_half = best_threshold(counts)
-    return {"threshold": threshold, "iou": iou, "iou_at_0.5": at_half, "scenes": names, "pixels": pixels}
+    return {"threshold": threshold, "iou": iou, "iou_at_0.5": at_half, "scenes": len(sizes), "pixels": sum(sizes)}

@@ -47,7 +47,7 @@ def test_histogram_search_equals_brute_force_over_scenes():
 def test_logit_offset_moves_the_threshold_to_one_half_and_survives_saving(tmp_path):
     import keras
 
-    from blocks.calibration import offset_of, threshold_offset
+    from blocks.calibration import threshold_offset
     from inference.loading import load_segmenter
     from models import create_model
     from models.segmenter import set_logit_offset
@@ -65,7 +65,7 @@ def test_logit_offset_moves_the_threshold_to_one_half_and_survives_saving(tmp_pa
     assert np.array_equal(calibrated[~near], uncalibrated[~near])
     model.save(tmp_path / "model.keras")
     loaded, _ = load_segmenter(tmp_path / "model.keras")
-    assert offset_of(loaded.get_layer("logits")) == pytest.approx(math.log(4.0), abs=1e-15)
+    assert -loaded.get_layer("logits").offset == pytest.approx(math.log(4.0), abs=1e-15)  # Rescaling adds it
     np.testing.assert_allclose(loaded(images).numpy(), shifted, atol=1e-5)
     # a model that ends in a plain layer (built before calibration existed) is named, not silently changed
     old = keras.Model(model.input, keras.layers.Activation("linear", name="logits")(model.layers[-2].output))
