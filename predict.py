@@ -49,6 +49,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
     parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: convolutions in bfloat16, 1.4-2x faster on CPUs with AMX; masks differ from float32's "
+        "on a fraction of a percent of pixels (default: float32, probabilities within 1e-4 of the Keras model)",
+    )
+    parser.add_argument(
         "--threshold", type=float, default=defaults.THRESHOLD, help="probability at which a pixel is a building"
     )
     parser.add_argument(
@@ -200,14 +207,16 @@ def main(argv=None):
     from inference.loading import load_segmenter
     from inference.outputs import GDAL_CACHE_MB
     from inference.rasters import SceneReadError
-    from inference.tiling import check_tiling, make_logit_fn
+    from inference.tiling import check_tiling, cpu_has_amx, make_logit_fn
 
     try:
         model, fixed_size = load_segmenter(args.model)
         tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
-    print(f"model: {model.name} ({model.count_params():,} params) from {args.model}")
+    print(f"model: {model.name} ({model.count_params():,} params) from {args.model}, {args.precision}")
+    if args.precision == "bfloat16" and not cpu_has_amx():
+        print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)
 
     for kind in filter(None, args.export.split(",")):
         from inference.export import export_saved_model, export_tflite
@@ -219,7 +228,7 @@ def main(argv=None):
                 path = export_tflite(model, out / f"model_{precision}.tflite", tile=tile, kind=precision)
                 print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
 
-    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size)
+    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=args.precision)
     rows, failed = [], []
     options = dict(
         threshold=args.threshold,
@@ -247,7 +256,9 @@ def main(argv=None):
                 rows.append(row)
 
     if rows:
-        report = evaluation_report(rows, threshold=args.threshold, model=str(args.model), tta=args.tta)
+        report = evaluation_report(
+            rows, threshold=args.threshold, model=str(args.model), tta=args.tta, precision=args.precision
+        )
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         print(format_table(report))
     if failed:

@@ -4,9 +4,10 @@ Naive (the original notebooks' style): cut the scene into non-overlapping 256x25
 zero-pad the ragged ones to 256, call ``model.predict`` once per tile, stitch. "Before":
 the blended sliding window at the defaults as it ran until the streaming change (a traced,
 unfrozen function over the whole decoded scene). Ours: the same windows through the frozen
-graph (BatchNorm folded into the convolutions), and predict.py's whole streaming path for
-one scene (windowed GeoTIFF reads, prediction, COG and GeoPackage writes), whose reading
-and writing share of the time is printed. Same model, same scene, one process; runs are
+graph (BatchNorm folded into the convolutions), the same under ``--precision bfloat16``
+(whose masks are compared with float32's), and predict.py's whole streaming path for one
+scene (windowed GeoTIFF reads, prediction, COG and GeoPackage writes), whose reading and
+writing share of the time is printed. Same model, same scene, one process; runs are
 interleaved and the median of each is reported, with the CPU's model and flags.
 
     python benchmarks/bench_predict.py                               # U-Net/B0, a 2149x1479 sample scene
@@ -47,6 +48,7 @@ SCENE = (
 
 BEFORE = "before: defaults until now (512, overlap 64, batch 4), unfrozen"
 OURS = f"ours: defaults ({defaults.TILE}, overlap {defaults.OVERLAP}, batch {defaults.BATCH_SIZE}), frozen"
+BF16 = "ours: defaults, frozen, --precision bfloat16"
 
 
 def naive_loop(model, image, tile=256):
@@ -81,6 +83,10 @@ def main():
         from models import create_model
 
         model = create_model("unet", "effnet-b0", input_shape=(None, None, 3))
+        print(
+            "A random-init model: its mask is noise, so tracing footprints dominates the streaming row; "
+            "pass --model RUN (a trained run) for a realistic share of reading and writing."
+        )
     image = read_scene(args.scene).image
     megapixels = image.shape[0] * image.shape[1] / 1e6
     logit_fn = make_logit_fn(model)
@@ -101,10 +107,12 @@ def main():
             predict_probabilities, logit_fn, image, tile=512, overlap=64, batch_size=4
         ),
         OURS: partial(predict_probabilities, logit_fn, image),
+        BF16: partial(predict_probabilities, make_logit_fn(model, precision="bfloat16"), image),
         "ours: predict.py streaming path, defaults": lambda: io_seconds.append(stream(logit_fn, geotiff, out)),
     }
     for run in contenders.values():  # warm-up: traces and first-call allocations
         run()
+    exact, low = contenders[OURS](), contenders[BF16]()
     io_seconds.clear()
     seconds = {name: [] for name in contenders}
     for _ in range(args.repeats):
@@ -124,42 +132,56 @@ def main():
     for name, values in seconds.items():
         median = statistics.median(values)
         print(f"| {name} | {median:.2f} | {megapixels / median:.3f} | {naive / median:.2f}x | {before / median:.2f}x |")
+    print(
+        f"\nbfloat16 vs float32 at the defaults: masks differ on {np.mean((exact > 0.5) != (low > 0.5)):.3%} of "
+        f"pixels, probabilities by at most {np.abs(exact - low).max():.4f}"
+    )
     streamed = statistics.median(seconds["ours: predict.py streaming path, defaults"])
     ours = statistics.median(seconds[OURS])
+    work = {kind: statistics.median(run[kind] for run in io_seconds) for kind in io_seconds[0]}
     print(
-        f"\nstreaming path: reading windows and writing the outputs (COGs, GeoPackage, GeoJSON, PNGs) took "
-        f"{statistics.median(io_seconds):.2f} s of work, partly beside the model; the path's wall time is "
-        f"{streamed / ours:.2f}x the in-memory prediction's ({1 - ours / streamed:.0%} of it is I/O not hidden)"
+        f"\nstreaming path: reading and writing took {sum(work.values()):.2f} s of work per scene ("
+        + ", ".join(f"{kind} {value:.2f} s" for kind, value in work.items())
+        + f"), partly beside the model in threads; the path's wall time is {streamed / ours:.2f}x the in-memory "
+        f"prediction's ({1 - ours / streamed:.0%} of it is I/O not hidden)"
     )
 
 
 def stream(logit_fn, scene, out):
-    """predict.py's per-scene path; returns the seconds spent reading windows and writing outputs.
+    """predict.py's per-scene path; returns {kind: seconds} spent reading windows and writing outputs.
 
-    Writing runs in a second thread beside the model (``write_strips``), so these seconds
-    are work done, partly hidden behind the model's.
+    Strips are handed to the writer in a second thread beside the model (``write_strips``) and
+    the files are finished in threads, so these seconds are work done, partly hidden behind
+    the model's. "strips" is the staging GeoTIFF writes and the footprint tracing as rows finish.
     """
     from inference.outputs import SceneWriter, write_strips
     from inference.rasters import open_scene
 
     source = open_scene(scene)
     writer = SceneWriter(source, out)
-    io = []
+    io = {kind: 0.0 for kind in ("reading", "strips", "COGs", "footprints", "PNGs")}
 
-    def timed(function):
+    def timed(kind, function):
         def run(*args):
             started = time.perf_counter()
             result = function(*args)
-            io.append(time.perf_counter() - started)
+            io[kind] += time.perf_counter() - started
             return result
 
         return run
 
-    source.read, writer.add = timed(source.read), timed(writer.add)
+    read = source.read
+    source.read, writer.add = timed("reading", read), timed("strips", writer.add)
+    for stream in writer.streams.values():
+        stream.close = timed("COGs", stream.close)
+    if writer.footprints is not None:
+        writer.footprints.close = timed("footprints", writer.footprints.close)
+    writer._save_png = timed("PNGs", writer._save_png)
     write_strips(writer, predict_strips(logit_fn, source))
-    timed(writer.close)()
+    source.read = read  # the overlay PNG's read of the scene counts with the PNGs
+    writer.close()  # its parts are timed above
     source.close()
-    return sum(io)
+    return io
 
 
 def georeferenced_copy(image, path):

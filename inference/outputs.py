@@ -29,6 +29,10 @@ OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
 BLOCK = 512  # tile size of the Cloud-Optimized GeoTIFFs
 STAGING_ROWS = 128  # rows gathered before a write (the height of the staging file's tiles)
 PNG_LEVEL = 1  # zlib level of the PNGs: level 6 (PIL's default) took longer than the model on a 3 MP scene
+# DEFLATE settings of the final COGs. float32 probabilities: the floating-point predictor at
+# level 1 wrote the 3 MP sample scene's in 0.29 s and 12.2 MB, against 0.40 s and 14.8 MB with
+# GDAL's defaults (level 6, no predictor); both are standard TIFF that every GDAL reader opens.
+COG_DEFLATE = {"float32": dict(predictor=3, level=1), "uint8": {}}
 GDAL_CACHE_MB = 32  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
 
 
@@ -50,7 +54,7 @@ class GeoTiffRows:
     def __init__(self, path, *, width, height, dtype, crs, transform, resampling):
         import rasterio
 
-        self.path, self.resampling = Path(path), resampling
+        self.path, self.resampling, self.dtype = Path(path), resampling, np.dtype(dtype).name
         self.staging = self.path.with_name(self.path.name + ".rows.partial")
         self.buffer, self.filled, self.y = None, 0, 0  # one block of rows, filled before it is written
         self.dataset = rasterio.open(
@@ -100,6 +104,7 @@ class GeoTiffRows:
             partial,
             driver="COG",
             compress="DEFLATE",
+            **COG_DEFLATE[self.dtype],
             blocksize=BLOCK,
             overview_resampling=self.resampling,
             resampling=self.resampling,

@@ -113,15 +113,53 @@ def freeze(function):
     return lambda images: frozen(tf.convert_to_tensor(images, tf.float32))[0]
 
 
-def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True):
+PRECISIONS = ("float32", "bfloat16")
+BF16_REWRITE = "auto_mixed_precision_onednn_bfloat16"  # grappler's oneDNN bfloat16 pass
+
+
+def in_bfloat16(function):
+    """``function`` run with TensorFlow's oneDNN auto-mixed-precision graph rewrite, for its calls only.
+
+    The rewrite casts convolutions, matrix products and the element-wise ops between them to
+    bfloat16 (BatchNorm statistics, reductions and the final logits stay float32). It is a
+    process-wide grappler option that TensorFlow reads each time a function runs, so it is set
+    for the call and put back afterwards: float32 functions in the same process stay exact.
+    Worth it on CPUs with AMX (``amx_bf16``); elsewhere oneDNN may emulate bfloat16 and gain nothing.
+    """
+
+    def call(images):
+        before = bool(tf.config.optimizer.get_experimental_options().get(BF16_REWRITE, False))
+        tf.config.optimizer.set_experimental_options({BF16_REWRITE: True})
+        try:
+            return function(images)
+        finally:
+            tf.config.optimizer.set_experimental_options({BF16_REWRITE: before})
+
+    return call
+
+
+def cpu_has_amx():
+    """True when /proc/cpuinfo lists AMX bfloat16 tiles (Linux; False where it cannot tell)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in info)
+    except OSError:
+        return False
+
+
+def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="float32"):
     """A traced function: float32 (N, H, W, 3) raw RGB -> (N, H, W) building logits.
 
     With ``tta`` it averages the logits over the 8 flips / 90-degree rotations. It is
     traced once per window shape (a scene uses one or two) with the batch size left open:
     bilinear UpSampling2D (FPN, DeepLabV3+) cannot be traced with unknown height and width.
     ``frozen``: run it as a constant graph (``freeze``); weights changed after the first
-    call on a shape are then not seen, so make a new function after training.
+    call on a shape are then not seen, so make a new function after training. ``precision``
+    "bfloat16" runs it under ``in_bfloat16``: about 1.4-2x faster on CPUs with AMX, masks within
+    0.5% of the float32 pixels (benchmarks/bench_predict.py), probabilities no longer within 1e-4.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: precision={precision!r}")
     transforms = TTA_TRANSFORMS if tta else ((0, False),)
 
     def logits(images):
@@ -140,7 +178,7 @@ def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True):
             traced[shape] = freeze(function.get_concrete_function()) if frozen else function
         return traced[shape](images)
 
-    return call
+    return in_bfloat16(call) if precision == "bfloat16" else call
 
 
 def check_tiling(tile, overlap, *, fixed_size=None):

@@ -164,6 +164,7 @@ def test_predict_writes_cogs_and_a_geopackage_in_the_inputs_crs(sample_dir, mode
         assert prob.crs == source.crs and prob.transform == source.transform
         assert prob.overviews(1) == [2, 4, 8] and prob.block_shapes[0] == (512, 512)
         assert prob.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and prob.compression.name == "deflate"
+        assert prob.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"  # floating-point predictor
         np.testing.assert_allclose(prob.read(1), whole, rtol=0, atol=1e-5)
     with rasterio.open(out / "dubai_mask.tif") as written:
         assert written.overviews(1) == [2, 4, 8] and written.crs.to_epsg() == 32640
