@@ -39,6 +39,22 @@ def _geodesic_areas(crs):
     return areas
 
 
+def check_spatial_index(path):
+    """Warn when GDAL wrote the GeoPackage without its spatial index (TensorFlow loaded before pyogrio)."""
+    import warnings
+
+    import pyogrio
+
+    if not pyogrio.read_info(str(path), layer=LAYER)["capabilities"]["fast_spatial_filter"]:
+        warnings.warn(
+            f"{path} has no spatial index: TensorFlow was imported before pyogrio, so GDAL used TensorFlow's "
+            "SQLite, which lacks R*Tree (see inference/__init__.py). The footprints are complete; to index them, "
+            "import inference (or pyogrio) before tensorflow, or run "
+            f"ogrinfo {path} -sql \"SELECT CreateSpatialIndex('{LAYER}', 'geom')\".",
+            stacklevel=3,
+        )
+
+
 class FootprintWriter:
     """Append buildings (dicts of ``inference.footprints``) to a GeoPackage layer, then close.
 
@@ -93,6 +109,7 @@ class FootprintWriter:
         """Write what is left, rename to the final name; returns the paths written."""
         self._flush(final=True)
         os.replace(self.partial, self.path)
+        check_spatial_index(self.path)
         written = [self.path]
         if self.geojson:
             from pyogrio.raw import read, write

@@ -172,6 +172,7 @@ def test_predict_writes_cogs_and_a_geopackage_in_the_inputs_crs(sample_dir, mode
     info = read_info(out / "dubai.gpkg", layer="buildings")
     buildings = count_buildings(mask)
     assert info["crs"] == UTM and info["features"] == buildings > 100 and info["geometry_type"] == "Polygon"
+    assert info["capabilities"]["fast_spatial_filter"]  # the R*Tree spatial index (inference/__init__.py)
     meta, _, geometry, (ids, area_pixels, area_crs, area_m2, mean_probability) = read(out / "dubai.gpkg")
     assert list(meta["fields"]) == ["id", "area_pixels", "area_crs_units", "area_m2", "mean_probability"]
     assert sorted(ids) == list(range(buildings)) and min(area_pixels) >= 16
@@ -182,6 +183,30 @@ def test_predict_writes_cogs_and_a_geopackage_in_the_inputs_crs(sample_dir, mode
     assert len(collection["features"]) == buildings
     suffixes = ("_prob.tif", "_mask.tif", ".gpkg", ".geojson", "_mask.png", "_prob.png", "_overlay.png")
     assert sorted(p.name for p in out.iterdir()) == sorted(f"dubai{suffix}" for suffix in suffixes)
+
+
+def test_a_geopackage_without_its_spatial_index_is_reported(tmp_path):
+    """TensorFlow loaded before pyogrio: GDAL gets TensorFlow's SQLite (no R*Tree); the writer says so."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import warnings, tensorflow, shapely, pyogrio
+from inference.vectors import FootprintWriter
+writer = FootprintWriter({str(tmp_path / "f.gpkg")!r}, crs=None)
+writer.add([dict(polygon=shapely.box(i, 0, i + 1, 1), pixels=1, mean_probability=0.9) for i in range(3)])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    writer.close()
+notes = [str(w.message) for w in caught if "spatial index" in str(w.message)]
+print(pyogrio.read_info({str(tmp_path / "f.gpkg")!r})["features"], notes)
+"""
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    features, warned = run.stdout.strip().split(" ", 1)
+    assert features == "3" and "f.gpkg has no spatial index: TensorFlow was imported before pyogrio" in warned
 
 
 def _bad_rasters(folder):
