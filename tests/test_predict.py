@@ -238,6 +238,20 @@ def test_label_polygons_cover_the_mask_inside_the_bounds(sample_dir):
     assert all(b["polygon"].area / pixel_area == pytest.approx(b["pixels"], rel=1e-6) for b in big)
 
 
+def test_one_open_trace_serves_every_window_shape(model):
+    import tensorflow as tf
+
+    logit_fn = make_logit_fn(model)
+    for height, width in ((64, 64), (96, 160), (160, 96)):
+        images = tf.constant(smooth_scene(height, width, seed=height)[None].astype("float32"))
+        assert logit_fn(images).shape == (1, height, width)
+    assert list(logit_fn.traced) == [(None, None)]  # traced and frozen once
+    square = tf.constant(smooth_scene(64, 64, seed=7)[None].astype("float32"))
+    static = make_logit_fn(model, fixed_size=64)  # the graph traced for 64 x 64 only
+    np.testing.assert_allclose(logit_fn(square).numpy(), static(square).numpy(), atol=1e-5)
+    assert list(static.traced) == [(64, 64)]
+
+
 def test_bfloat16_calls_stay_close_and_leave_float32_calls_exact(model):
     import tensorflow as tf
 
@@ -333,3 +347,4 @@ def test_bilinear_upsampling_archs_predict_any_window_shape(arch):
         np.testing.assert_allclose(tiled, predict_whole(logit_fn, image), atol=1e-5)
         assert tiled.shape == (200, 300) and (tta or tiled.std() > 0.05)  # a real map, not a constant
         assert predict_probabilities(logit_fn, image, tile=128, overlap=32).shape == (200, 300)
+        assert (None, None) not in logit_fn.traced and len(logit_fn.traced) == 2  # one trace per window shape
