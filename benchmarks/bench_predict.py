@@ -4,11 +4,11 @@ Naive (the original notebooks' style): cut the scene into non-overlapping 256x25
 zero-pad the ragged ones to 256, call ``model.predict`` once per tile, stitch. "Before":
 the blended sliding window at the defaults as it ran until the streaming change (a traced,
 unfrozen function over the whole decoded scene). Ours: the same windows through the frozen
-graph (BatchNorm folded into the convolutions), the same under ``--precision bfloat16``
-(whose masks are compared with float32's), and predict.py's whole streaming path for one
-scene (windowed GeoTIFF reads, prediction, COG and GeoPackage writes), whose reading and
-writing share of the time is printed. Same model, same scene, one process; runs are
-interleaved and the median of each is reported, with the CPU's model and flags.
+graph (BatchNorm folded into the convolutions), in float32 and in bfloat16 (predict.py's
+default on CPUs with AMX; its masks are compared with float32's), and predict.py's whole
+streaming path for one scene (windowed GeoTIFF reads, prediction, COG and GeoPackage writes),
+whose reading and writing share of the time is printed. Same model, same scene, one process;
+runs are interleaved and the median of each is reported, with the CPU's model and flags.
 
     python benchmarks/bench_predict.py                               # U-Net/B0, a 2149x1479 sample scene
     python benchmarks/bench_predict.py --model runs/RUN --repeats 5  # a trained model
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from inference import defaults  # noqa: E402
 from inference.scenes import read_scene  # noqa: E402
-from inference.tiling import make_logit_fn, predict_probabilities, predict_strips  # noqa: E402
+from inference.tiling import make_logit_fn, predict_probabilities, predict_strips, resolve_precision  # noqa: E402
 
 SCENE = (
     ROOT.parent
@@ -47,8 +47,10 @@ SCENE = (
 
 
 BEFORE = "before: defaults until now (512, overlap 64, batch 4), unfrozen"
-OURS = f"ours: defaults ({defaults.TILE}, overlap {defaults.OVERLAP}, batch {defaults.BATCH_SIZE}), frozen"
-BF16 = "ours: defaults, frozen, --precision bfloat16"
+LAYOUT = f"{defaults.TILE} windows, overlap {defaults.OVERLAP}, batch {defaults.BATCH_SIZE}"
+DEFAULT = resolve_precision("auto")  # predict.py's default on this CPU: bfloat16 with AMX, else float32
+OURS = f"ours: {LAYOUT}, frozen, float32" + (" (the defaults)" if DEFAULT == "float32" else "")
+BF16 = f"ours: {LAYOUT}, frozen, bfloat16" + (" (the defaults: this CPU has AMX)" if DEFAULT == "bfloat16" else "")
 
 
 def naive_loop(model, image, tile=256):
@@ -89,7 +91,8 @@ def main():
         )
     image = read_scene(args.scene).image
     megapixels = image.shape[0] * image.shape[1] / 1e6
-    logit_fn = make_logit_fn(model)
+    logit_fn, low_fn = make_logit_fn(model), make_logit_fn(model, precision="bfloat16")
+    default_fn = low_fn if DEFAULT == "bfloat16" else logit_fn
     io_seconds = []
     out = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     geotiff = georeferenced_copy(image, out / "scene.tif")  # so the streaming path writes COGs and a GeoPackage
@@ -107,8 +110,10 @@ def main():
             predict_probabilities, logit_fn, image, tile=512, overlap=64, batch_size=4
         ),
         OURS: partial(predict_probabilities, logit_fn, image),
-        BF16: partial(predict_probabilities, make_logit_fn(model, precision="bfloat16"), image),
-        "ours: predict.py streaming path, defaults": lambda: io_seconds.append(stream(logit_fn, geotiff, out)),
+        BF16: partial(predict_probabilities, low_fn, image),
+        f"ours: predict.py streaming path, defaults ({DEFAULT})": lambda: io_seconds.append(
+            stream(default_fn, geotiff, out)
+        ),
     }
     for run in contenders.values():  # warm-up: traces and first-call allocations
         run()
@@ -136,8 +141,8 @@ def main():
         f"\nbfloat16 vs float32 at the defaults: masks differ on {np.mean((exact > 0.5) != (low > 0.5)):.3%} of "
         f"pixels, probabilities by at most {np.abs(exact - low).max():.4f}"
     )
-    streamed = statistics.median(seconds["ours: predict.py streaming path, defaults"])
-    ours = statistics.median(seconds[OURS])
+    streamed = statistics.median(seconds[f"ours: predict.py streaming path, defaults ({DEFAULT})"])
+    ours = statistics.median(seconds[BF16 if DEFAULT == "bfloat16" else OURS])
     work = {kind: statistics.median(run[kind] for run in io_seconds) for kind in io_seconds[0]}
     print(
         f"\nstreaming path: reading and writing took {sum(work.values()):.2f} s of work per scene ("
@@ -159,7 +164,7 @@ def stream(logit_fn, scene, out):
 
     source = open_scene(scene)
     writer = SceneWriter(source, out)
-    io = {kind: 0.0 for kind in ("reading", "strips", "COGs", "footprints", "PNGs")}
+    io = {kind: 0.0 for kind in ("reading", "strips", "COGs", "footprints", "pictures")}
 
     def timed(kind, function):
         def run(*args):
@@ -176,9 +181,9 @@ def stream(logit_fn, scene, out):
         stream.close = timed("COGs", stream.close)
     if writer.footprints is not None:
         writer.footprints.close = timed("footprints", writer.footprints.close)
-    writer._save_png = timed("PNGs", writer._save_png)
+    writer._save_picture = timed("pictures", writer._save_picture)
     write_strips(writer, predict_strips(logit_fn, source))
-    source.read = read  # the overlay PNG's read of the scene counts with the PNGs
+    source.read = read  # the overlay's read of the scene counts with the pictures
     writer.close()  # its parts are timed above
     source.close()
     return io

@@ -7,9 +7,9 @@
 - ``<stem>.gpkg``: one polygon per building (``inference.footprints``, ``inference.vectors``).
   For georeferenced scenes and large ones; ``<stem>.geojson`` too for small georeferenced
   scenes or with --geojson.
-- ``<stem>_mask.png``, ``_prob.png``, ``_overlay.png``: small scenes only (these are whole-image
+- ``<stem>_mask.png``, ``_prob.png``, ``_overlay.jpg``: small scenes only (these are whole-image
   formats), so what is held in memory stays bounded for large ones.
-GeoTIFFs and footprints are written under a temporary name and renamed when complete; the PNGs
+GeoTIFFs and footprints are written under a temporary name and renamed when complete; the pictures
 are written last.
 """
 
@@ -24,11 +24,14 @@ from inference import defaults
 from inference.footprints import StripTracer
 from inference.vectors import FootprintWriter
 
-PNG_KINDS = {"mask": "mask", "prob": "probabilities", "overlay": "overlay"}  # file name part -> kind
+# small scenes' pictures: file name part -> (kind, file format). The overlay is a tinted photograph, so
+# JPEG: on the 3 MP sample scene 0.02 s and 1.2 MB, against 0.32 s and 5.9 MB as a level-1 PNG
+PICTURES = {"mask": ("mask", "png"), "prob": ("probabilities", "png"), "overlay": ("overlay", "jpg")}
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype="float32")
 BLOCK = 512  # tile size of the Cloud-Optimized GeoTIFFs
 STAGING_ROWS = 128  # rows gathered before a write (the height of the staging file's tiles)
 PNG_LEVEL = 1  # zlib level of the PNGs: level 6 (PIL's default) took longer than the model on a 3 MP scene
+JPEG_QUALITY = 90
 # DEFLATE settings of the final COGs. float32 probabilities: the floating-point predictor at
 # level 1 wrote the 3 MP sample scene's in 0.29 s and 12.2 MB, against 0.40 s and 14.8 MB with
 # GDAL's defaults (level 6, no predictor); both are standard TIFF that every GDAL reader opens.
@@ -204,7 +207,8 @@ class SceneWriter:
                 "overlay": lambda: overlay(self.source.read(0, self.source.height), self.mask),
             }
             for name, image in images.items():
-                tasks[PNG_KINDS[name]] = partial(self._save_png, self.out_dir / f"{self.stem}_{name}.png", image)
+                kind, suffix = PICTURES[name]
+                tasks[kind] = partial(self._save_picture, self.out_dir / f"{self.stem}_{name}.{suffix}", image)
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {kind: pool.submit(task) for kind, task in tasks.items()}
             written = {kind: future.result() for kind, future in futures.items()}
@@ -216,8 +220,8 @@ class SceneWriter:
         return written
 
     @staticmethod
-    def _save_png(path, image):
-        Image.fromarray(image()).save(path, compress_level=PNG_LEVEL)
+    def _save_picture(path, image):
+        Image.fromarray(image()).save(path, compress_level=PNG_LEVEL, quality=JPEG_QUALITY)
         return path
 
     def abort(self):

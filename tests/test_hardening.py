@@ -455,7 +455,7 @@ def test_predict_missing_label_keeps_the_outputs_and_says_what_to_do(tmp_path, t
     assert "No label for scene 'b'" in result.stderr and "(its outputs are written)" in result.stderr
     assert f"Cannot read {scenes / 'c.png'}" in result.stderr and "run predict.py again" in result.stderr
     assert "build again" not in result.stderr
-    for name in ("a_mask.png", "a_prob.png", "b_mask.png", "b_prob.png", "b_overlay.png"):
+    for name in ("a_mask.png", "a_prob.png", "b_mask.png", "b_prob.png", "b_overlay.jpg"):
         assert (tmp_path / "out" / name).exists(), name
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["overall"]["pixels"] == 40 * 60
 

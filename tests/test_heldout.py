@@ -43,8 +43,9 @@ def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_
     for src, labels in ((data / "src", data / "label"), (data / "test" / "src", data / "test" / "label")):
         inputs = sorted(str(p) for p in src.glob("rio_*"))
         out = predict.main(
-            ["--model", str(run_dir), *inputs, "--labels", str(labels), "--out", str(tmp_path / src.parent.name)]
-        )
+            [*("--model", str(run_dir), *inputs, "--labels", str(labels), "--out", str(tmp_path / src.parent.name)),
+             *("--precision", "float32")]  # train.py scores in float32, exactly like this
+        )  # fmt: skip
         report = json.loads((out / "metrics.json").read_text())
         for row in report["scenes"]:
             scenes[row["scene"]] = row

@@ -158,8 +158,9 @@ def test_predict_writes_cogs_and_a_geopackage_in_the_inputs_crs(sample_dir, mode
     threshold = float(np.median(whole))
     mask = whole >= threshold
     out = predict.main(
-        ["--model", str(model_file), str(scene), "--out", str(tmp_path / "out"), "--threshold", str(threshold)]
-    )
+        [*("--model", str(model_file), str(scene), "--out", str(tmp_path / "out"), "--threshold", str(threshold)),
+         *("--precision", "float32")]  # exact: within 1e-5 of the in-memory float32 prediction
+    )  # fmt: skip
     with rasterio.open(scene) as source, rasterio.open(out / "dubai_prob.tif") as prob:
         assert prob.crs == source.crs and prob.transform == source.transform
         assert prob.overviews(1) == [2, 4, 8] and prob.block_shapes[0] == (512, 512)
@@ -181,7 +182,7 @@ def test_predict_writes_cogs_and_a_geopackage_in_the_inputs_crs(sample_dir, mode
     assert threshold <= min(mean_probability) and max(mean_probability) <= 1
     collection = json.loads((out / "dubai.geojson").read_text())  # a small georeferenced scene: GeoJSON too
     assert len(collection["features"]) == buildings
-    suffixes = ("_prob.tif", "_mask.tif", ".gpkg", ".geojson", "_mask.png", "_prob.png", "_overlay.png")
+    suffixes = ("_prob.tif", "_mask.tif", ".gpkg", ".geojson", "_mask.png", "_prob.png", "_overlay.jpg")
     assert sorted(p.name for p in out.iterdir()) == sorted(f"dubai{suffix}" for suffix in suffixes)
 
 
@@ -292,7 +293,7 @@ def test_a_vrt_mosaic_is_predicted_like_the_image_it_assembles(model_file, logit
         <GeoTransform>500000, 0.5, 0, 2800000, 0, -0.5</GeoTransform>{bands}</VRTDataset>"""
     )
     out = predict.main(["--model", str(model_file), str(tmp_path / "mosaic.vrt"), "--out", str(tmp_path / "out"),
-                        "--tile", "128", "--overlap", "32"])  # fmt: skip
+                        "--tile", "128", "--overlap", "32", "--precision", "float32"])  # fmt: skip
     expected = predict_probabilities(logit_fn, np.concatenate([left, right], axis=1), tile=128, overlap=32)
     with rasterio.open(out / "mosaic_prob.tif") as prob:
         assert prob.crs.to_epsg() == 32640 and prob.transform == from_origin(500_000, 2_800_000, 0.5, 0.5)
