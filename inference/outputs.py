@@ -108,6 +108,7 @@ class GeoTiffRows:
             driver="COG",
             compress="DEFLATE",
             **COG_DEFLATE[self.dtype],
+            num_threads="ALL_CPUS",  # the model is idle by now: 1.4x faster on 2 cores (a 13 MP float32 copy)
             blocksize=BLOCK,
             overview_resampling=self.resampling,
             resampling=self.resampling,
