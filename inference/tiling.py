@@ -148,7 +148,7 @@ def cpu_has_amx():
 
 
 def resolve_precision(precision):
-    """predict.py's --precision: "auto" is bfloat16 on CPUs with AMX (1.3-1.4x faster there, masks within
+    """predict.py's --precision: "auto" is bfloat16 on CPUs with AMX (1.3-1.8x faster there, masks within
     about 0.1% of float32's on the sample; benchmarks/bench_predict.py) and float32 elsewhere."""
     if precision == "auto":
         return "bfloat16" if cpu_has_amx() else "float32"
@@ -167,7 +167,7 @@ def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="
     The traced functions are in ``call.traced``, keyed by (height, width), (None, None) for the
     open one. ``frozen``: run it as a constant graph (``freeze``); weights changed after the first
     call are then not seen, so make a new function after training. ``precision``
-    "bfloat16" runs it under ``in_bfloat16``: about 1.4-2x faster on CPUs with AMX, masks within
+    "bfloat16" runs it under ``in_bfloat16``: 1.3-1.8x faster on CPUs with AMX, masks within
     0.5% of the float32 pixels (benchmarks/bench_predict.py), probabilities no longer within 1e-4.
     """
     if precision not in PRECISIONS:
