@@ -32,7 +32,13 @@ import numpy as np  # noqa: E402
 
 from inference import defaults  # noqa: E402
 from inference.scenes import read_scene  # noqa: E402
-from inference.tiling import make_logit_fn, predict_probabilities, predict_strips, resolve_precision  # noqa: E402
+from inference.tiling import (  # noqa: E402
+    cpu_flags,
+    make_logit_fn,
+    predict_probabilities,
+    predict_strips,
+    resolve_precision,
+)
 
 SCENE = (
     ROOT.parent
@@ -115,9 +121,8 @@ def main():
             stream(default_fn, geotiff, out)
         ),
     }
-    for run in contenders.values():  # warm-up: traces and first-call allocations
-        run()
-    exact, low = contenders[OURS](), contenders[BF16]()
+    warm = {name: run() for name, run in contenders.items()}  # warm-up: traces and first-call allocations
+    exact, low = warm[OURS], warm[BF16]
     io_seconds.clear()
     seconds = {name: [] for name in contenders}
     for _ in range(args.repeats):
@@ -206,7 +211,7 @@ def cpu_description():
     """The CPU model and the flags that decide the speed of these kernels."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    flags = cpu_flags()
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
     cores = os.cpu_count()
     return f"{model}, {cores} cores, flags {' '.join(f for f in wanted if f in flags) or 'none of the AVX family'}"

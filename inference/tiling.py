@@ -11,6 +11,7 @@ strips, so the float buffer never holds more than one row of tiles (memory does 
 with the scene's height).
 """
 
+import functools
 import math
 
 import numpy as np
@@ -138,13 +139,19 @@ def in_bfloat16(function):
     return call
 
 
-def cpu_has_amx():
-    """True when /proc/cpuinfo lists AMX bfloat16 tiles (Linux; False where it cannot tell)."""
+@functools.cache
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (Linux; empty where it cannot tell)."""
     try:
         with open("/proc/cpuinfo") as info:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in info)
+            return frozenset(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), ()))
     except OSError:
-        return False
+        return frozenset()
+
+
+def cpu_has_amx():
+    """True when the CPU has AMX bfloat16 tiles."""
+    return "amx_bf16" in cpu_flags()
 
 
 def resolve_precision(precision):
