@@ -86,6 +86,10 @@ class Config:
     group_pattern: str = DEFAULT_GROUP_PATTERN  # regex naming an image's group (data/groups.py)
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
+    init: str = ""  # a finished run (or its model.keras) of the same arch and encoder to fine-tune
+    freeze_encoder: int = (
+        0  # train the decoder alone (encoder weights and BatchNorm statistics frozen) this many epochs
+    )
 
 
 def parse_args(argv=None):
@@ -154,6 +158,15 @@ def check_config(config):
         problems.append(f"--folds {config.folds}: use 0 (no folds) or at least 2")
     if not 0 < config.ema_fraction <= 1:
         problems.append(f"--ema-fraction {config.ema_fraction}: must lie in (0, 1]")
+    if not 0 <= config.freeze_encoder <= config.epochs:
+        problems.append(f"--freeze-encoder {config.freeze_encoder}: must lie in [0, --epochs] = [0, {config.epochs}]")
+    if config.init:
+        from training.finetune import check_init
+
+        try:
+            check_init(config.init, config.arch, config.encoder)
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise SystemExit("train.py: invalid arguments:\n  " + "\n  ".join(problems))
 
@@ -371,6 +384,7 @@ def main(argv=None):
 
     from training.checkpoints import RunCheckpoint, atomic_write_json, resume_state
     from training.distribute import make_strategy
+    from training.finetune import UnfreezeEncoder, start_frozen
     from training.metrics import ThroughputMeter
     from training.trackers import create_trackers
 
@@ -394,6 +408,7 @@ def main(argv=None):
     if config.resume:
         initial_epoch, best_value, history = resume_state(run_dir, model)
         print(f"resuming after epoch {initial_epoch} of {config.epochs} (best {MONITOR} {best_value})")
+    start_frozen(model, config.freeze_encoder, initial_epoch)
     tracker_names = parse_trackers(config.tracker)
     trackers = create_trackers(tracker_names, run_dir) if is_chief else []
     for tracker in trackers:
@@ -404,6 +419,8 @@ def main(argv=None):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), update_freq="epoch"))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
+    if config.freeze_encoder:
+        callbacks.append(UnfreezeEncoder(config.freeze_encoder))
 
     fit(config, model, run_dir, train_ds, val_ds, initial_epoch=initial_epoch, callbacks=callbacks)
     ema_weights = model.get_weights() if model.optimizer.use_ema else None  # fit() ends by swapping the average in
@@ -485,6 +502,7 @@ def build_model(config, strategy, train_ds):
     from models import count_macs, create_model
     from models.segmenter import set_bn_momentum
     from training.distribute import prepare_multiworker_model
+    from training.finetune import load_init_weights
     from training.losses import SegmentationLoss
     from training.metrics import segmentation_metrics
 
@@ -499,6 +517,8 @@ def build_model(config, strategy, train_ds):
             bn_momentum=config.bn_momentum,
             standardize=config.standardize == "image",
         )
+        if config.init:
+            load_init_weights(model, config.init)
         model.compile(
             optimizer=make_optimizer(config),
             loss=SegmentationLoss(config.loss),
@@ -680,6 +700,9 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
             "augment": config.augment,
             "standardize": config.standardize,
             "calibrate": config.calibrate,
+            "encoder_weights": config.encoder_weights,
+            "init": config.init,
+            "freeze_encoder": config.freeze_encoder,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

@@ -25,3 +25,8 @@ def set_normalization(layer, mean, variance):
     layer.adapt_mean.assign(np.asarray(mean, dtype="float32"))
     layer.adapt_variance.assign(np.asarray(variance, dtype="float32"))
     layer.finalize_state()
+
+
+def centre_scale(x, *, name="preprocess"):
+    """(x - 127) / 128: raw 0..255 RGB to about [-1, 1], as the EfficientNet-Lite checkpoints expect."""
+    return layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name=f"{name}_rescale")(x)

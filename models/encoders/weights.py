@@ -1,12 +1,16 @@
-"""Copy weights from keras.applications models into the zoo's hand-written ones.
+"""Where ImageNet weights come from, and how they reach the zoo's hand-written layers.
 
-The copy works by role, not by name: both models are walked in build order, every layer
-that owns weights is classified (convolution, depthwise, batch norm, dense, input
-normalization), and the two sequences are paired one to one after checking that roles
-and weight shapes agree. Layer names may differ freely.
+Two sources:
 
-This is also how ImageNet-pretrained encoders reach users: keras.applications downloads
-its weights (internet needed once, cached in ~/.keras), then they are copied here.
+- keras.applications (B0..B7, MobileNetV2): it downloads its weights (internet needed once,
+  cached in ~/.keras), then they are copied here by role, not by name: both models are
+  walked in build order, every layer that owns weights is classified (convolution,
+  depthwise, batch norm, dense, input normalization), and the two sequences are paired one
+  to one after checking that roles and weight shapes agree.
+- checkpoints shipped inside pip packages (EfficientNet-Lite0..2, offline): PyTorch state
+  dicts read by ``torch_checkpoint`` (nothing in them runs), each tensor mapped by name onto
+  exactly one weight of ours with its shape checked, and the result cached as a Keras
+  ``.weights.h5`` so later runs skip the conversion (``lite_checkpoint``).
 """
 
 import numpy as np
@@ -127,17 +131,39 @@ def keras_applications_model(encoder_name, *, include_top=False, weights="imagen
 
     if encoder_name not in _SOURCES:
         raise ValueError(
-            f"No keras.applications twin (and so no ImageNet weights) for {encoder_name!r}. "
-            f"Encoders with ImageNet weights: {', '.join(sorted(_SOURCES))}."
+            f"No keras.applications twin for {encoder_name!r}. "
+            f"Encoders with ImageNet weights: {', '.join(imagenet_encoders())}."
         )
     constructor = getattr(keras.applications, _SOURCES[encoder_name])
     return constructor(include_top=include_top, weights=weights, input_shape=input_shape)
 
 
-def load_keras_applications_weights(model, variant, *, include_top):
-    """Download keras.applications' ImageNet EfficientNet and copy it into ``model``."""
+def imagenet_encoders():
+    """Sorted names of the encoders that have ImageNet weights (either source)."""
+    from models.encoders.lite_checkpoint import PIP_CHECKPOINTS
+
+    return sorted({*_SOURCES, *PIP_CHECKPOINTS})
+
+
+def load_imagenet_weights(model, encoder_name, *, include_top):
+    """Fill ``model`` (a zoo classifier or encoder) with the ImageNet weights of ``encoder_name``.
+
+    Lite0..2 come from their pip packages' checkpoints (offline, cached); the others from
+    keras.applications (a download). An encoder without ImageNet weights anywhere is refused
+    with the list of those that have them.
+    """
+    from models.encoders.lite_checkpoint import PIP_CHECKPOINTS, copy_by_name, pretrained_lite_classifier
+
+    if encoder_name in PIP_CHECKPOINTS:
+        copy_by_name(pretrained_lite_classifier(encoder_name), model)
+        return
+    if encoder_name not in _SOURCES:
+        raise ValueError(
+            f"No ImageNet weights for {encoder_name!r} (no keras.applications twin and no shipped checkpoint). "
+            f"Encoders with ImageNet weights: {', '.join(imagenet_encoders())}. Received: encoder={encoder_name!r}"
+        )
     source = keras_applications_model(
-        f"effnet-{variant}",
+        encoder_name,
         include_top=include_top,
         input_shape=tuple(model.input.shape[1:]) if include_top else None,
     )
@@ -145,10 +171,9 @@ def load_keras_applications_weights(model, variant, *, include_top):
 
 
 def load_encoder_weights(encoder, encoder_name, weights):
-    """Fill an encoder with "imagenet" weights (via keras.applications) or a weights file."""
+    """Fill an encoder with "imagenet" weights (shipped checkpoint or keras.applications) or a weights file."""
     if weights == "imagenet":
-        source = keras_applications_model(encoder_name, include_top=False)
-        copy_keras_applications_weights(source, encoder)
+        load_imagenet_weights(encoder, encoder_name, include_top=False)
     elif isinstance(weights, str) and weights.endswith(".weights.h5"):
         encoder.load_weights(weights)
     else:
