@@ -13,7 +13,17 @@ ARCHS = list_archs()
 # scaled EfficientNets only B1 and B3) and the natural classic pairings; `pytest -m slow`
 # runs all pairs.
 FAST_PAIRS = {("fcn8", "vgg16"), ("fpn", "mobilenetv2"), ("linknet", "resnet18")}
-GIANTS = {"effnet-b2", "effnet-b4", "effnet-b5", "effnet-b6", "effnet-b7"}  # b1 and b3 stand for the scaled variants
+# b1 and b3 stand for the scaled B variants, lite0 and lite4 for the Lite family
+GIANTS = {
+    "effnet-b2",
+    "effnet-b4",
+    "effnet-b5",
+    "effnet-b6",
+    "effnet-b7",
+    "effnet-lite1",
+    "effnet-lite2",
+    "effnet-lite3",
+}
 
 
 def _pairs():
@@ -27,6 +37,7 @@ def _pairs():
 def test_registries_list_the_promised_names():
     assert ARCHS == ["cnn", "deeplabv3plus", "fcn16", "fcn32", "fcn8", "fpn", "linknet", "unet"]
     assert set(list_encoders()) >= {f"effnet-b{i}" for i in range(8)} | {"vgg16", "mobilenetv2", "resnet18", "resnet34"}
+    assert {f"effnet-lite{i}" for i in range(5)} <= set(list_encoders())
 
 
 @pytest.mark.parametrize("arch,encoder", list(_pairs()))
@@ -68,7 +79,7 @@ def test_cnn_baseline_needs_a_fixed_size():
         (dict(arch="unet", encoder="resnet999"), "Valid encoders: .*effnet-b0"),
         (dict(arch="unet", encoder="effnet-b0", input_shape=(250, 256, 3)), "multiples of 32"),
         (dict(arch="unet", encoder="effnet-b0", num_classes=0), "num_classes"),
-        (dict(arch="unet", encoder="resnet18", encoder_weights="imagenet"), "No keras.applications twin"),
+        (dict(arch="unet", encoder="resnet18", encoder_weights="imagenet"), "No ImageNet weights for 'resnet18'"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -40,6 +40,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read safely: refused, with the file and the reason."""
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for something a state dict never needs."""
+
+
 class _Storage:
     """A storage the pickle refers to; its bytes are filled in after the pickle is read."""
 
@@ -74,7 +78,7 @@ class _TensorRef:
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     if not isinstance(storage, _Storage):
-        raise pickle.UnpicklingError("a tensor is built from something that is not a storage")
+        raise _Refused("a tensor is built from something that is not a storage")
     return _TensorRef(storage, storage_offset, size, stride)
 
 
@@ -100,14 +104,14 @@ class _SafeUnpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return STORAGE_DTYPES[name]
-        raise pickle.UnpicklingError(f"it names {module}.{name}, which a state dict never needs")
+        raise _Refused(f"it names {module}.{name}, which a state dict never needs")
 
     def persistent_load(self, saved_id):
         if not isinstance(saved_id, tuple) or not saved_id or saved_id[0] != "storage" or len(saved_id) < 5:
-            raise pickle.UnpicklingError(f"unexpected persistent id {saved_id!r:.80}")
+            raise _Refused(f"unexpected persistent id {saved_id!r:.80}")
         _, dtype, key, _location, numel = saved_id[:5]
         if dtype not in STORAGE_DTYPES.values():
-            raise pickle.UnpicklingError(f"unknown storage type {dtype!r:.40}")
+            raise _Refused(f"unknown storage type {dtype!r:.40}")
         if key not in self.storages:
             self.storages[key] = _Storage(dtype, key, numel)
         return self.storages[key]
@@ -116,12 +120,21 @@ class _SafeUnpickler(pickle.Unpickler):
 def _unpickle(path, file, storages=None):
     try:
         return _SafeUnpickler(file, {} if storages is None else storages).load()
-    except pickle.UnpicklingError as error:
+    except _Refused as error:
         raise CheckpointError(
             f"{path} was refused: {error}. Only PyTorch state dicts (tensors in an OrderedDict) are read; "
             "nothing in the file was run. Use a checkpoint from a source you trust."
         ) from None
-    except (EOFError, struct.error, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        struct.error,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+    ) as error:
         raise CheckpointError(f"{path} is truncated or damaged ({type(error).__name__}: {error})") from None
 
 
