@@ -5,8 +5,9 @@
     python compare.py --static --size 256      # params and GMACs of every arch x encoder, no training
     python compare.py --grid seed --repeats 3 --budget 96 [train.py options, e.g. --holdout dubai_t8]
 
-The score is each run's held-out IoU (results.json "heldout_iou": predict.py's scorer on
-places kept out of training when the run held out groups). Runs of one (arch, encoder,
+The scores are each run's held-out IoU and building F1 (results.json "heldout_iou" and
+"heldout_building_f1": predict.py's scorer on places kept out of training when the run held
+out groups; --score picks one). Runs of one (arch, encoder,
 recipe) are pooled into mean ± standard deviation over n runs, and each of the questions
 the project was started for (FCN-8 vs CNN, U-Net vs FCN-8, U-Net vs FPN, which
 EfficientNet under U-Net) gets one line: the difference of the means with a 95% Welch
@@ -56,6 +57,7 @@ SUMMARY_COLUMNS = (
     ("building_f1", "building F1 (mean)"),
     ("heldout", "held out"),
 )
+SCORES = {"heldout_iou": "held-out IoU", "heldout_building_f1": "building F1"}  # what --score chooses from
 REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
 NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
 
@@ -483,6 +485,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-predictions", action="store_true", help="skip the prediction grid plot")
     parser.add_argument(
+        "--score",
+        choices=("both", *SCORES),
+        default="both",
+        help="which held-out score the answer lines compare (default: pixel IoU and building F1)",
+    )
+    parser.add_argument(
         "--recipe",
         default=None,
         help="answer the questions among runs of this recipe label "
@@ -533,14 +541,18 @@ def main(argv=None):
     table = aggregate(rows)
     per_run, summary = markdown_table(rows), markdown_table(summary_rows(table), SUMMARY_COLUMNS)
     recipe = args.recipe or main_recipe(table)
-    answers = answer_lines(table, recipe) + recipe_lines(table)
+    answers = []
+    for score in SCORES if args.score == "both" else (args.score,):
+        scored = table if score == SCORE else aggregate(rows, score=score)
+        prefix = "" if score == SCORE else f"{SCORES[score]}: "
+        answers += [prefix + line for line in answer_lines(scored, recipe) + recipe_lines(scored)]
     selections = selection_markdown(rows)
     summary += "\n\n" + selections if selections else ""
     print(per_run + "\n\n" + summary + "\n")
     for line in answers:
         print(line)
     print(
-        f"(models trained with recipe {recipe}; differences of mean held-out IoU with a {INTERVAL_METHOD})"
+        f"(models trained with recipe {recipe}; differences of mean held-out scores with a {INTERVAL_METHOD})"
         if answers
         else ""
     )

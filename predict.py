@@ -13,9 +13,11 @@ with a smooth window (no seams), in batches of --batch-size; --tta averages the 
 differ from float32's on about 0.1% of pixels), elsewhere in float32. GeoTIFF, TIFF and VRT
 inputs are read one window at a time and every output is written as rows finish, so memory does
 not grow with the scene. Outputs:
+- every scene: <stem>.gpkg, one polygon per building (area in pixels, CRS units and m², mean
+  probability; --min-area drops specks), in pixel coordinates when the scene has no georeferencing;
+  a model trained with separation targets splits touching buildings first (--separate);
 - georeferenced or large scenes: <stem>_prob.tif and <stem>_mask.tif (Cloud-Optimized
-  GeoTIFFs with overviews and the input's georeferencing) and <stem>.gpkg, one polygon per
-  building (area in pixels, CRS units and m², mean probability; --min-area drops specks);
+  GeoTIFFs with overviews and the input's georeferencing);
 - small scenes (up to 25 MP): <stem>_mask.png (0/255), <stem>_prob.png and <stem>_overlay.jpg,
   and <stem>.geojson when georeferenced (--geojson: for every scene).
 Rasters with other than 3 bands, or not 8-bit, follow the rule in inference/rasters.py
@@ -84,7 +86,22 @@ def parse_args(argv=None):
     parser.add_argument(
         "--regularize", action="store_true", help="square footprint outlines (dominant direction, right angles)"
     )
-    parser.add_argument("--geojson", action="store_true", help="also write GeoJSON footprints for large scenes")
+    parser.add_argument(
+        "--geojson",
+        action="store_true",
+        help="also write GeoJSON footprints for every scene (pixel coordinates "
+        "without georeferencing); by default only small georeferenced scenes get one beside the GeoPackage",
+    )
+    parser.add_argument(
+        "--separate",
+        choices=("auto", "none"),
+        default="auto",
+        help="split touching buildings with the model's border/contact channels and a watershed (auto: when the "
+        "model has them; none: every connected patch of the mask is one building)",
+    )
+    parser.add_argument(
+        "--instances", action="store_true", help="also write <stem>_instances.tif, the separated building ids"
+    )
     parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
     args = parser.parse_args(argv)
     problems = []
@@ -182,7 +199,7 @@ def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
         labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
         try:
             truth = read_label(labels, path.stem, (height, width))
-            row = scene_scores(path.stem, truth, writer.mask, min_area=args.min_area)
+            row = scene_scores(path.stem, truth, writer.mask, min_area=args.min_area, buildings=writer.instances)
             line += f", IoU {row['iou']:.3f}, building F1 {row['building_f1']:.3f}"
         except ValueError as error:
             label_error = str(error)
@@ -207,7 +224,7 @@ def main(argv=None):
     import rasterio
 
     from inference.evaluation import evaluation_report, format_table
-    from inference.loading import load_segmenter
+    from inference.loading import load_segmenter, model_targets
     from inference.outputs import GDAL_CACHE_MB
     from inference.rasters import SceneReadError
     from inference.tiling import check_tiling, cpu_has_amx, make_logit_fn, resolve_precision
@@ -215,12 +232,18 @@ def main(argv=None):
     try:
         model, fixed_size = load_segmenter(args.model)
         tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
+        targets = model_targets(args.model)
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
+    separate = args.separate == "auto" and len(targets) > 1
     amx = cpu_has_amx()
     precision = resolve_precision(args.precision)
     why = f" (auto: this CPU {'has' if amx else 'has no'} AMX)" if args.precision == "auto" else ""
-    print(f"model: {model.name} ({model.count_params():,} params) from {args.model}, {precision}{why}")
+    print(
+        f"model: {model.name} ({model.count_params():,} params) from {args.model}, {precision}{why}; "
+        f"targets {', '.join(targets)}: "
+        + ("buildings separated" if separate else "no separation (connected patches are buildings)")
+    )
     if precision == "bfloat16" and not amx:
         print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)
 
@@ -234,7 +257,7 @@ def main(argv=None):
                 path = export_tflite(model, out / f"model_{weights}.tflite", tile=tile, kind=weights)
                 print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
 
-    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision)
+    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=separate)
     rows, failed = [], []
     options = dict(
         threshold=args.threshold,
@@ -243,6 +266,8 @@ def main(argv=None):
         squared=args.regularize,
         geojson=args.geojson,
         keep_mask=bool(args.labels),
+        separate=separate,
+        instances=args.instances,
     )
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         for path in files:
@@ -263,7 +288,7 @@ def main(argv=None):
 
     if rows:
         report = evaluation_report(
-            rows, threshold=args.threshold, model=str(args.model), tta=args.tta, precision=precision
+            rows, threshold=args.threshold, model=str(args.model), tta=args.tta, precision=precision, separated=separate
         )
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         print(format_table(report))

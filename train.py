@@ -86,6 +86,8 @@ class Config:
     group_pattern: str = DEFAULT_GROUP_PATTERN  # regex naming an image's group (data/groups.py)
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
+    targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
+    target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
     init: str = ""  # a finished run (or its model.keras) of the same arch and encoder to fine-tune
     freeze_encoder: int = (
         0  # train the decoder alone (encoder weights and BatchNorm statistics frozen) this many epochs
@@ -115,8 +117,23 @@ def parse_args(argv=None):
     return Config(**vars(parser.parse_args(argv)))
 
 
+def target_weights(config):
+    """The loss weight of each target (--target-weights, or 1 each)."""
+    from data.targets import parse_targets
+
+    if not config.target_weights:
+        return [1.0] * len(parse_targets(config.targets))
+    try:
+        return [float(w) for w in config.target_weights.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--target-weights {config.target_weights!r}: comma-separated numbers, e.g. 1,0.5,0.5"
+        ) from None
+
+
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
+    from data.targets import parse_targets
     from models import list_encoders
     from models.registry import OUTPUT_STRIDE
     from training.losses import parse_loss
@@ -158,6 +175,12 @@ def check_config(config):
         problems.append(f"--folds {config.folds}: use 0 (no folds) or at least 2")
     if not 0 < config.ema_fraction <= 1:
         problems.append(f"--ema-fraction {config.ema_fraction}: must lie in (0, 1]")
+    try:
+        targets = parse_targets(config.targets)
+        if config.target_weights and len(target_weights(config)) != len(targets):
+            problems.append(f"--target-weights {config.target_weights!r}: give one weight per target ({len(targets)})")
+    except ValueError as error:
+        problems.append(str(error))
     if not 0 <= config.freeze_encoder <= config.epochs:
         problems.append(f"--freeze-encoder {config.freeze_encoder}: must lie in [0, --epochs] = [0, {config.epochs}]")
     if config.init:
@@ -470,6 +493,7 @@ def make_datasets(config, dataset, run_dir):
     import tensorflow as tf
 
     from data.pipeline import eval_dataset, train_dataset
+    from data.targets import parse_targets
 
     train_examples, val_examples, heldout_examples, heldout, counts = split_examples(config, dataset, run_dir)
     print(
@@ -490,15 +514,19 @@ def make_datasets(config, dataset, run_dir):
         seed=config.seed,
         crops_per_image=config.crops_per_image,
         augmentation=config.augment,
+        targets=parse_targets(config.targets),
     ).with_options(options)
     val_ds = None
     if counts[1]:
-        val_ds = eval_dataset(val_examples, size=config.image_size, batch_size=config.batch_size).with_options(options)
+        val_ds = eval_dataset(
+            val_examples, size=config.image_size, batch_size=config.batch_size, targets=parse_targets(config.targets)
+        ).with_options(options)
     return train_ds, val_ds, train_examples, heldout_examples, heldout
 
 
 def build_model(config, strategy, train_ds):
     """(compiled model, params, GMACs) in the strategy's scope."""
+    from data.targets import parse_targets
     from models import count_macs, create_model
     from models.segmenter import set_bn_momentum
     from training.distribute import prepare_multiworker_model
@@ -508,10 +536,12 @@ def build_model(config, strategy, train_ds):
 
     shape = (config.image_size, config.image_size, 3)
     weights = None if config.encoder_weights == "none" else config.encoder_weights
+    targets = parse_targets(config.targets)
     with strategy.scope():
         model = create_model(
             config.arch,
             config.encoder,
+            num_classes=len(targets),
             input_shape=shape,
             encoder_weights=weights,
             bn_momentum=config.bn_momentum,
@@ -521,7 +551,7 @@ def build_model(config, strategy, train_ds):
             load_init_weights(model, config.init)
         model.compile(
             optimizer=make_optimizer(config),
-            loss=SegmentationLoss(config.loss),
+            loss=SegmentationLoss(config.loss, target_weights=target_weights(config) if len(targets) > 1 else None),
             weighted_metrics=segmentation_metrics(),
         )
         if config.strategy != "default":  # one set of batch statistics across replicas and workers
@@ -621,6 +651,7 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
     score the held-out scenes, save model, plots, results.json."""
     import tensorflow as tf
 
+    from data.targets import parse_targets
     from inference import defaults
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
@@ -632,9 +663,12 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
     wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)
     fixed = config.image_size if config.arch == "cnn" else None  # the dense head fixes the input size
+    targets = parse_targets(config.targets)
+    separate = len(targets) > 1  # scored as predict.py writes buildings: separated when the model can
     export = create_model(
         config.arch,
         config.encoder,
+        num_classes=len(targets),
         input_shape=shape if fixed else (None, None, 3),
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
@@ -649,13 +683,24 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
         if config.calibrate == "train":
             calibrations[name] = calibrate_model(export, train_examples, fixed)
         reports[name] = score_scenes(
-            make_logit_fn(export, fixed_size=fixed), decoded_scenes(heldout_examples), **tiling
+            make_logit_fn(export, fixed_size=fixed, all_channels=separate),
+            decoded_scenes(heldout_examples),
+            separate=separate,
+            **tiling,
         )
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
     set_logit_offset(export, calibrations.get(config.select, {}).get("logit_offset", 0.0))
-    atomic_save_model(export, run_dir / "model.keras")
+    metadata = {
+        "arch": config.arch,
+        "encoder": config.encoder,
+        "targets": list(targets),
+        "fixed_size": fixed,
+        "threshold": calibrations.get(config.select, {}).get("threshold", defaults.THRESHOLD),
+        "encoder_weights": config.encoder_weights,
+    }
+    atomic_save_model(export, run_dir / "model.keras", metadata)
     report = reports[config.select]
     atomic_write_json({**report, "heldout": heldout, "tiling": tiling}, run_dir / "heldout_metrics.json")
 
@@ -663,8 +708,8 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
     plot_learning_curves(history, run_dir / "learning_curves.png")
     if val_ds is not None:
         images, masks, _ = next(iter(val_ds))
-        probabilities = tf.sigmoid(export(images, training=False)).numpy()  # eager: no extra trace
-        plot_predictions(images.numpy(), masks.numpy(), probabilities, run_dir / "predictions.png")
+        probabilities = tf.sigmoid(export(images, training=False)).numpy()[..., :1]  # eager: no extra trace
+        plot_predictions(images.numpy(), masks.numpy()[..., :1], probabilities, run_dir / "predictions.png")
     overall = report["overall"]
     initial_epoch = facts.pop("initial_epoch")
     results = {
@@ -682,6 +727,14 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
         "heldout_all_building_iou": report["all_building_iou"],
         # buildings matched one-to-one at IoU >= 0.5 (the SpaceNet rule)
         **{f"heldout_{k}": overall[k] for k in ("building_precision", "building_recall", "building_f1")},
+        "targets": list(targets),
+        "separated": separate,
+        # the same weights' buildings counted as the mask's connected patches (paired with the above)
+        **{
+            f"heldout_{k}": overall[k]
+            for k in ("unseparated_building_precision", "unseparated_building_recall", "unseparated_building_f1")
+            if k in overall
+        },
         "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
         # the decision threshold measured on training images (--calibrate train), stored in model.keras
         "calibration": calibrations.get(config.select),
@@ -703,6 +756,8 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
             "encoder_weights": config.encoder_weights,
             "init": config.init,
             "freeze_encoder": config.freeze_encoder,
+            "targets": config.targets,
+            "target_weights": config.target_weights,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

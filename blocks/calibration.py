@@ -28,7 +28,9 @@ def set_offset(layer, offset):
             "(the model was built before calibrated thresholds existed); rebuild it with create_model and copy its "
             "weights to calibrate it."
         )
-    layer.offset = -float(offset)
+    channels = int(layer.output.shape[-1])
+    # only the building channel (the first) is calibrated; separation targets keep their 0.5
+    layer.offset = -float(offset) if channels == 1 else [-float(offset)] + [0.0] * (channels - 1)
 
 
 def threshold_offset(threshold):

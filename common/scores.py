@@ -36,10 +36,20 @@ MATCH_IOU = 0.5
 
 
 def _components(mask, min_area):
-    """(labels, sizes): 4-connected components numbered 1..n, specks removed; sizes[i] is component i's area."""
+    """(labels, sizes): buildings numbered 1..n, specks removed; sizes[i] is building i's area.
+
+    ``mask`` is a bool mask (its 4-connected components are the buildings) or an integer array
+    of building ids, 0 for the background (separated buildings, ``inference.separation``).
+    """
     from scipy import ndimage
 
-    labels, count = ndimage.label(np.asarray(mask, dtype=bool))
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        labels, count = ndimage.label(mask)
+    else:
+        ids, inverse = np.unique(mask, return_inverse=True)
+        labels = inverse.reshape(mask.shape) + (0 if ids[0] == 0 else 1)
+        count = len(ids) - (1 if ids[0] == 0 else 0)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     kept = sizes >= min_area
     kept[0] = False  # the background
@@ -54,7 +64,9 @@ def count_buildings(mask, *, min_area=16):
 
 
 def building_matches(truth, predicted, *, min_area=16, match_iou=MATCH_IOU):
-    """(tp, fp, fn) buildings of two bool masks, matched one-to-one at IoU >= ``match_iou``.
+    """(tp, fp, fn) buildings of two masks, matched one-to-one at IoU >= ``match_iou``.
+
+    Each is a bool mask (buildings: its 4-connected components) or an integer array of building ids.
 
     Candidate pairs are taken in decreasing IoU, so each building is matched at most once.
     """

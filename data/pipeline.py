@@ -15,6 +15,8 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data.targets import separation_targets
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -47,7 +49,8 @@ def load_split(dataset, split, *, data_dir=None, manual_dir=None):
     """Examples {"image", "mask", "file_name"} of a TFDS split, images left PNG-encoded (built first if needed)."""
     builder = prepare(dataset, data_dir=data_dir, manual_dir=manual_dir)
     skip = tfds.decode.SkipDecoding()
-    return builder.as_dataset(split=split, decoders={"image": skip, "mask": skip}, shuffle_files=False)
+    decoders = {name: skip for name in ("image", "mask", "instances") if name in builder.info.features}
+    return builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
 
 
 def file_names(examples):
@@ -66,6 +69,25 @@ def decode(example):
     image = tf.io.decode_png(example["image"], channels=3)
     mask = tf.io.decode_png(example["mask"], channels=1)
     return image, mask
+
+
+def decode_instances(example):
+    """PNG bytes -> (uint8 image (H, W, 3), float32 building ids (H, W, 1), 0 = background; ``data.targets``)."""
+    image = tf.io.decode_png(example["image"], channels=3)
+    ids = tf.io.decode_png(example["instances"], channels=1, dtype=tf.uint16)
+    return image, tf.cast(ids, tf.float32)
+
+
+def _label_source(examples, targets):
+    """(the example keys to keep, the decoder) for a target list: the mask alone, or the building ids."""
+    if tuple(targets) == ("building",):
+        return ("image", "mask"), decode
+    if "instances" not in examples.element_spec:
+        raise ValueError(
+            "Separation targets need the building ids that the dataset builder stores from version 1.1.0 on "
+            "(feature 'instances'); this dataset has none. Rebuild it with this code (python -m data.build)."
+        )
+    return ("image", "instances"), decode_instances
 
 
 def _pad_to_at_least(image, mask, size):
@@ -257,8 +279,9 @@ def train_dataset(
     shuffle_buffer=256,
     cache_decoded=None,
     augmentation="basic",
+    targets=("building",),
 ):
-    """Endless batches of (image float32 0..255 (B, size, size, 3), mask float32 {0, 1}).
+    """Endless batches of (image float32 0..255 (B, size, size, 3), targets float32 {0, 1} (B, size, size, T)).
 
     Args:
         examples: a dataset from ``load_split`` (PNG bytes).
@@ -272,6 +295,9 @@ def train_dataset(
         cache_decoded: keep decoded images in memory (True), or only the PNG bytes (False);
             None decides by size: decoded when the split has at most
             DECODED_CACHE_MAX_EXAMPLES examples.
+        targets: ("building",) gives the mask; more names (``data.targets.TARGETS``) carry the
+            building ids through crops and augmentation (nearest-neighbour) and compute the
+            targets after it.
     """
     if augmentation not in AUGMENTATIONS:
         raise ValueError(
@@ -281,17 +307,20 @@ def train_dataset(
     if cache_decoded is None:
         count = int(examples.cardinality())
         cache_decoded = 0 <= count <= DECODED_CACHE_MAX_EXAMPLES
-    ds = examples.map(lambda ex: {"image": ex["image"], "mask": ex["mask"]})
+    keys, decoder = _label_source(examples, targets)
+    ds = examples.map(lambda ex: {key: ex[key] for key in keys})
     if cache_decoded:
-        ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
+        ds = ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     else:
         ds = ds.cache().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.enumerate()
 
     def crops(index, pair):
         image, mask = pair
+        if mask.dtype != image.dtype:  # building ids: crop both as float32 (ids up to 65535 stay exact)
+            image = tf.cast(image, tf.float32)
         seed_pair = tf.stack([tf.cast(seed, tf.int64), index])
         images, masks = random_crops(image, mask, seed_pair, size=size, count=crops_per_image)
         return tf.data.Dataset.from_tensor_slices((images, masks))
@@ -304,28 +333,40 @@ def train_dataset(
         images, masks = tf.cast(pair[0], tf.float32), tf.cast(pair[1], tf.float32)
         if settings is not None:
             images, masks = augment_batch(images, masks, tf.stack([tf.cast(seed, tf.int64) + 7919, index]), **settings)
+        if keys[1] == "instances":
+            masks = separation_targets(masks, targets)
         return images, masks
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
 def tile_with_weights(image, mask, size):
-    """Zero-pad to multiples of ``size`` and cut into tiles; weight 1 on real pixels, 0 on padding."""
+    """Zero-pad to multiples of ``size`` and cut into tiles; weight 1 on real pixels, 0 on padding.
+
+    ``mask`` may have several channels (targets); the weight has one.
+    """
     shape = tf.shape(image)
     height = (shape[0] + size - 1) // size * size
     width = (shape[1] + size - 1) // size * size
-    weight = tf.ones_like(mask, tf.float32)
+    channels = 3 + mask.shape[-1] + 1
+    weight = tf.ones_like(mask[..., :1], tf.float32)
     stacked = tf.concat([tf.cast(image, tf.float32), tf.cast(mask, tf.float32), weight], axis=-1)
     stacked = tf.image.pad_to_bounding_box(stacked, 0, 0, height, width)
-    tiles = tf.reshape(stacked, [height // size, size, width // size, size, 5])
-    tiles = tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [-1, size, size, 5])
-    return tiles[..., :3], tiles[..., 3:4], tiles[..., 4:5]
+    tiles = tf.reshape(stacked, [height // size, size, width // size, size, channels])
+    tiles = tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [-1, size, size, channels])
+    return tiles[..., :3], tiles[..., 3:-1], tiles[..., -1:]
 
 
-def eval_dataset(examples, *, size, batch_size, cache=True):
-    """Batches of (image, mask, weight) tiles covering every pixel of every image once."""
-    ds = examples.map(lambda ex: {"image": ex["image"], "mask": ex["mask"]})
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+def eval_dataset(examples, *, size, batch_size, cache=True, targets=("building",)):
+    """Batches of (image, targets, weight) tiles covering every pixel of every image once.
+
+    With separation targets they are computed on the whole image before it is tiled.
+    """
+    keys, decoder = _label_source(examples, targets)
+    ds = examples.map(lambda ex: {key: ex[key] for key in keys})
+    ds = ds.map(decoder, num_parallel_calls=AUTOTUNE)
+    if keys[1] == "instances":
+        ds = ds.map(lambda image, ids: (image, separation_targets(ids[None], targets)[0]), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda image, mask: tile_with_weights(image, mask, size), num_parallel_calls=AUTOTUNE)
     ds = ds.unbatch()
     if cache:

@@ -31,9 +31,9 @@ def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def score_of(row):
-    """The run's held-out IoU as a float, or NaN when it has none."""
-    value = row.get(SCORE)
+def score_of(row, score=SCORE):
+    """The run's held-out IoU (or another ``score`` key) as a float, or NaN when it has none."""
+    value = row.get(score)
     return float(value) if is_number(value) else math.nan
 
 
@@ -42,17 +42,18 @@ def _mean(values):
     return float(np.mean(values)) if values else math.nan
 
 
-def aggregate(rows):
+def aggregate(rows, score=SCORE):
     """One dict per (arch, encoder, recipe): n, runs, mean, std (NaN for n < 2), costs and speeds.
 
-    Sorted by mean held-out IoU, best first; models without any score last.
+    ``score``: the results.json key pooled (held-out IoU, or e.g. "heldout_building_f1").
+    Sorted by its mean, best first; models without any score last.
     """
     pooled = {}
     for row in rows:
         pooled.setdefault((row["arch"], row["encoder"], row.get("recipe_label", "")), []).append(row)
     table = []
     for (arch, encoder, recipe), members in pooled.items():
-        scores = [s for s in map(score_of, members) if math.isfinite(s)]
+        scores = [s for s in (score_of(member, score) for member in members) if math.isfinite(s)]
         table.append(
             {
                 "arch": arch,
@@ -89,6 +90,23 @@ def difference_interval(a, b, confidence=CONFIDENCE):
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb))
     return diff, diff - half, diff + half
+
+
+def paired_interval(a, b, confidence=CONFIDENCE):
+    """(mean of a - b, low, high, method) over runs paired by key (dicts key -> score).
+
+    Paired runs share everything but the compared choice (same place, seed and data order), so
+    the t-interval of their differences removes what places and seeds add to both. With fewer
+    than two shared keys it falls back to Welch's interval on the two sets of scores, and says so.
+    """
+    shared = sorted(set(a) & set(b))
+    if len(shared) >= 2:
+        diffs = np.array([a[key] - b[key] for key in shared], dtype="float64")
+        mean = float(diffs.mean())
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs)))
+        return mean, mean - half, mean + half, f"{confidence:.0%} paired t-interval, {len(diffs)} pairs"
+    diff, low, high = difference_interval(list(a.values()), list(b.values()), confidence)
+    return diff, low, high, f"{INTERVAL_METHOD} (runs cannot be paired)"
 
 
 def verdict(name_a, name_b, a, b):

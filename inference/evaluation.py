@@ -20,25 +20,39 @@ def building_scores(tp, fp, fn):
 
 
 COUNTS = ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn")
+# with separation, the same scene's buildings counted as the mask's connected patches too (paired)
+UNSEPARATED = ("unseparated_building_tp", "unseparated_building_fp", "unseparated_building_fn")
 
 
 def _scores(counts, pixels):
     """Pixel and building scores from the six counts, with the counts and the pixel total."""
     tp, fp, fn, b_tp, b_fp, b_fn = (counts[key] for key in COUNTS)
-    return {**scores_from_counts(tp, fp, fn), **building_scores(b_tp, b_fp, b_fn), **counts, "pixels": pixels}
+    scores = {**scores_from_counts(tp, fp, fn), **building_scores(b_tp, b_fp, b_fn), **counts, "pixels": pixels}
+    if all(key in counts for key in UNSEPARATED):
+        plain = building_scores(*(counts[key] for key in UNSEPARATED))
+        scores.update({f"unseparated_{key}": value for key, value in plain.items()})
+    return scores
 
 
-def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA):
-    """Pixel and building scores of one scene's bool masks, with the counts behind them."""
+def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA, buildings=None):
+    """Pixel and building scores of one scene's bool masks, with the counts behind them.
+
+    ``buildings``: the predicted buildings as integer ids (separated, ``inference.separation``);
+    None counts the 4-connected components of ``predicted``.
+    """
+    found = predicted if buildings is None else buildings
     counts = dict(
-        zip(COUNTS, (*confusion_counts(truth, predicted), *building_matches(truth, predicted, min_area=min_area)))
+        zip(COUNTS, (*confusion_counts(truth, predicted), *building_matches(truth, found, min_area=min_area)))
     )
+    if buildings is not None:
+        counts.update(zip(UNSEPARATED, building_matches(truth, predicted, min_area=min_area)))
     return {"scene": name, **_scores(counts, int(truth.size))}
 
 
 def evaluation_report(rows, **meta):
     """Per-scene rows plus the overall scores of the summed counts (large scenes weigh more)."""
-    overall = _scores({key: sum(row[key] for row in rows) for key in COUNTS}, sum(row["pixels"] for row in rows))
+    keys = COUNTS + (UNSEPARATED if rows and all(UNSEPARATED[0] in row for row in rows) else ())
+    overall = _scores({key: sum(row[key] for row in rows) for key in keys}, sum(row["pixels"] for row in rows))
     return {**meta, "scenes": rows, "overall": overall}
 
 
@@ -59,13 +73,20 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def score_scenes(logit_fn, scenes, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, **tiling):
+def score_scenes(
+    logit_fn, scenes, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, separate=False, **tiling
+):
     """Predict and score ``scenes``, an iterable of (name, uint8 (H, W, 3) image, (H, W) bool truth).
+
+    ``logit_fn`` returns building logits, or every channel of a multi-target model; with
+    ``separate`` the buildings counted are those ``inference.separation`` splits (as predict.py
+    writes them), else the mask's 4-connected components.
 
     Returns the ``evaluation_report`` of the scenes plus ``megapixels_per_second`` (the
     predictor's pace over all of them) and ``all_building_iou`` (the IoU of calling every
     pixel a building: the floor a useful model must beat).
     """
+    from inference.separation import separate as split_buildings
     from inference.tiling import predict_probabilities
 
     rows, seconds = [], 0.0
@@ -73,10 +94,12 @@ def score_scenes(logit_fn, scenes, *, threshold=defaults.THRESHOLD, min_area=def
         started = time.perf_counter()
         probabilities = predict_probabilities(logit_fn, image, **tiling)
         seconds += time.perf_counter() - started
-        rows.append(scene_scores(name, truth, probabilities >= threshold, min_area=min_area))
+        building = probabilities if probabilities.ndim == 2 else probabilities[..., 0]
+        buildings = split_buildings(probabilities, threshold=threshold, min_area=min_area) if separate else None
+        rows.append(scene_scores(name, truth, building >= threshold, min_area=min_area, buildings=buildings))
     if not rows:
         raise ValueError("No scenes to score: the held-out set is empty. Check --holdout / --fold and the dataset.")
-    report = evaluation_report(rows, threshold=threshold)
+    report = evaluation_report(rows, threshold=threshold, separated=bool(separate))
     overall = report["overall"]
     report["all_building_iou"] = (overall["tp"] + overall["fn"]) / overall["pixels"]
     report["megapixels_per_second"] = overall["pixels"] / 1e6 / seconds if seconds else 0.0

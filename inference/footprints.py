@@ -131,7 +131,12 @@ class StripTracer:
             self.pixels[a] += self.pixels.pop(b)
             self.sums[a] += self.sums.pop(b)
 
-    def add(self, y0, mask, probabilities):
+    def add(self, y0, mask, probabilities, instances=None):
+        """``instances``: building ids numbered across the scene (``inference.separation``), each
+        building's pixels given at once or across consecutive strips; without them every 4-connected
+        component of ``mask`` is a building, joined to the one above it across the strip boundary."""
+        if instances is not None:
+            return self._add_instances(y0, instances, probabilities)
         from rasterio import features
         from rasterio.transform import Affine
         from scipy import ndimage
@@ -160,6 +165,32 @@ class StripTracer:
         still_open = {self._root(int(node)) for node in np.unique(self.bottom) if node > 0}
         done = [self._complete(root) for root in list(self.pieces) if root not in still_open]
         self._forget(still_open)
+        return [building for building in done if building is not None]
+
+    def _add_instances(self, y0, instances, probabilities):
+        from rasterio import features
+        from rasterio.transform import Affine
+        from shapely.geometry import shape
+
+        ids, inverse = np.unique(instances, return_inverse=True)
+        inverse = inverse.reshape(instances.shape)
+        pixels = np.bincount(inverse.ravel(), minlength=len(ids))
+        sums = np.bincount(inverse.ravel(), weights=probabilities.ravel(), minlength=len(ids))
+        for node, n, total in zip(ids.tolist(), pixels.tolist(), sums.tolist()):
+            if node == 0:
+                continue
+            if node not in self.pieces:
+                self.parent[node], self.pieces[node], self.pixels[node], self.sums[node] = node, [], 0, 0.0
+            self.pixels[node] += int(n)
+            self.sums[node] += float(total)
+        compact = inverse.astype("int32")  # ids may exceed what rasterio traces; trace their ranks
+        traced = features.shapes(compact, mask=compact > 0 if ids[0] == 0 else None, connectivity=4,
+                                 transform=Affine.translation(0, y0))  # fmt: skip
+        for geometry, rank in traced:
+            self.pieces[int(ids[int(rank)])].append(shape(geometry))
+        open_ids = set(np.unique(instances[-1]).tolist()) - {0} if len(instances) else set()
+        done = [self._complete(node) for node in list(self.pieces) if node not in open_ids]
+        self.parent = {node: node for node in self.pieces}
         return [building for building in done if building is not None]
 
     def finish(self):

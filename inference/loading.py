@@ -47,10 +47,12 @@ def load_segmenter(path):
         ) from error
     names = {layer.name for layer in model.layers}
     shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
-    if "logits" not in names or len(shape_in) != 4 or shape_in[-1] != 3 or shape_out[-1] != 1:
+    channels = len(model_targets(model_file))
+    if "logits" not in names or len(shape_in) != 4 or shape_in[-1] != 3 or shape_out[-1] != channels:
         raise ValueError(
             f"--model {model_file} is not one of this project's building models (expected raw RGB (N, H, W, 3) in, "
-            f"one 'logits' channel out; it maps {shape_in} -> {shape_out}). Train one with train.py."
+            f"one 'logits' channel per target ({channels}) out; it maps {shape_in} -> {shape_out}). "
+            "Train one with train.py."
         )
     height, width = shape_in[1:3]
     if height is None and width is None:
@@ -60,3 +62,10 @@ def load_segmenter(path):
             f"--model {model_file} has an input size {height}x{width}; only square or any-size models are supported."
         )
     return model, height
+
+
+def model_targets(path):
+    """The targets of a saved model's output channels, building first (``models.metadata``)."""
+    from models.metadata import read_metadata
+
+    return tuple(read_metadata(resolve_model_path(path))["targets"])

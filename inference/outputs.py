@@ -4,9 +4,11 @@
   finish into a tiled, compressed GeoTIFF, which GDAL then copies block by block into a
   Cloud-Optimized GeoTIFF with overviews (QGIS opens it at any zoom without reading it all).
   They carry the input's CRS and transform. For georeferenced scenes and large ones.
-- ``<stem>.gpkg``: one polygon per building (``inference.footprints``, ``inference.vectors``).
-  For georeferenced scenes and large ones; ``<stem>.geojson`` too for small georeferenced
-  scenes or with --geojson.
+- ``<stem>.gpkg``: one polygon per building (``inference.footprints``, ``inference.vectors``),
+  for every scene (in pixel coordinates, without a CRS, when the scene has no georeferencing);
+  ``<stem>.geojson`` too for small georeferenced scenes or with --geojson. With a model that
+  has separation channels the buildings are separated (``inference.separation``) first;
+  ``<stem>_instances.tif`` (uint32 building ids, with --instances) carries that separation.
 - ``<stem>_mask.png``, ``_prob.png``, ``_overlay.jpg``: small scenes only (these are whole-image
   formats), so what is held in memory stays bounded for large ones.
 GeoTIFFs and footprints are written under a temporary name and renamed when complete; the pictures
@@ -35,7 +37,7 @@ JPEG_QUALITY = 90
 # DEFLATE settings of the final COGs. float32 probabilities: the floating-point predictor at
 # level 1 wrote the 3 MP sample scene's in 0.29 s and 12.2 MB, against 0.40 s and 14.8 MB with
 # GDAL's defaults (level 6, no predictor); both are standard TIFF that every GDAL reader opens.
-COG_DEFLATE = {"float32": dict(predictor=3, level=1), "uint8": {}}
+COG_DEFLATE = {"float32": dict(predictor=3, level=1), "uint8": {}, "uint32": dict(predictor=2)}
 GDAL_CACHE_MB = 32  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
 
 
@@ -134,7 +136,11 @@ class SceneWriter:
         threshold, min_area: as in predict.py.
         simplify, squared: footprint outlines (``inference.footprints.StripTracer``).
         geojson: also write GeoJSON footprints whatever the scene's size.
-        keep_mask: hold the whole mask for scoring against a label (``mask`` after ``close``).
+        keep_mask: hold the whole mask for scoring against a label (``mask`` after ``close``;
+            ``instances`` too, the separated building ids, when ``separate``).
+        separate: split touching buildings with the model's separation channels (strips then
+            carry (rows, W, C) probabilities, the building channel first).
+        instances: also write ``<stem>_instances.tif``, the separated building ids (with ``separate``).
     """
 
     def __init__(
@@ -148,7 +154,11 @@ class SceneWriter:
         squared=False,
         geojson=False,
         keep_mask=False,
+        separate=False,
+        instances=False,
     ):
+        from inference.separation import StripSeparator
+
         out_dir, stem = Path(out_dir), source.path.stem
         self.source, self.threshold, self.stem, self.out_dir = source, threshold, stem, out_dir
         georeferenced = source.transform is not None
@@ -157,32 +167,50 @@ class SceneWriter:
         self.probabilities = np.empty((source.height, source.width), "float32") if self.small else None
         self.mask = np.empty((source.height, source.width), bool) if keep_mask and not self.small else None
         self.tracer = StripTracer(source.transform, min_area=min_area, simplify=simplify, squared=squared)
+        self.separator = StripSeparator(threshold=threshold, min_area=min_area) if separate else None
+        self.instances = np.zeros((source.height, source.width), "int32") if keep_mask and separate else None
         self.buildings = 0
+        size = dict(width=source.width, height=source.height, crs=source.crs, transform=source.transform)
         if georeferenced or not self.small:
-            size = dict(width=source.width, height=source.height, crs=source.crs, transform=source.transform)
             self.streams = {
                 "probabilities_geotiff": GeoTiffRows(
                     out_dir / f"{stem}_prob.tif", dtype="float32", resampling="average", **size
                 ),
                 "mask_geotiff": GeoTiffRows(out_dir / f"{stem}_mask.tif", dtype="uint8", resampling="nearest", **size),
             }
-            wants_geojson = geojson or (georeferenced and self.small)
-            self.footprints = FootprintWriter(
-                out_dir / f"{stem}.gpkg",
-                crs=source.crs,
-                geojson=out_dir / f"{stem}.geojson" if wants_geojson else None,
+        if instances and separate:
+            self.streams["instances_geotiff"] = GeoTiffRows(
+                out_dir / f"{stem}_instances.tif", dtype="uint32", resampling="nearest", **size
             )
+        wants_geojson = geojson or (georeferenced and self.small)
+        self.footprints = FootprintWriter(
+            out_dir / f"{stem}.gpkg",
+            crs=source.crs,
+            geojson=out_dir / f"{stem}.geojson" if wants_geojson else None,
+        )
 
     def add(self, y0, probabilities):
-        mask = probabilities >= self.threshold
-        if self.streams:
-            self.streams["probabilities_geotiff"].write(probabilities)
+        building = probabilities if probabilities.ndim == 2 else probabilities[..., 0]
+        mask = building >= self.threshold
+        if "probabilities_geotiff" in self.streams:
+            self.streams["probabilities_geotiff"].write(building)
             self.streams["mask_geotiff"].write(mask.astype("uint8") * 255)
         if self.probabilities is not None:
-            self.probabilities[y0 : y0 + len(mask)] = probabilities
+            self.probabilities[y0 : y0 + len(mask)] = building
         if self.mask is not None:
             self.mask[y0 : y0 + len(mask)] = mask
-        self._buildings(self.tracer.add(y0, mask, probabilities))
+        if self.separator is None:
+            self._buildings(self.tracer.add(y0, mask, building))
+        else:
+            self._separated(self.separator.add(y0, probabilities))
+
+    def _separated(self, rows):
+        for y, labels, building in rows:
+            if "instances_geotiff" in self.streams:
+                self.streams["instances_geotiff"].write(labels.astype("uint32"))
+            if self.instances is not None:
+                self.instances[y : y + len(labels)] = labels
+            self._buildings(self.tracer.add(y, labels > 0, building, instances=labels))
 
     def _buildings(self, buildings):
         self.buildings += len(buildings)
@@ -196,6 +224,8 @@ class SceneWriter:
         """
         from concurrent.futures import ThreadPoolExecutor
 
+        if self.separator is not None:
+            self._separated(self.separator.finish())
         self._buildings(self.tracer.finish())
         tasks = {kind: stream.close for kind, stream in self.streams.items()}
         if self.footprints is not None:

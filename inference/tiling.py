@@ -162,8 +162,11 @@ def resolve_precision(precision):
     return precision
 
 
-def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="float32"):
+def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="float32", all_channels=False):
     """A traced function: float32 (N, H, W, 3) raw RGB -> (N, H, W) building logits.
+
+    ``all_channels``: return every output channel, (N, H, W, C) (building first, then the
+    separation targets of a multi-target model).
 
     With ``tta`` it averages the logits over the 8 flips / 90-degree rotations. It is traced
     (and frozen) once, with height, width and batch size left open, so scenes of many sizes
@@ -186,7 +189,7 @@ def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="
         for k, flip in transforms:
             out = model(dihedral(images, k, flip), training=False)
             total += undo_dihedral(tf.cast(out, tf.float32), k, flip)
-        return total[..., 0] / len(transforms)
+        return (total if all_channels else total[..., 0]) / len(transforms)
 
     def trace(shape):
         function = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, 3], tf.float32)])
@@ -248,8 +251,9 @@ def predict_strips(
     ``scene`` is an (H, W, 3) uint8 array or a window reader (``inference.rasters``: ``height``,
     ``width`` and ``read(y0, y1, x0, x1)``); each window is read when its batch is due. ``progress`` (e.g.
     a tqdm bar) gets its ``total`` set to the number of windows and an ``update(n)`` after
-    every model call. ``logits`` is float32 (rows, W), a view into the blending buffer: use
-    or copy it before asking for the next strip (it may be changed in place meanwhile).
+    every model call. ``logits`` is float32 (rows, W), or (rows, W, C) when ``logit_fn`` returns
+    channels, a view into the blending buffer: use or copy it before asking for the next strip
+    (it may be changed in place meanwhile).
     Windows follow ``axis_layout`` on each axis; a scene smaller than the tile along an axis
     is padded (mirror) to the next multiple of the output stride there, or to ``fixed_size``.
     """
@@ -274,7 +278,7 @@ def predict_strips(
     if progress is not None:
         progress.total = len(ys) * len(xs)
 
-    acc = np.zeros((th, pw), dtype="float32")  # rows [ys[i], ys[i] + th) of the scene
+    acc = None  # (th, pw[, C]): rows [ys[i], ys[i] + th) of the scene, made at the first output
 
     def pixels(y, x):
         """One window's pixels, read on its own; an axis shorter than the window is mirror-padded
@@ -289,6 +293,9 @@ def predict_strips(
             columns = xs[chunk : chunk + batch_size]
             batch = np.stack([pixels(y, x) for x in columns]).astype("float32")
             out = logit_fn(tf.constant(batch)).numpy()
+            if acc is None:
+                acc = np.zeros((th, pw, *out.shape[3:]), dtype="float32")
+                window = window.reshape(window.shape + (1,) * (out.ndim - 3))
             for x, logits in zip(columns, out):
                 acc[:, x : x + tw] += logits * window
             if progress is not None:
@@ -298,8 +305,9 @@ def predict_strips(
         rows = min(done, height - y)
         if rows > 0:  # finished rows, divided in place: the buffer's rows above `done` are not used again
             strip = acc[:rows, :width]
-            strip /= weight_y[y : y + rows, None]
-            strip /= weight_x
+            extra = (1,) * (acc.ndim - 2)  # a channel axis, when there is one
+            strip /= weight_y[y : y + rows].reshape(-1, 1, *extra)
+            strip /= weight_x.reshape(-1, *extra)
             for start in range(0, rows, STRIP_ROWS):  # handed out in slices: consumers' copies stay small
                 yield y + start, strip[start : start + STRIP_ROWS]
         if not last:  # shift the buffer up to the next row of tiles, in place
@@ -322,9 +330,12 @@ def sigmoid(logits):
 
 
 def predict_probabilities(logit_fn, image, **tiling):
-    """Whole-scene float32 (H, W) building probabilities of an in-memory image, from ``predict_strips``."""
-    probabilities = np.empty(image.shape[:2], dtype="float32")
+    """Whole-scene float32 (H, W) building probabilities of an in-memory image, from ``predict_strips``
+    ((H, W, C) when ``logit_fn`` returns every channel)."""
+    probabilities = None
     for y, logits in predict_strips(logit_fn, image, **tiling):
+        if probabilities is None:
+            probabilities = np.empty(image.shape[:2] + logits.shape[2:], dtype="float32")
         probabilities[y : y + len(logits)] = sigmoid(logits)
     return probabilities
 

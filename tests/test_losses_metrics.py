@@ -107,3 +107,21 @@ def test_segmentation_loss_weights_and_precision_by_hand():
     half = loss(tf.constant(Y, tf.float16), tf.constant(Z, tf.float16))
     assert half.dtype == tf.float32
     assert float(half) == pytest.approx(float(loss(Y, Z)), abs=2e-3)  # float16 rounding of the logits only
+
+
+def test_multi_target_loss_and_metrics_use_the_right_channels():
+    rng = np.random.default_rng(3)
+    y = (rng.uniform(size=(2, 8, 8, 3)) > 0.6).astype("float32")
+    z = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    loss = SegmentationLoss("dice+focal", target_weights=[1.0, 0.5, 0.25])(y, z)
+    expected = sum(
+        w * (float(dice(y[..., c : c + 1], z[..., c : c + 1])) + float(focal(y[..., c : c + 1], z[..., c : c + 1])))
+        for c, w in enumerate([1.0, 0.5, 0.25])
+    )
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    iou = BinarySegmentationScore("iou")
+    iou.update_state(y, z)  # the building channel only
+    single = BinarySegmentationScore("iou")
+    single.update_state(y[..., :1], z[..., :1])
+    assert float(iou.result()) == pytest.approx(float(single.result()))
+    assert float(iou.result()) != pytest.approx(float(BinarySegmentationScore("iou")(y[..., 1:2], z[..., 1:2])))

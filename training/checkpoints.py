@@ -37,11 +37,18 @@ def atomic_write_json(data, path):
     os.replace(tmp, path)
 
 
-def atomic_save_model(model, path):
-    """``model.save`` through ``NAME.tmp.keras`` and a rename: a killed save never leaves a broken model.keras."""
+def atomic_save_model(model, path, metadata=None):
+    """``model.save`` through ``NAME.tmp.keras`` and a rename: a killed save never leaves a broken model.keras.
+
+    ``metadata`` (a dict) is stored in the archive (``models.metadata``) before the rename.
+    """
+    from models.metadata import add_metadata
+
     path = Path(path)
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
+    if metadata is not None:
+        add_metadata(tmp, metadata)
     os.replace(tmp, path)
 
 

@@ -1,7 +1,9 @@
 """Segmentation losses on building logits, written here.
 
 Every loss takes ``y_true`` in {0, 1} (N, H, W, 1), logits of the same shape and an
-optional per-pixel weight (0 marks padding to ignore), and returns a scalar.
+optional per-pixel weight (0 marks padding to ignore), and returns a scalar. A model with
+several targets (building, border, contact: ``data.targets``) gets the same terms on each
+channel, summed with one weight per channel (``SegmentationLoss(target_weights=...)``).
 """
 
 import keras
@@ -91,12 +93,17 @@ def parse_loss(spec):
 
 
 class SegmentationLoss(keras.losses.Loss):
-    """The sum of the named loss terms; ``sample_weight`` is a per-pixel weight map."""
+    """The sum of the named loss terms; ``sample_weight`` is a per-pixel weight map.
 
-    def __init__(self, spec="dice+focal", name=None, **kwargs):
+    ``target_weights``: one weight per target channel (the building channel first); the loss
+    is the weighted sum of the terms on each channel. None: one channel, weight 1.
+    """
+
+    def __init__(self, spec="dice+focal", name=None, target_weights=None, **kwargs):
         super().__init__(name=name or spec.replace("+", "_"), **kwargs)
         self.spec = spec
         self.terms = parse_loss(spec)
+        self.target_weights = None if target_weights is None else [float(w) for w in target_weights]
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Overridden on purpose: Keras' Loss.__call__ reduces per-element values with the
@@ -104,10 +111,17 @@ class SegmentationLoss(keras.losses.Loss):
         # need the per-pixel weight inside (0 on padding). Every term casts to float32
         # itself (_flat) and reduces over the weighted pixels; tests/test_losses_metrics.py
         # checks both against a hand computation, under mixed precision too.
-        return tf.add_n([LOSSES[t](y_true, y_pred, sample_weight) for t in self.terms])
+        if self.target_weights is None:
+            return tf.add_n([LOSSES[t](y_true, y_pred, sample_weight) for t in self.terms])
+        per_target = [
+            weight
+            * tf.add_n([LOSSES[t](y_true[..., c : c + 1], y_pred[..., c : c + 1], sample_weight) for t in self.terms])
+            for c, weight in enumerate(self.target_weights)
+        ]
+        return tf.add_n(per_target)
 
     def call(self, y_true, y_pred):
         return self(y_true, y_pred)
 
     def get_config(self):
-        return {"spec": self.spec, "name": self.name}
+        return {"spec": self.spec, "name": self.name, "target_weights": self.target_weights}

@@ -1,5 +1,7 @@
 """IoU, F1, precision and recall at a 0.5 threshold, accumulated over a whole dataset.
 
+They score the building channel (the first) of models with several targets.
+
 Each metric keeps running true-positive, false-positive and false-negative pixel counts
 and computes its ratio from the totals, so the value is the dataset-level score, not an
 average of per-batch scores. Pixels with weight 0 (padding) are ignored.
@@ -26,6 +28,8 @@ class BinarySegmentationScore(keras.metrics.Metric):
         self.fn = self.add_variable(shape=(), initializer="zeros", name="fn")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_pred.shape) == 4 and y_pred.shape[-1] > 1:  # several targets: score the building channel
+            y_true, y_pred = y_true[..., :1], y_pred[..., :1]
         y = tf.cast(y_true > 0.5, tf.float32)
         p = tf.cast(y_pred > 0.0, tf.float32)
         w = (

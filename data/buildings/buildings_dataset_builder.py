@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 
 from data.buildings import readers
 from data.synthetic import synthetic_scene
+from data.targets import instance_ids
 
 # examples per split of the synthetic config, and the scene size
 SYNTHETIC_SPLITS = {"train": 600, "validation": 64, "test": 64}
@@ -25,8 +26,11 @@ class BuildingsConfig(tfds.core.BuilderConfig):
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Aerial RGB images with binary building masks."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: kaggle and synthetic configs."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: kaggle and synthetic configs.",
+        "1.1.0": "instances: each mask's 4-connected components numbered (uint16 PNG), for the separation targets.",
+    }
     BUILDER_CONFIGS = [
         BuildingsConfig(
             name="kaggle", description="Kaggle 'buildings-dataset' (hyyyrwang), manual download.", kind="kaggle"
@@ -51,6 +55,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 {
                     "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
                     "mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
+                    "instances": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
                     "file_name": tfds.features.Text(),
                 }
             ),
@@ -84,6 +89,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     {
                         "image": readers.encode_png(image),
                         "mask": readers.encode_png(mask),
+                        "instances": instance_ids(mask),
                         "file_name": image_path.split("/")[-1],
                     },
                 )
@@ -91,4 +97,5 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for index in range(SYNTHETIC_SPLITS[split]):
             image, mask = synthetic_scene(_SPLIT_SEED_OFFSET[split] + index, size=SYNTHETIC_SIZE)
             name = f"synthetic_{split}_{index:05d}"
-            yield name, {"image": image, "mask": mask[..., None].astype(np.uint8), "file_name": f"{name}.png"}
+            mask = mask[..., None].astype(np.uint8)
+            yield name, {"image": image, "mask": mask, "instances": instance_ids(mask), "file_name": f"{name}.png"}

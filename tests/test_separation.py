@@ -1,0 +1,182 @@
+"""Buildings, not blobs: separation targets, the watershed split, streaming equality, building F1 of instances."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.scores import building_matches
+from data.targets import CONTACT_RADIUS, instance_ids, parse_targets, separation_targets
+from inference.evaluation import scene_scores
+from inference.footprints import StripTracer
+from inference.separation import StripSeparator, separate
+
+
+def _targets(ids):
+    out = separation_targets(tf.constant(ids[None, ..., None], tf.float32)).numpy()[0]
+    return out[..., 0] > 0, out[..., 1] > 0, out[..., 2] > 0
+
+
+def _as_probabilities(building, border, contact):
+    """A model output equal to the targets (probability 1 where a target is set, 0 elsewhere)."""
+    return np.stack([building, border, contact], axis=-1).astype("float32")
+
+
+def _footprint_areas(probabilities, min_area=1):
+    labels = separate(probabilities, min_area=min_area)
+    tracer = StripTracer(min_area=min_area)
+    buildings = tracer.add(0, labels > 0, probabilities[..., 0], instances=labels) + tracer.finish()
+    return sorted(round(b["polygon"].area) for b in buildings)
+
+
+def test_touching_squares_are_marked_and_separated():
+    ids = np.zeros((40, 60), np.int32)
+    ids[10:30, 10:30] = 1  # two 20 x 20 buildings sharing an edge (two ids, one patch of mask)
+    ids[10:30, 30:50] = 2
+    body, border, contact = _targets(ids)
+    assert body.sum() == 800
+    # contact: the pixels within CONTACT_RADIUS of both buildings, on both sides of the shared edge
+    assert contact[20, 30 - CONTACT_RADIUS : 30 + CONTACT_RADIUS].all() and not contact[20, 20] and not contact[20, 40]
+    # 2r columns, over the 20 rows of the wall and r rows of background beyond each end
+    assert contact.sum() == 2 * CONTACT_RADIUS * (20 + 2 * CONTACT_RADIUS)
+    assert border[20, 10] and border[20, 29] and border[20, 30] and not border[20, 20]
+    assert _footprint_areas(_as_probabilities(body, border, contact)) == [400, 400]
+    # without separation channels the same mask is one building of 800 pixels
+    assert _footprint_areas(body.astype("float32")[..., None]) == [800]
+
+
+def test_bridged_squares_from_a_binary_mask_are_separated():
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 8:28] = True  # two 20 x 20 squares ...
+    mask[10:30, 32:52] = True
+    mask[20, 28:32] = True  # ... joined by a one-pixel bridge of 4 pixels: one 4-connected component
+    ids = instance_ids(mask)[..., 0].astype(np.int32)
+    assert ids.max() == 1
+    body, border, contact = _targets(ids)
+    assert border[20, 28:32].all()  # every bridge pixel is border
+    areas = _footprint_areas(_as_probabilities(body, border, contact))
+    assert len(areas) == 2 and sum(areas) == 804 and all(400 <= a <= 404 for a in areas)
+
+
+def test_instance_ids_are_the_4_connected_components():
+    mask = np.zeros((8, 8), np.uint8)
+    mask[1:3, 1:3] = 255
+    mask[3, 3] = 255  # touches the first only diagonally: its own building
+    ids = instance_ids(mask)
+    assert ids.dtype == np.uint16 and ids.shape == (8, 8, 1)
+    assert sorted(np.unique(ids).tolist()) == [0, 1, 2] and ids[3, 3, 0] != ids[1, 1, 0]
+
+
+def test_parse_targets():
+    assert parse_targets("building") == ("building",)
+    assert parse_targets("building, border,contact") == ("building", "border", "contact")
+    for bad in ("border,building", "building,roads", "", "building,building"):
+        with pytest.raises(ValueError, match="--targets must start with building"):
+            parse_targets(bad)
+
+
+def _random_scene(seed, height=300, width=90):
+    """Probabilities of many small, often touching buildings (random rectangles), border and contact from targets."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((height, width), np.int32)
+    for index in range(1, 60):
+        top, left = rng.integers(0, height - 12), rng.integers(0, width - 12)
+        ids[top : top + rng.integers(4, 12), left : left + rng.integers(4, 12)] = index
+    body, border, contact = _targets(ids)
+    noise = rng.uniform(0, 0.3, (height, width, 3)).astype("float32")
+    return np.clip(_as_probabilities(body, border, contact) * 0.7 + noise, 0, 1)
+
+
+def _partition(labels):
+    """The set of buildings as frozensets of pixel indices (label numbers do not matter)."""
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(flat[order])) + 1)
+    return {frozenset(g.tolist()) for g in groups if flat[g[0]] > 0}
+
+
+@pytest.mark.parametrize("strip_rows", [7, 32, 300])
+def test_streaming_separation_equals_the_whole_scene(strip_rows):
+    probabilities = _random_scene(0)
+    whole = separate(probabilities, min_area=3)
+    separator, pieces = StripSeparator(min_area=3), []
+    for y in range(0, len(probabilities), strip_rows):
+        pieces += separator.add(y, probabilities[y : y + strip_rows])
+    pieces += separator.finish()
+    assert [y for y, _, _ in pieces] == sorted(y for y, _, _ in pieces)
+    streamed = np.concatenate([labels for _, labels, _ in pieces])
+    assert streamed.shape == whole.shape
+    assert _partition(streamed) == _partition(whole)
+    assert len(_partition(whole)) > 40  # the scene really has many buildings, some split
+    assert len(_partition(whole)) > len(_partition(instance_ids(probabilities[..., 0] >= 0.5)[..., 0]))
+    # the footprints traced strip by strip: one per building, the same count as the whole scene
+    tracer = StripTracer(min_area=3)
+    found = [b for y, labels, p in pieces for b in tracer.add(y, labels > 0, p, instances=labels)] + tracer.finish()
+    assert len(found) == len({b for b in _partition(whole) if len(b) >= 3})
+
+
+def test_building_f1_of_separated_instances_by_hand():
+    truth = np.zeros((20, 40), bool)
+    truth[2:12, 2:12] = True  # A
+    truth[2:12, 13:23] = True  # B, one pixel column away from A
+    predicted = np.zeros((20, 40), bool)
+    predicted[2:12, 2:23] = True  # A and B fused into one blob ...
+    instances = np.zeros((20, 40), np.int32)
+    instances[2:12, 2:13] = 1  # ... which separation splits at column 13
+    instances[2:12, 13:23] = 2
+    # fused: the blob (210 px) matches neither A nor B (IoU 100/210): 0 found, 1 false, 2 missed
+    assert building_matches(truth, predicted, min_area=4) == (0, 1, 2)
+    # separated: A (IoU 100/110) and B (IoU 1) both match
+    assert building_matches(truth, instances, min_area=4) == (2, 0, 0)
+    row = scene_scores("s", truth, predicted, min_area=4, buildings=instances)
+    assert row["building_f1"] == 1.0 and row["unseparated_building_f1"] == 0.0
+    assert row["iou"] == pytest.approx(200 / 210)
+
+
+def test_multi_target_pipeline_computes_targets_after_augmentation(synthetic_dir):
+    from data.pipeline import eval_dataset, load_split, train_dataset
+
+    examples = load_split("buildings/synthetic", "train", data_dir=synthetic_dir)
+    targets = ("building", "border", "contact")
+    images, labels = next(iter(train_dataset(examples, size=64, batch_size=4, targets=targets)))
+    assert images.shape == (4, 64, 64, 3) and labels.shape == (4, 64, 64, 3)
+    body, border, contact = (labels[..., i].numpy() > 0 for i in range(3))
+    assert body.any() and not (border & ~body).any()  # border lies inside buildings
+    # single-target batches are exactly today's masks
+    _, masks = next(iter(train_dataset(examples, size=64, batch_size=4)))
+    assert masks.shape == (4, 64, 64, 1) and set(np.unique(masks.numpy())) <= {0.0, 1.0}
+    _, tiles, weights = next(iter(eval_dataset(examples, size=64, batch_size=2, targets=targets)))
+    assert tiles.shape[-1] == 3 and weights.shape[-1] == 1
+
+
+def test_train_and_predict_with_separation_targets(synthetic_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from models.metadata import read_metadata
+    from tests.tiny import TINY_TRAIN
+
+    root = Path(__file__).resolve().parents[1]
+    run = tmp_path / "run"
+    args = [*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1"]
+    args += ["--targets", "building,border,contact", "--target-weights", "1,0.5,0.5", "--run-dir", str(run)]
+    done = subprocess.run([sys.executable, "train.py", *args], cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["targets"] == ["building", "border", "contact"] and results["separated"] is True
+    assert 0.0 <= results["heldout_unseparated_building_f1"] <= 1.0
+    metadata = read_metadata(run / "model.keras")
+    assert metadata["targets"] == ["building", "border", "contact"] and metadata["arch"] == "fcn32"
+    scene = tmp_path / "scenes"
+    scene.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(scene / "a.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "predict.py", "--model", str(run), str(scene), "--out", str(out), "--instances"]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "buildings separated" in done.stdout
+    assert (out / "a.gpkg").exists() and (out / "a_instances.tif").exists() and (out / "a_mask.png").exists()
