@@ -25,11 +25,9 @@ Rasters with other than 3 bands, or not 8-bit, follow the rule in inference/rast
 """
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from inference import defaults
@@ -103,12 +101,24 @@ def parse_args(argv=None):
         "--instances", action="store_true", help="also write <stem>_instances.tif, the separated building ids"
     )
     parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--inputs-from", help="a text file of inputs, one path (or glob) per line")
+    parser.add_argument(
+        "--runner",
+        help="run the scenes as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
+        "SparkRunner); Beam's own options (--direct_num_workers 2, --project, --temp_location, ...) pass through. "
+        "Adds manifest.jsonl, failed.jsonl and buildings.gpkg (all scenes, --merged-crs); finished scenes are "
+        "skipped on a rerun. Needs requirements-beam.txt",
+    )
+    parser.add_argument("--merged-crs", default="EPSG:4326", help="CRS of the merged footprint layer (--runner)")
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not args.runner:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)} (Beam options need --runner)")
+    args.beam_args = ["--runner", args.runner, *beam_args] if args.runner else []
     problems = []
     unknown = [e for e in args.export.split(",") if e and e not in EXPORTS]
     if unknown:
         problems.append(f"--export {args.export!r}: valid exports are {', '.join(EXPORTS)} (comma-separated)")
-    if not args.inputs and not args.export:
+    if not args.inputs and not args.inputs_from and not args.export:
         problems.append("nothing to do: give INPUT images or folders, or --export")
     if args.batch_size < 1:
         problems.append(f"--batch-size {args.batch_size}: must be at least 1")
@@ -152,70 +162,71 @@ def check_out_dir(out, files, inputs=()):
             )
 
 
-def predict_scene(path, logit_fn, out, args, options, *, tile, fixed_size):
-    """Predict one scene strip by strip and write its outputs; returns (score row, summary line, label error).
+def scene_job(args, out, *, tile, fixed_size, precision, separate, markers=False):
+    """The per-scene settings every scene of this command shares (``inference.job.SceneJob``)."""
+    from inference.job import SceneJob
 
-    The row is None without --labels or when the scene's label could not be used (then the
-    label error says why). A read error (``SceneReadError``) removes this scene's unfinished
-    files and propagates.
-    """
-    from tqdm import tqdm
-
-    from inference.evaluation import scene_scores
-    from inference.outputs import SceneWriter, write_strips
-    from inference.rasters import open_scene
-    from inference.scenes import HINT, read_label
-    from inference.tiling import predict_strips
-
-    started = time.perf_counter()
-    with contextlib.closing(open_scene(path, bands=args.bands, hint=HINT)) as source:
-        height, width = source.height, source.width
-        writer = SceneWriter(source, out, **options)
-        bar = tqdm(desc=path.stem, unit="window", leave=False, delay=3, disable=not sys.stderr.isatty())
-        try:
-            with bar:  # shown only when a scene takes more than a few seconds
-                strips = predict_strips(
-                    logit_fn,
-                    source,
-                    tile=tile,
-                    overlap=args.overlap,
-                    batch_size=args.batch_size,
-                    fixed_size=fixed_size,
-                    progress=bar,
-                )
-                write_strips(writer, strips)
-            written = writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-    seconds = time.perf_counter() - started
-    found = writer.buildings
-    line = (
-        f"{path.stem}: {width}x{height}, {height * width / 1e6 / seconds:.2f} MP/s, "
-        f"{found} building{'s' if found != 1 else ''}"
+    writer = dict(
+        threshold=args.threshold,
+        min_area=args.min_area,
+        simplify=args.simplify,
+        squared=args.regularize,
+        geojson=args.geojson,
+        keep_mask=bool(args.labels),
+        separate=separate,
+        instances=args.instances,
     )
-    row = label_error = None
-    if args.labels:  # a missing or bad label costs the score, never the prediction written above
-        labels = path.parent.parent / "label" if args.labels == "auto" else args.labels
-        try:
-            truth = read_label(labels, path.stem, (height, width))
-            row = scene_scores(path.stem, truth, writer.mask, min_area=args.min_area, buildings=writer.instances)
-            line += f", IoU {row['iou']:.3f}, building F1 {row['building_f1']:.3f}"
-        except ValueError as error:
-            label_error = str(error)
-    if source.note:
-        line += f"  ({source.note})"
-    streamed = ("geotiff", "footprints", "geojson")
-    kinds = [p.name.removeprefix(path.stem) for kind, p in written.items() if kind.endswith(streamed)]
-    return row, line + (f"  [{' '.join(kinds)}]" if kinds else ""), label_error
+    return SceneJob(
+        out=str(out),
+        tile=tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        fixed_size=fixed_size,
+        bands=args.bands,
+        labels=args.labels,
+        precision=precision,
+        writer=writer,
+        markers=markers,
+    )
+
+
+def run_on_beam(args, files, out, **settings):
+    """The scenes as a Beam pipeline (``inference.beam``); exits non-zero when a scene failed."""
+    try:
+        from inference.beam import run_pipeline
+    except ImportError as error:
+        raise SystemExit(
+            f"predict.py --runner needs Apache Beam ({error}): pip install -r requirements-beam.txt"
+        ) from None
+    job = scene_job(
+        args, out, markers=True, **{k: settings[k] for k in ("tile", "fixed_size", "precision", "separate")}
+    )
+    rows, failed = run_pipeline(
+        files,
+        str(args.model),
+        job,
+        beam_args=args.beam_args,
+        tta=args.tta,
+        separate=settings["separate"],
+        merged_crs=args.merged_crs,
+    )
+    megapixels = sum(row["megapixels"] for row in rows)
+    print(f"{len(rows)} scene(s) done ({megapixels:.1f} MP, {sum(r['buildings'] for r in rows)} buildings); manifest "
+          f"{out / 'manifest.jsonl'}, footprints of all georeferenced scenes in {out / 'buildings.gpkg'}")  # fmt: skip
+    if failed:
+        for row in failed:
+            print(f"failed {row['scene']}: {row['error']}", file=sys.stderr)
+        raise SystemExit(f"predict.py: {len(failed)} of {len(files)} scene(s) failed (in {out / 'failed.jsonl'}).")
+    print(out)
+    return out
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from inference.scenes import list_inputs
+    from inference.scenes import expand_inputs, list_inputs
 
     try:
-        files = list_inputs(args.inputs)
+        files = list_inputs(expand_inputs(args.inputs, args.inputs_from))
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
     check_out_dir(args.out, files, args.inputs)
@@ -224,6 +235,7 @@ def main(argv=None):
     import rasterio
 
     from inference.evaluation import evaluation_report, format_table
+    from inference.job import predict_scene
     from inference.loading import load_segmenter, model_targets
     from inference.outputs import GDAL_CACHE_MB
     from inference.rasters import SceneReadError
@@ -257,24 +269,15 @@ def main(argv=None):
                 path = export_tflite(model, out / f"model_{weights}.tflite", tile=tile, kind=weights)
                 print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
 
+    if args.runner:
+        return run_on_beam(args, files, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
     logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=separate)
     rows, failed = [], []
-    options = dict(
-        threshold=args.threshold,
-        min_area=args.min_area,
-        simplify=args.simplify,
-        squared=args.regularize,
-        geojson=args.geojson,
-        keep_mask=bool(args.labels),
-        separate=separate,
-        instances=args.instances,
-    )
+    job = scene_job(args, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         for path in files:
             try:  # a scene that cannot be read is named and skipped: earlier and later scenes are not lost
-                row, line, label_error = predict_scene(
-                    path, logit_fn, out, args, options, tile=tile, fixed_size=fixed_size
-                )
+                _, row, line, label_error = predict_scene(path, logit_fn, job)
             except SceneReadError as error:
                 print(f"skipped {path}: {error}", file=sys.stderr)
                 failed.append(str(path))

@@ -30,11 +30,44 @@ class Scene:
         return self.transform is not None
 
 
+REMOTE_PREFIXES = ("/vsi", "gs://", "s3://", "http://", "https://")  # read by GDAL, not listed here
+
+
+def expand_inputs(paths, list_file=None):
+    """Paths with globs expanded (sorted) and the lines of ``list_file`` (one path per line; # comments) added."""
+    import glob
+
+    entries = list(paths)
+    if list_file:
+        try:
+            lines = Path(list_file).read_text().splitlines()
+        except OSError as error:
+            raise ValueError(
+                f"--inputs-from {list_file}: cannot read it ({error.strerror}). Pass a text file of paths."
+            ) from None
+        entries += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    expanded = []
+    for entry in entries:
+        if any(ch in entry for ch in "*?[") and not entry.startswith(REMOTE_PREFIXES):
+            matches = sorted(glob.glob(entry))
+            if not matches:
+                raise ValueError(f"Input pattern {entry!r} matches no file. Check the pattern (quote it in the shell).")
+            expanded += matches
+        else:
+            expanded.append(entry)
+    return expanded
+
+
 def list_inputs(paths):
-    """Image files named by ``paths`` (files, or folders whose images are taken in name order)."""
+    """Image files named by ``paths`` (files, or folders whose images are taken in name order).
+
+    Paths GDAL reads remotely (``/vsigs/...``, ``gs://...``) are kept as they are, unchecked.
+    """
     files = []
     for path in map(Path, paths):
-        if path.is_dir():
+        if str(path).startswith(REMOTE_PREFIXES[:1]) or "://" in str(path):
+            files.append(path)
+        elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES)
             if not found:
                 raise ValueError(
