@@ -85,9 +85,11 @@ def main():
         for path in (args.work / folder).glob("*") if (args.work / folder).exists() else []:
             path.unlink()
     megapixels = args.scenes * args.size**2 / 1e6
-    flags = " ".join(sorted(f for f in open("/proc/cpuinfo").read().split() if f in {"avx2", "avx512f", "amx_bf16"}))
+    from inference.tiling import cpu_flags
+
+    flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
     print(f"{args.scenes} scenes of {args.size} x {args.size} ({megapixels:.0f} MP), random-init {args.arch}/"
-          f"{args.encoder}, float32; {os.cpu_count()} cores, CPU flags: {' '.join(sorted(set(flags.split())))}")  # fmt: skip
+          f"{args.encoder}, float32; {os.cpu_count()} cores, CPU flags: {flags}")  # fmt: skip
     results = {name: peak_of(command) for name, command in runs.items()}
     base = results["sequential predict.py"][1]
     print("| run | wall (s) | vs sequential | peak RSS of a process (MB) | MP/s | CPU-seconds per MP |")

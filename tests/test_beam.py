@@ -1,4 +1,4 @@
-"""predict.py --runner DirectRunner: the same outputs as the sequential run, dead letters, restarts, one merged layer."""
+"""predict.py --runner DirectRunner: the sequential run's outputs, dead letters, restarts, one merged layer."""
 
 import json
 import signal
