@@ -32,13 +32,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from common.files import make_writable_folder  # noqa: E402
-from data.groups import DEFAULT_GROUP_PATTERN  # noqa: E402
-from data.pipeline import AUGMENTATIONS  # noqa: E402
-from models import list_archs  # noqa: E402
-from models.segmenter import DEFAULT_BN_MOMENTUM  # noqa: E402
-from training.checkpoints import MONITOR  # noqa: E402
-from training.trackers import parse_trackers  # noqa: E402
+from common.files import make_writable_folder
+from data.groups import DEFAULT_GROUP_PATTERN
+from data.pipeline import AUGMENTATIONS
+from models import list_archs
+from models.segmenter import DEFAULT_BN_MOMENTUM
+from training.checkpoints import MONITOR
+from training.trackers import parse_trackers
 
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")

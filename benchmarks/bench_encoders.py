@@ -17,12 +17,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from benchmarks.bench_models import compiled_steps, timed  # noqa: E402
-from inference.tiling import cpu_flags  # noqa: E402
-from models import count_macs, create_model  # noqa: E402
+from benchmarks.bench_models import compiled_steps, timed
+from inference.tiling import cpu_flags
+from models import count_macs, create_model
 
 
 def main():

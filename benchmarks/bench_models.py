@@ -18,16 +18,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from blocks.calibration import logit_offset  # noqa: E402
-from blocks.upsampling import upsample  # noqa: E402
-from models import create_model  # noqa: E402
-from models.decoders import DECODERS  # noqa: E402
-from models.encoders import copy_keras_applications_weights  # noqa: E402
-from models.segmenter import DEFAULT_BN_MOMENTUM, set_bn_momentum  # noqa: E402
+from blocks.calibration import logit_offset
+from blocks.upsampling import upsample
+from models import create_model
+from models.decoders import DECODERS
+from models.encoders import copy_keras_applications_weights
+from models.segmenter import DEFAULT_BN_MOMENTUM, set_bn_momentum
 
 # keras.applications' layer names at the end of each stride (B0 only; the reference side).
 KERAS_B0_TAPS = {

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from inference import defaults  # noqa: E402
-from inference.scenes import read_scene  # noqa: E402
+from inference.rasters import open_scene  # noqa: E402
 from inference.tiling import (  # noqa: E402
     cpu_flags,
     make_logit_fn,
@@ -95,7 +95,9 @@ def main():
             "A random-init model: its mask is noise, so tracing footprints dominates the streaming row; "
             "pass --model RUN (a trained run) for a realistic share of reading and writing."
         )
-    image = read_scene(args.scene).image
+    source = open_scene(args.scene, hint="pass a readable scene with --scene")
+    image = source.read(0, source.height)
+    source.close()
     megapixels = image.shape[0] * image.shape[1] / 1e6
     logit_fn, low_fn = make_logit_fn(model), make_logit_fn(model, precision="bfloat16")
     default_fn = low_fn if DEFAULT == "bfloat16" else logit_fn

@@ -58,11 +58,6 @@ def _components(mask, min_area):
     return new_ids[labels], np.concatenate([[0], sizes[kept]])
 
 
-def count_buildings(mask, *, min_area=16):
-    """Buildings in a bool mask: 4-connected components of at least ``min_area`` pixels."""
-    return len(_components(mask, min_area)[1]) - 1
-
-
 def building_matches(truth, predicted, *, min_area=16, match_iou=MATCH_IOU):
     """(tp, fp, fn) buildings of two masks, matched one-to-one at IoU >= ``match_iou``.
 

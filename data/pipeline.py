@@ -258,12 +258,6 @@ def augment_batch(
     return images, masks
 
 
-def augment(image, mask, seed, **kwargs):
-    """``augment_batch`` for a single (H, W, 3) image and (H, W, 1) mask."""
-    images, masks = augment_batch(image[None], mask[None], seed, **kwargs)
-    return images[0], masks[0]
-
-
 # Splits up to this many examples are kept decoded in memory (the real sample: ~0.1 GB).
 DECODED_CACHE_MAX_EXAMPLES = 500
 

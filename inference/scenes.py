@@ -5,29 +5,12 @@ layer's decoder, the same decoding the training data went through); the georefer
 (CRS and affine transform, from a GeoTIFF's tags or a world file) is read with rasterio.
 """
 
-import dataclasses
 from pathlib import Path
 
 from common.images import IMAGE_SUFFIXES, decode_mask
 
 SCENE_SUFFIXES = (*IMAGE_SUFFIXES, ".vrt")  # VRT mosaics are read through GDAL
 HINT = "Fix or convert the file, or leave it out of the inputs, then run predict.py again."
-
-
-@dataclasses.dataclass
-class Scene:
-    path: Path
-    image: object  # uint8 (H, W, 3)
-    crs: object = None  # rasterio CRS, or None
-    transform: object = None  # rasterio Affine pixel -> CRS coordinates, or None
-
-    @property
-    def stem(self):
-        return self.path.stem
-
-    @property
-    def georeferenced(self):
-        return self.transform is not None
 
 
 REMOTE_PREFIXES = ("/vsi", "gs://", "s3://", "http://", "https://")  # read by GDAL, not listed here
@@ -90,17 +73,6 @@ def list_inputs(paths):
             )
         stems[path.stem] = path
     return files
-
-
-def read_scene(path, **options):
-    """One whole scene as uint8 RGB with its georeferencing (``options``: see ``inference.rasters.open_scene``)."""
-    from inference.rasters import open_scene
-
-    source = open_scene(path, hint=HINT, **options)
-    try:
-        return Scene(path=Path(path), image=source.read(0, source.height), crs=source.crs, transform=source.transform)
-    finally:
-        source.close()
 
 
 def read_label(labels_dir, stem, shape):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from common.scores import building_matches, count_buildings
+from common.scores import building_matches
 from inference.evaluation import evaluation_report, scene_scores
 from inference.footprints import trace
+from tests.helpers import count_buildings
 
 
 def _box(mask, top, left, height, width):

@@ -12,8 +12,9 @@ from PIL import Image
 import data.buildings  # noqa: F401  (registers the builder)
 from data.buildings import readers
 from data.buildings.buildings_dataset_builder import BuildingsConfig
-from data.pipeline import augment, decode, eval_dataset, load_split, tile_with_weights, train_dataset
+from data.pipeline import decode, eval_dataset, load_split, tile_with_weights, train_dataset
 from data.synthetic import synthetic_scene
+from tests.helpers import augment
 
 DUMMY = readers.__file__.rsplit("/", 1)[0] + "/dummy_data"
 

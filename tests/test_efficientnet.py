@@ -151,7 +151,7 @@ def test_macs_within_5_percent_of_paper(variant):
 
 
 def test_b0_macs_exact_value_and_profiler_ratio():
-    from models.profiler import profiler_float_ops
+    from tests.helpers import profiler_float_ops
 
     model = _ours("b0", True, (224, 224, 3))
     macs = count_macs(model)

@@ -10,10 +10,10 @@ from scipy import ndimage
 
 import predict
 from common.images import decode_image
-from common.scores import count_buildings
 from inference.footprints import StripTracer, regularize, trace
 from inference.rasters import RasterSource, SceneReadError, open_scene
 from inference.tiling import make_logit_fn, predict_probabilities, predict_strips, sigmoid
+from tests.helpers import count_buildings
 
 UTM = "EPSG:32640"  # Dubai's UTM zone: metres
 

@@ -3,11 +3,11 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.checkpoints import MONITOR  # noqa: E402
-from training.metrics import KINDS  # noqa: E402
+from training.checkpoints import MONITOR
+from training.metrics import KINDS
 
 
 def plot_learning_curves(history, path):

@@ -15,7 +15,7 @@ import zipfile
 from etils import epath
 from PIL import Image
 
-from common.images import IMAGE_SUFFIXES, decode_image, decode_mask  # noqa: F401  (IMAGE_SUFFIXES: part of this API)
+from common.images import IMAGE_SUFFIXES, decode_image, decode_mask
 
 FIX_HINT = "Fix or remove the pair, then build again."
 # files operating systems leave in folders and zips (macOS Finder, Windows Explorer): never data

@@ -1,10 +1,9 @@
-"""TensorFlow's own float-op count of a model: a cross-check for ``count_macs``.
-
-The profiler counts a multiply-add as two float ops and also counts element-wise work
-(bias adds, batch norm, activations), so expect a bit more than 2x the MAC count.
-"""
+"""Helpers only the tests use: TensorFlow's own op count, single-image augmentation, building counts."""
 
 import tensorflow as tf
+
+from common.scores import _components
+from data.pipeline import augment_batch
 
 
 def profiler_float_ops(model, *, batch_size=1):
@@ -23,3 +22,14 @@ def profiler_float_ops(model, *, batch_size=1):
         graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
     )
     return stats.total_float_ops
+
+
+def augment(image, mask, seed, **kwargs):
+    """``data.pipeline.augment_batch`` for a single (H, W, 3) image and (H, W, 1) mask."""
+    images, masks = augment_batch(image[None], mask[None], seed, **kwargs)
+    return images[0], masks[0]
+
+
+def count_buildings(mask, *, min_area=16):
+    """Buildings in a bool mask: 4-connected components of at least ``min_area`` pixels."""
+    return len(_components(mask, min_area)[1]) - 1
