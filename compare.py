@@ -23,7 +23,7 @@ import math
 import sys
 from pathlib import Path
 
-from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate, is_number
+from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate
 
 COLUMNS = (
     ("arch", "arch"),
@@ -42,6 +42,7 @@ COLUMNS = (
     ("epochs", "epochs"),
     ("wall_seconds", "wall s"),
     ("seed", "seed"),
+    ("format", "format"),
     ("run", "run"),
 )
 SUMMARY_COLUMNS = (
@@ -58,8 +59,6 @@ SUMMARY_COLUMNS = (
     ("heldout", "held out"),
 )
 SCORES = {"heldout_iou": "held-out IoU", "heldout_building_f1": "building F1"}  # what --score chooses from
-REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
-NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
 
 
 GRID = (
@@ -102,10 +101,11 @@ def recipe_label(recipe, selection):
 def load_runs(runs_dir):
     """(rows, problems): one row per readable results.json; a problem line per broken run.
 
-    A run without a held-out score (older format, or a score that is not a number) is
-    kept with NaN there and ranked last.
+    A run without a held-out score (an older format, ``training.results``, or a score that is
+    not a number) is kept with NaN there, labelled by its format, and ranked last.
     """
     from experiments.aggregate import score_of
+    from training.results import read_results
 
     rows, problems = [], []
     for run_dir in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
@@ -116,22 +116,9 @@ def load_runs(runs_dir):
                     f"{run_dir.name}: no results.json (unfinished or killed; resume it with train.py --resume)"
                 )
             continue
-        try:
-            results = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            problems.append(
-                f"{run_dir.name}: results.json is not valid JSON ({error.msg if hasattr(error, 'msg') else error})"
-            )
-            continue
-        missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
-        if missing:
-            problems.append(f"{run_dir.name}: results.json lacks {', '.join(missing)} (partial or older format)")
-            continue
-        not_numbers = [f"{k}={results[k]!r}" for k in NUMBERS if not is_number(results.get(k))]
-        if not_numbers:
-            problems.append(
-                f"{run_dir.name}: results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)"
-            )
+        results, problem = read_results(path)
+        if problem:
+            problems.append(f"{run_dir.name}: {problem}")
             continue
         recipe = results.get("recipe") if isinstance(results.get("recipe"), dict) else {}
         groups = results.get("heldout_groups") or []
@@ -145,17 +132,6 @@ def load_runs(runs_dir):
                 "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
             }
         )
-    for row in rows:  # speeds that are not numbers show as n/a and count as missing
-        for key in (
-            "train_images_per_sec",
-            "predict_mp_per_sec",
-            "heldout_f1",
-            "heldout_precision",
-            "heldout_recall",
-            "heldout_building_f1",
-        ):
-            if key in row and not is_number(row[key]):
-                row[key] = math.nan
     rows.sort(
         key=lambda r: (
             math.isnan(r[SCORE]),

@@ -656,13 +656,15 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
     from models import create_model
+    from models.decoders import needs_fixed_size
     from models.segmenter import set_logit_offset
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
+    from training.results import write_results
 
     wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)
-    fixed = config.image_size if config.arch == "cnn" else None  # the dense head fixes the input size
+    fixed = config.image_size if needs_fixed_size(config.arch) else None  # e.g. the dense "cnn" head
     targets = parse_targets(config.targets)
     separate = len(targets) > 1  # scored as predict.py writes buildings: separated when the model can
     export = create_model(
@@ -713,7 +715,6 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
     overall = report["overall"]
     initial_epoch = facts.pop("initial_epoch")
     results = {
-        "format": 2,
         "arch": config.arch,
         "encoder": config.encoder,
         "image_size": config.image_size,
@@ -764,8 +765,7 @@ def finish_run(config, run_dir, model, *, ema_weights, train_examples, heldout_e
             "batch_size": config.batch_size,
         },
     }
-    atomic_write_json(results, run_dir / "results.json")  # last: its presence marks a finished run
-    return results
+    return write_results(results, run_dir / "results.json")  # last: its presence marks a finished run
 
 
 if __name__ == "__main__":

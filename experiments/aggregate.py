@@ -12,6 +12,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from training.results import is_number  # the results.json schema owns what a number is
+
 SCORE = "heldout_iou"
 CONFIDENCE = 0.95
 INTERVAL_METHOD = "95% Welch t-interval"
@@ -24,11 +26,6 @@ QUESTIONS = (
     ("EfficientNet-B1 vs B0 (U-Net)", ("unet", "effnet-b1"), ("unet", "effnet-b0")),
     ("EfficientNet-B3 vs B0 (U-Net)", ("unet", "effnet-b3"), ("unet", "effnet-b0")),
 )
-
-
-def is_number(value):
-    """A finite int or float (not a bool, None, a string or NaN): what a results.json number must be."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def score_of(row, score=SCORE):

@@ -25,7 +25,11 @@ def resolve_model_path(path):
 
 
 def load_segmenter(path):
-    """(model, fixed_size) of a saved segmentation model; fixed_size is None for any-size models."""
+    """(model, fixed_size) of a saved segmentation model; fixed_size is None for any-size models.
+
+    The archive's metadata (``models.metadata``, written by train.py) says what the model is; an
+    archive from before it is recognised by its ``logits`` layer and its input shape.
+    """
     import zipfile
 
     import keras
@@ -45,9 +49,27 @@ def load_segmenter(path):
             f"--model {model_file} could not be loaded as a Keras model ({type(error).__name__}: "
             f"{str(error)[:300]}). Pass a model.keras written by train.py."
         ) from error
-    names = {layer.name for layer in model.layers}
+    from models.metadata import read_metadata
+
+    metadata = read_metadata(model_file)
     shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
-    channels = len(model_targets(model_file))
+    channels = len(metadata["targets"])
+    if "format" in metadata:  # written by train.py: the archive says what it is
+        fixed = metadata["fixed_size"]
+        if (
+            len(shape_in) != 4
+            or shape_in[-1] != 3
+            or shape_out[-1] != channels
+            or (fixed and tuple(shape_in[1:3]) != (fixed, fixed))
+        ):
+            raise ValueError(
+                f"--model {model_file}: its metadata ({metadata.get('arch')} / {metadata.get('encoder')}, targets "
+                f"{', '.join(metadata['targets'])}, fixed size {fixed}) does not match the model it holds "
+                f"({shape_in} -> {shape_out}); the archive is damaged. Use the model.keras a run wrote."
+            )
+        return model, fixed
+    # archives from before the metadata: recognised by their last layer and their shapes
+    names = {layer.name for layer in model.layers}
     if "logits" not in names or len(shape_in) != 4 or shape_in[-1] != 3 or shape_out[-1] != channels:
         raise ValueError(
             f"--model {model_file} is not one of this project's building models (expected raw RGB (N, H, W, 3) in, "

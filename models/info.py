@@ -10,15 +10,14 @@ Usage:
 import argparse
 
 from models.encoders import create_encoder, list_encoders
-from models.encoders.efficientnet import SCALING
+from models.encoders.registry import encoder_properties
 from models.flops import count_macs
 from models.registry import OUTPUT_STRIDE
 
 
 def native_size(encoder_name):
-    """The encoder's native resolution rounded up to a multiple of 32 (224 if it has none)."""
-    variant = encoder_name.removeprefix("effnet-")
-    resolution = SCALING[variant][2] if variant in SCALING else 224
+    """The encoder's native resolution (its registry property) rounded up to a multiple of 32."""
+    resolution = encoder_properties(encoder_name)["native_size"]
     return -(-resolution // OUTPUT_STRIDE) * OUTPUT_STRIDE
 
 

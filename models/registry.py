@@ -5,14 +5,24 @@
 OUTPUT_STRIDE = 32
 
 
-def registrar(table, kind):
-    """A ``register(name)`` decorator factory that fills ``table`` and refuses duplicates."""
+def registrar(table, kind, properties=None, defaults=None):
+    """A ``register(name, **facts)`` decorator factory that fills ``table`` and refuses duplicates.
 
-    def register(name):
+    ``facts`` (keyword properties of the registered thing, e.g. a decoder's ``fixed_size``) go to
+    ``properties[name]``, on top of ``defaults``; the registry is where such facts live.
+    """
+
+    def register(name, **facts):
+        unknown = set(facts) - set(defaults or {})
+        if unknown:
+            raise ValueError(f"{kind} {name!r}: unknown properties {sorted(unknown)}; known: {sorted(defaults or {})}")
+
         def decorator(builder):
             if name in table:
                 raise ValueError(f"{kind} name registered twice. Received: name={name!r}")
             table[name] = builder
+            if properties is not None:
+                properties[name] = {**(defaults or {}), **facts}
             return builder
 
         return decorator

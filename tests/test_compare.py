@@ -86,7 +86,7 @@ def test_table_rows_columns_order_and_broken_runs(runs, tmp_path, capsys):
         assert f"| {title} |" in header
     assert "| fpn | effnet-b0 | aerial/ema | 8.409 | 5.720 |" in out
     assert "skipped d_broken: results.json is not valid JSON" in out
-    assert "skipped e_old: results.json lacks" in out and "partial or older format" in out
+    assert "skipped e_old: results.json lacks" in out and "partial, or not written by train.py" in out
     assert "skipped f_killed: no results.json" in out
     assert "0.99" not in out.split("skipped")[0]
 

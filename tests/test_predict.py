@@ -236,11 +236,13 @@ def test_label_polygons_cover_the_mask_inside_the_bounds(sample_dir):
     import rasterio
 
     from inference.footprints import trace
-    from inference.scenes import read_label, read_scene
+    from inference.rasters import open_scene
+    from inference.scenes import read_label
 
     test = sample_dir / "building_data" / "test"
-    scene = read_scene(test / "src" / "rio_3band_013022223130_Public_img55.tiff")
-    truth = read_label(test / "label", scene.stem, scene.image.shape[:2])
+    scene = open_scene(test / "src" / "rio_3band_013022223130_Public_img55.tiff")
+    scene.close()
+    truth = read_label(test / "label", scene.path.stem, (scene.height, scene.width))
     polygons = [b["polygon"] for b in trace(truth, transform=scene.transform, min_area=0)]
     pixel_area = abs(scene.transform.a * scene.transform.e)
     assert len(polygons) > 3

@@ -16,7 +16,7 @@ HIDDEN_UNITS = 512
 MASK_STRIDE = 8
 
 
-@register_decoder("cnn")
+@register_decoder("cnn", fixed_size=True)
 def cnn(pyramid, channels, num_classes):
     """Dense head on P5 predicting a coarse (H/8, W/8) mask.
 

@@ -3,12 +3,21 @@
 from models.registry import registrar
 
 DECODERS = {}
-# register_decoder(name): registers ``decoder(pyramid, channels, num_classes) -> (logits, stride)``.
+DECODER_PROPERTIES = {}
+# register_decoder(name, fixed_size=False): registers ``decoder(pyramid, channels, num_classes) -> (logits, stride)``.
 # ``pyramid`` maps "P1".."P5" to tensors at strides 2..32 and ``channels`` maps the same keys
 # to their channel counts; the segmenter upsamples the logits from ``stride`` to the input.
-register_decoder = registrar(DECODERS, "Decoder")
+# ``fixed_size``: the decoder only works at the input size it was built for (dense layers).
+register_decoder = registrar(DECODERS, "Decoder", DECODER_PROPERTIES, {"fixed_size": False})
 
 
 def list_archs():
     """Sorted names of every registered decoder architecture."""
     return sorted(DECODERS)
+
+
+def needs_fixed_size(arch):
+    """True when ``arch`` is tied to the input size it was built with (train.py saves it at the crop size)."""
+    if arch not in DECODER_PROPERTIES:
+        raise ValueError(f"Unknown arch. Valid archs: {', '.join(list_archs())}. Received: arch={arch!r}")
+    return DECODER_PROPERTIES[arch]["fixed_size"]

