@@ -75,25 +75,28 @@ BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best", "--cali
 
 
 def recipe_label(recipe, selection):
-    """augment/selection, plus what else differs from train.py's defaults (e.g. "basic/ema/lr 0.0005/96 steps").
+    """augment/selection, plus what else differs from the reference recipe (e.g. "basic/ema/lr 0.0005/96 steps").
 
     A run recorded before thresholds were calibrated (no "calibrate" in its recipe) is "threshold none".
     """
     if not recipe:
         return ""
-    from train import Config
+    from training.results import REFERENCE_RECIPE as reference
 
     parts = [recipe.get("augment", "?"), selection]
-    if recipe.get("calibrate", "none") != Config.calibrate:  # runs from before calibration used 0.5
+    if recipe.get("calibrate", "none") != reference["calibrate"]:  # runs from before calibration used 0.5
         parts.append(f"threshold {recipe.get('calibrate', 'none')}")
-    if recipe.get("standardize", Config.standardize) != Config.standardize:
+    if recipe.get("encoder_weights", "none") != reference["encoder_weights"]:
+        parts.append(f"weights {recipe['encoder_weights']}")
+    if recipe.get("standardize", reference["standardize"]) != reference["standardize"]:
         parts.append(f"standardize {recipe['standardize']}")
-    if recipe.get("loss", Config.loss) != Config.loss:
+    if recipe.get("targets", reference["targets"]) != reference["targets"]:
+        parts.append(f"targets {recipe['targets']}")
+    if recipe.get("loss", reference["loss"]) != reference["loss"]:
         parts.append(f"loss {recipe['loss']}")
-    if recipe.get("lr", Config.lr) != Config.lr:
+    if recipe.get("lr", reference["lr"]) != reference["lr"]:
         parts.append(f"lr {recipe['lr']:g}")
-    default_steps = Config.epochs * Config.steps_per_epoch
-    if recipe.get("steps", default_steps) != default_steps:
+    if recipe.get("steps", reference["steps"]) != reference["steps"]:
         parts.append(f"{recipe['steps']} steps")
     return "/".join(parts)
 

@@ -9,39 +9,38 @@ compared with itself: same weights, only the threshold differs. Nothing is writt
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 
 def recalibrate(run_dir):
-    import train
-    from inference.evaluation import score_scenes
+    from types import SimpleNamespace
+
+    from data.groups import DEFAULT_GROUP_PATTERN as GROUPS
+    from data.splits import split_examples
+    from inference.heldout import calibrate_model, score_model
     from inference.loading import load_segmenter
-    from inference.tiling import make_logit_fn
     from models import create_model
 
     saved = json.loads((run_dir / "config.json").read_text())
-    config = train.Config(**{f.name: saved[f.name] for f in dataclasses.fields(train.Config) if f.name in saved})
-    train_examples, _, heldout_examples, _, _ = train.split_examples(config, saved["dataset"], run_dir)
+    defaults = {"holdout": "", "folds": 0, "fold": 0, "data_dir": "", "manual_dir": "", "group_pattern": GROUPS}
+    split = SimpleNamespace(**{**defaults, **saved})
+    train_examples, _, heldout_examples, _, _ = split_examples(split, saved["dataset"], run_dir)
     trained, fixed = load_segmenter(run_dir)
     model = create_model(  # the same weights behind an offset layer (runs from before calibration lack one)
-        config.arch,
-        config.encoder,
+        saved["arch"],
+        saved["encoder"],
+        num_classes=trained.output_shape[-1],
         input_shape=trained.input_shape[1:],
-        bn_momentum=config.bn_momentum,
-        standardize=config.standardize == "image",
+        bn_momentum=saved["bn_momentum"],
+        standardize=saved.get("standardize") == "image",
     )
     model.set_weights(trained.get_weights())  # the new model's offset is 0: threshold 0.5
-
-    def held_out_scores():
-        logit_fn = make_logit_fn(model, fixed_size=fixed)
-        return score_scenes(logit_fn, train.decoded_scenes(heldout_examples), **train.scorer_tiling(fixed))["overall"]
-
-    scores = {0.5: held_out_scores()}
-    threshold = train.calibrate_model(model, train_examples, fixed)["threshold"]
-    scores[threshold] = held_out_scores()
+    separate = trained.output_shape[-1] > 1
+    scores = {0.5: score_model(model, heldout_examples, fixed, separate=separate)["overall"]}
+    threshold = calibrate_model(model, train_examples, fixed)["threshold"]
+    scores[threshold] = score_model(model, heldout_examples, fixed, separate=separate)["overall"]
     return scores
 
 

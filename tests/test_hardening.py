@@ -304,6 +304,7 @@ def test_leftovers_of_a_killed_write_are_cleaned_and_final_writes_are_atomic(tmp
 
     import train
     from training.checkpoints import atomic_save_model
+    from training.rundir import make_run_dir
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -313,7 +314,7 @@ def test_leftovers_of_a_killed_write_are_cleaned_and_final_writes_are_atomic(tmp
     (run_dir / "model.tmp.keras").write_bytes(b"\x00" * 1000)  # a save killed half-way
     (run_dir / "last.tmp.weights.h5").write_bytes(b"\x00" * 1000)
     (run_dir / "results.tmp").write_text("{")
-    made, finished = train.make_run_dir(train.Config(run_dir=str(run_dir)))
+    made, finished = make_run_dir(train.Config(run_dir=str(run_dir)))
     assert made == run_dir and not finished
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]
 
@@ -332,14 +333,14 @@ def test_leftovers_of_a_killed_write_are_cleaned_and_final_writes_are_atomic(tmp
 
 
 def test_chief_task_of_a_cluster():
-    import train
+    from training.distribute import chief_and_task
 
     cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
-    assert train.chief_and_task({"cluster": cluster, "task": {"type": "chief", "index": 0}}) == (True, "chief0")
-    assert train.chief_and_task({"cluster": cluster, "task": {"type": "worker", "index": 0}}) == (False, "worker0")
+    assert chief_and_task({"cluster": cluster, "task": {"type": "chief", "index": 0}}) == (True, "chief0")
+    assert chief_and_task({"cluster": cluster, "task": {"type": "worker", "index": 0}}) == (False, "worker0")
     workers = {"worker": ["b:1", "c:1"]}
-    assert train.chief_and_task({"cluster": workers, "task": {"type": "worker", "index": 0}}) == (True, "worker0")
-    assert train.chief_and_task({"cluster": workers, "task": {"type": "worker", "index": 1}}) == (False, "worker1")
+    assert chief_and_task({"cluster": workers, "task": {"type": "worker", "index": 0}}) == (True, "worker0")
+    assert chief_and_task({"cluster": workers, "task": {"type": "worker", "index": 1}}) == (False, "worker1")
 
 
 def test_neptune_folder_follows_each_run(tmp_path, monkeypatch):

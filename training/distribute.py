@@ -97,3 +97,14 @@ def prepare_multiworker_model(model, batch):
         return
     model._symbolic_build(data_batch=batch)
     model._maybe_symbolic_build = lambda *args, **kwargs: None
+
+
+def chief_and_task(tf_config):
+    """(is this task the chief, its folder name) from a TF_CONFIG dict.
+
+    TensorFlow's rule: the "chief" task when the cluster has one, else worker 0.
+    """
+    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+    kind, index = task.get("type", "worker"), task.get("index", 0)
+    chief = kind == "chief" or ("chief" not in cluster and kind == "worker" and index == 0)
+    return chief, f"{kind}{index}"

@@ -19,6 +19,17 @@ from pathlib import Path
 from training.checkpoints import atomic_write_json
 
 FORMAT = 3
+# compare.py labels a run's recipe by what differs from this one (train.py's defaults of 2026-11-26,
+# a random-init U-Net / EfficientNet-B0), so labels keep their meaning when the defaults change
+REFERENCE_RECIPE = {
+    "calibrate": "train",
+    "encoder_weights": "none",
+    "standardize": "none",
+    "targets": "building",
+    "loss": "dice+focal",
+    "lr": 2e-3,
+    "steps": 210,
+}
 REQUIRED = ("arch", "encoder", "params", "gmacs", "epochs", "wall_seconds", "dataset")
 NUMBERS = ("params", "gmacs", "epochs", "wall_seconds")
 # numbers that may be missing or null (a run that trained no step has no speed); shown as n/a

@@ -1,0 +1,62 @@
+"""The run's examples: train, validation and the held-out places (whole groups), from a TFDS dataset.
+
+Without --holdout / --folds the held-out set is the validation split. With them, every image of a
+held-out group, from any split (test scenes included), is held out and scored at the end, and the
+other images keep their train / validation split (``data.groups``).
+"""
+
+
+def split_examples(config, dataset, run_dir):
+    """(train, validation, held-out, held-out description, example counts): whole groups are held out.
+
+    Without --holdout / --folds the held-out set is the validation split. With them, every
+    image of a held-out group, from any split (test scenes included), is held out, and the
+    other images keep their train / validation split.
+    """
+    from data.groups import group_folds, group_names, split_by_groups
+    from data.pipeline import DatasetBuildError, file_names, load_split, only_files
+
+    kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
+    try:
+        splits = {name: load_split(dataset, name, **kwargs) for name in ("train", "validation", "test")}
+    except DatasetBuildError as error:  # the named input is the last thing on the screen; the traceback goes to a log
+        import traceback
+
+        log = run_dir / "build_error.log"
+        log.write_text(traceback.format_exc())
+        raise SystemExit(f"train.py: {error}\n(full traceback in {log})") from None
+    if not (config.holdout or config.folds):  # TFDS splits know their sizes
+        counts = [int(splits[name].cardinality()) for name in ("train", "validation", "validation")]
+        return (
+            splits["train"],
+            splits["validation"],
+            splits["validation"],
+            {"kind": "validation split", "groups": []},
+            counts,
+        )
+    names = {split: file_names(examples) for split, examples in splits.items()}
+    try:
+        groups = group_names([name for split in names.values() for name in split], config.group_pattern)
+        held = config.holdout.split(",") if config.holdout else group_folds(groups, config.folds)[config.fold]
+        _, away = split_by_groups(groups, held)
+    except ValueError as error:
+        raise SystemExit(f"train.py: {error}") from None
+    away = set(away)
+    keep = {split: [n for n in split_names if n not in away] for split, split_names in names.items()}
+    if not keep["train"]:
+        raise SystemExit(f"train.py: holding out {', '.join(held)} leaves no training image. Hold out fewer groups.")
+    held_out = [only_files(examples, [n for n in names[split] if n in away]) for split, examples in splits.items()]
+    scored = held_out[0].concatenate(held_out[1]).concatenate(held_out[2])
+    print(
+        f"groups held out: {', '.join(held)} ({len(away)} images); training groups: "
+        f"{', '.join(sorted(set(groups.values()) - set(held)))}"
+    )
+    description = {"kind": "groups", "groups": sorted(held)}
+    counts = [len(keep["train"]), len(keep["validation"]), len(away)]
+    return (
+        only_files(splits["train"], keep["train"]),
+        only_files(splits["validation"], keep["validation"]),
+        scored,
+        description,
+        counts,
+    )

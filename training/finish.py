@@ -1,0 +1,142 @@
+"""The end of a run: keep the selected weights, calibrate their threshold, score the held-out places, write
+model.keras (with its metadata), plots and results.json (last: its presence marks a finished run).
+
+Scoring and calibration are predict.py's (``inference.heldout``); they are handed in by train.py as
+``calibrate`` and ``score`` so that training/ does not import inference/.
+"""
+
+from training.checkpoints import MONITOR
+
+SELECTIONS = ("ema", "last", "best")  # which weights a run keeps: see candidate_weights
+
+
+def candidate_weights(model, run_dir, ema_weights, names):
+    """{selection: weights} for the ``names`` this run offers: the moving average, the last step, the best epoch."""
+    from training.checkpoints import BEST, LAST
+
+    candidates = {} if ema_weights is None or "ema" not in names else {"ema": ema_weights}
+    for name, path in (("last", LAST), ("best", BEST)):
+        if name in names and (run_dir / path).exists():
+            model.load_weights(run_dir / path)
+            candidates[name] = model.get_weights()
+    return candidates
+
+
+def finish_run(
+    config, run_dir, model, *, ema_weights, train_examples, heldout_examples, heldout, val_ds, shape, facts, scorer
+):
+    """The end of a run: keep the selected weights, calibrate their threshold on training images (--calibrate),
+    score the held-out scenes, save model, plots, results.json.
+
+    ``scorer``: ``inference.heldout`` (``tiling``, ``calibrate_model``, ``score_model``, ``THRESHOLD``).
+    """
+    import tensorflow as tf
+
+    from data.targets import parse_targets
+    from models import create_model
+    from models.decoders import needs_fixed_size
+    from models.segmenter import set_logit_offset
+    from training.checkpoints import atomic_save_model, atomic_write_json, read_history
+    from training.plots import plot_learning_curves, plot_predictions
+    from training.results import write_results
+    from training.setup import encoder_weights
+
+    wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
+    candidates = candidate_weights(model, run_dir, ema_weights, wanted)
+    fixed = config.image_size if needs_fixed_size(config.arch) else None  # e.g. the dense "cnn" head
+    targets = parse_targets(config.targets)
+    separate = len(targets) > 1  # scored as predict.py writes buildings: separated when the model can
+    export = create_model(
+        config.arch,
+        config.encoder,
+        num_classes=len(targets),
+        input_shape=shape if fixed else (None, None, 3),
+        bn_momentum=config.bn_momentum,
+        standardize=config.standardize == "image",
+    )
+    tiling = scorer.tiling(fixed)
+    reports, calibrations = {}, {}
+    for name in wanted:
+        if name not in candidates:
+            continue
+        export.set_weights(candidates[name])
+        set_logit_offset(export, 0.0)
+        if config.calibrate == "train":
+            calibrations[name] = scorer.calibrate_model(export, train_examples, fixed)
+        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=separate)
+    if config.select not in reports:
+        raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
+    export.set_weights(candidates[config.select])
+    set_logit_offset(export, calibrations.get(config.select, {}).get("logit_offset", 0.0))
+    metadata = {
+        "arch": config.arch,
+        "encoder": config.encoder,
+        "targets": list(targets),
+        "fixed_size": fixed,
+        "threshold": calibrations.get(config.select, {}).get("threshold", scorer.THRESHOLD),
+        "encoder_weights": encoder_weights(config) or "none",
+    }
+    atomic_save_model(export, run_dir / "model.keras", metadata)
+    report = reports[config.select]
+    atomic_write_json({**report, "heldout": heldout, "tiling": tiling}, run_dir / "heldout_metrics.json")
+
+    history = read_history(run_dir)
+    plot_learning_curves(history, run_dir / "learning_curves.png")
+    if val_ds is not None:
+        images, masks, _ = next(iter(val_ds))
+        probabilities = tf.sigmoid(export(images, training=False)).numpy()[..., :1]  # eager: no extra trace
+        plot_predictions(images.numpy(), masks.numpy()[..., :1], probabilities, run_dir / "predictions.png")
+    overall = report["overall"]
+    initial_epoch = facts.pop("initial_epoch")
+    results = {
+        "arch": config.arch,
+        "encoder": config.encoder,
+        "image_size": config.image_size,
+        **{k: v for k, v in facts.items() if k != "wall_seconds"},
+        "selection": config.select,
+        "heldout_kind": heldout["kind"],
+        "heldout_groups": heldout["groups"],
+        "heldout_scenes": len(report["scenes"]),
+        "heldout_pixels": overall["pixels"],
+        **{f"heldout_{k}": overall[k] for k in ("iou", "f1", "precision", "recall")},
+        "heldout_all_building_iou": report["all_building_iou"],
+        # buildings matched one-to-one at IoU >= 0.5 (the SpaceNet rule)
+        **{f"heldout_{k}": overall[k] for k in ("building_precision", "building_recall", "building_f1")},
+        "targets": list(targets),
+        "separated": separate,
+        # the same weights' buildings counted as the mask's connected patches (paired with the above)
+        **{
+            f"heldout_{k}": overall[k]
+            for k in ("unseparated_building_precision", "unseparated_building_recall", "unseparated_building_f1")
+            if k in overall
+        },
+        "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
+        # the decision threshold measured on training images (--calibrate train), stored in model.keras
+        "calibration": calibrations.get(config.select),
+        "selections": {
+            name: {
+                **{k: r["overall"][k] for k in ("iou", "f1", "precision", "recall")},
+                "threshold": calibrations.get(name, {}).get("threshold", scorer.THRESHOLD),
+            }
+            for name, r in reports.items()
+        },
+        "epochs": len(history),
+        "best_epoch": int(max(history, key=lambda r: r.get(MONITOR, -1))["epoch"]) if history else 0,
+        "wall_seconds": round(facts["wall_seconds"] + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),
+        "seed": config.seed,
+        "recipe": {
+            "augment": config.augment,
+            "standardize": config.standardize,
+            "calibrate": config.calibrate,
+            "encoder_weights": encoder_weights(config) or "none",
+            "init": config.init,
+            "freeze_encoder": config.freeze_encoder,
+            "targets": config.targets,
+            "target_weights": config.target_weights,
+            "loss": config.loss,
+            "lr": config.lr,
+            "steps": config.epochs * config.steps_per_epoch,
+            "batch_size": config.batch_size,
+        },
+    }
+    return write_results(results, run_dir / "results.json")  # last: its presence marks a finished run

