@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import compare
+from experiments import grid, report
 from tests.tiny import tiny_grid
 
 
@@ -108,7 +109,7 @@ def test_csv_round_trips_and_plots_are_pngs(runs, tmp_path):
 def test_static_table_counts(capsys):
     from models import count_macs, create_encoder
 
-    rows = compare.static_table(64, archs=["fcn32"], encoders=["effnet-b0"])
+    rows = report.static_table(64, archs=["fcn32"], encoders=["effnet-b0"])
     assert rows[0]["params_m"] == pytest.approx(4_054_948 / 1e6)
     # the FCN-32 head by hand at 64x64: a 1x1 score conv on P5 (2x2x1280 -> 1) and a 64x64 transposed conv
     # (stride 32, 1 -> 1 channel) from 2x2 to 64x64: 2*2*1280 + 2*2*64*64 = 5,120 + 16,384 multiply-adds
@@ -151,7 +152,7 @@ def test_prediction_grid_never_builds_a_dataset(tmp_path, capsys):
     empty = tmp_path / "tfds"
     (run / "config.json").write_text(json.dumps({"data_dir": str(empty), "manual_dir": str(tmp_path / "download")}))
     (run / "model.keras").write_bytes(b"a model")  # the grid draws only runs that have one
-    rows = compare.load_runs(runs)[0]
+    rows = report.load_runs(runs)[0]
     assert compare.plot_prediction_grid(rows, runs, tmp_path / "grid.png") is False
     assert "prediction grid skipped: buildings/kaggle is not prepared" in capsys.readouterr().out
     assert not empty.exists() and not (tmp_path / "grid.png").exists()
@@ -179,7 +180,7 @@ def test_aggregation_and_interval_equal_a_hand_computation(tmp_path):
         _fake_run(runs, f"fcn8_s{seed}", arch="fcn8", gmacs=0.5, heldout_iou=iou, seed=seed)
     _fake_run(runs, "fcn8_s2", arch="fcn8", gmacs=0.5, heldout_iou=None, seed=2)  # a run missing the score
     _fake_run(runs, "fpn_s0", arch="fpn", heldout_iou=0.55)  # n = 1
-    rows, problems = compare.load_runs(runs)
+    rows, problems = report.load_runs(runs)
     assert not problems and [r["run"] for r in rows][-1] == "fcn8_s2"  # NaN ranks last
     table = {m["arch"]: m for m in aggregate(rows)}
     unet, fcn8, fpn = table["unet"], table["fcn8"], table["fpn"]
@@ -301,9 +302,7 @@ def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkey
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     runs = tmp_path / "runs"
-    failed = compare.run_grid(
-        runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2, extra=["--holdout-x"]
-    )
+    failed = grid.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2, extra=["--holdout-x"])
     names = [Path(c[c.index("--run-dir") + 1]).name for c in calls]
     assert names == [
         "grid_unet_effnet-b0_f0_s3",
@@ -321,7 +320,7 @@ def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkey
     assert "--holdout-x" in first and first[first.index("--augment") + 1] == "basic"
     assert [p.name for p in failed] == ["grid_unet_effnet-b0_basic-best_f1_s3", "grid_unet_effnet-b0_basic-best_f1_s4"]
     calls.clear()
-    compare.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2)
+    grid.run_grid(runs, kind="recipe", budget=10, epochs=2, seed=3, repeats=2, folds=2)
     assert [Path(c[c.index("--run-dir") + 1]).name for c in calls] == [  # only the two failed runs again
         "grid_unet_effnet-b0_basic-best_f1_s3",
         "grid_unet_effnet-b0_basic-best_f1_s4",
@@ -330,12 +329,12 @@ def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkey
 
 
 def test_grid_entries_subset_and_unknown_entry():
-    assert [e[:2] for e in compare.grid_entries("seed", ["unet/effnet-b0", "cnn/effnet-b0"])] == [
+    assert [e[:2] for e in grid.grid_entries("seed", ["unet/effnet-b0", "cnn/effnet-b0"])] == [
         ("cnn", "effnet-b0"),
         ("unet", "effnet-b0"),
     ]  # grid order, not the order asked
     with pytest.raises(SystemExit, match="unet/effnet-b7 is not in the seed grid"):
-        compare.grid_entries("seed", ["unet/effnet-b7"])
+        grid.grid_entries("seed", ["unet/effnet-b7"])
 
 
 def test_selection_table_pools_each_selection_over_seeds(tmp_path):
@@ -345,7 +344,7 @@ def test_selection_table_pools_each_selection_over_seeds(tmp_path):
     for seed, (ema, best) in enumerate(((0.40, 0.30), (0.44, 0.50), (0.42, 0.10))):
         _fake_run(runs, f"r{seed}", seed=seed, heldout_iou=ema, selections={"ema": {"iou": ema}, "best": {"iou": best}})
     _fake_run(runs, "single", heldout_iou=0.9, selections={"ema": {"iou": 0.9}})  # one selection: not in the study
-    rows, _ = compare.load_runs(runs)
+    rows, _ = report.load_runs(runs)
     table = {row["selection"]: row for row in selection_table(rows)}
     assert set(table) == {"ema", "best"} and table["ema"]["kept"] and not table["best"]["kept"]
     assert (

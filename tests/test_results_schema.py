@@ -47,7 +47,7 @@ def test_damaged_files_are_named_not_read(tmp_path):
 
 
 def test_compare_shows_an_old_format_run_labelled_and_ranked_last(tmp_path):
-    from compare import load_runs, markdown_table
+    from experiments.report import load_runs, markdown_table
 
     for name, extra in {"new": {"format": 3, "heldout_iou": 0.4}, "old": {"val_iou": 0.9}}.items():
         (tmp_path / name).mkdir()

@@ -1,0 +1,142 @@
+"""compare.py's plots: held-out score against GMACs, learning curves, a grid of predictions."""
+
+import json
+import math
+from pathlib import Path
+
+
+def plot_iou_vs_gmacs(table, path):
+    """Mean held-out IoU against GMACs, one point per model with a ±1 sd error bar (none for n = 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in table:
+        if math.isnan(model["mean"]):
+            continue
+        ax.errorbar(
+            model["gmacs"],
+            model["mean"],
+            yerr=0.0 if math.isnan(model["std"]) else model["std"],
+            fmt="o",
+            capsize=3,
+            markersize=5,
+        )
+        label = f"{model['arch']}/{model['encoder']}" + (f" [{model['recipe_label']}]" if model["recipe_label"] else "")
+        ax.annotate(
+            f"{label} n={model['n']}",
+            (model["gmacs"], model["mean"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
+    ax.set(
+        xscale="log",
+        xlabel="GMACs per image at the training size (log)",
+        ylabel="held-out IoU (mean ± sd)",
+        title="held-out IoU vs compute",
+    )
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # the default minor labels of a log axis overlap
+    low, high = ax.get_xlim()
+    ax.set_xlim(low, high * 3)  # room for the labels right of the last point
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_run_curves(rows, runs_dir, path):
+    """Every readable run's validation curves in one figure; returns the runs skipped, with the reason."""
+    from training.checkpoints import read_history
+    from training.plots import plot_runs_learning_curves
+
+    histories, skipped = {}, []
+    for row in rows:
+        try:
+            history = read_history(Path(runs_dir) / row["run"])
+        except ValueError as error:
+            skipped.append(f"{row['run']}: {error}")
+            continue
+        if history:
+            histories[f"{row['arch']}/{row['encoder']} s{row.get('seed', '')} ({row['run']})"] = history
+    plot_runs_learning_curves(histories, path)
+    for reason in skipped:
+        print(f"learning curves: skipped {reason}")
+    return skipped
+
+
+def plot_prediction_grid(rows, runs_dir, path, *, count=4):
+    """Each run's model on the same validation tiles: one column per model (False: data not prepared)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    import data.buildings  # noqa: F401  (registers the builder)
+    from data.pipeline import eval_dataset, load_split
+    from inference.loading import load_segmenter
+
+    usable = []
+    for row in rows:  # a column needs the run's config.json (its data) and model.keras (its model)
+        run = Path(runs_dir) / row["run"]
+        try:
+            config = json.loads((run / "config.json").read_text())
+        except (OSError, ValueError) as error:
+            print(f"prediction grid: skipped {row['run']}: no readable config.json ({type(error).__name__})")
+            continue
+        if not (run / "model.keras").exists():
+            print(f"prediction grid: skipped {row['run']}: no model.keras (resume the run to write it)")
+            continue
+        usable.append((row, config if isinstance(config, dict) else {}))
+    if not usable:
+        print("prediction grid skipped: no run has both config.json and model.keras")
+        return False
+    rows, first = [row for row, _ in usable], usable[0][1]
+    data_dir = first.get("data_dir") or None
+    if not tfds.builder(rows[0]["dataset"], data_dir=data_dir).is_prepared():
+        # never build a dataset as a side effect of drawing a figure (it would land in the user's TFDS folder)
+        print(f"prediction grid skipped: {rows[0]['dataset']} is not prepared in {data_dir or '~/tensorflow_datasets'}")
+        return False
+    examples = load_split(
+        rows[0]["dataset"], "validation", data_dir=data_dir, manual_dir=first.get("manual_dir") or None
+    )
+    images, masks, _ = next(iter(eval_dataset(examples, size=rows[0].get("image_size", 256), batch_size=count)))
+    columns = [("image", None), ("truth", None)] + [(f"{r['arch']}/{r['encoder']}", r) for r in rows]
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(2.4 * len(columns), 2.4 * len(images)), squeeze=False)
+    for col, (title, row) in enumerate(columns):
+        if row is None:
+            panels = images.numpy().astype("uint8") if title == "image" else masks.numpy()[..., 0]
+        else:
+            try:
+                model = load_segmenter(Path(runs_dir) / row["run"] / "model.keras")[0]
+            except Exception as error:  # a damaged or foreign archive: this column stays empty, the others are drawn
+                print(
+                    f"prediction grid: {row['run']}/model.keras could not be loaded ({type(error).__name__}); "
+                    "column left empty"
+                )
+                model = None
+            fits = model is not None and model.input.shape[1] in (None, images.shape[1])
+            panels = tf.sigmoid(model.predict(images, verbose=0)).numpy()[..., 0] if fits else None
+        for index in range(len(images)):
+            ax = axes[index, col]
+            ax.axis("off")
+            if panels is not None:
+                ax.imshow(
+                    panels[index],
+                    cmap=None if panels.ndim == 4 else "gray",
+                    vmin=0,
+                    vmax=1 if panels.ndim == 3 else None,
+                )
+            if index == 0:
+                ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
