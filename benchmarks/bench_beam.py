@@ -7,8 +7,8 @@ resident memory (the largest process: the main one sequentially, a worker under 
 the cost per megapixel, then checks that the outputs agree (masks bit-equal, probabilities
 within 1e-6, the same footprints).
 
-    python benchmarks/bench_beam.py                          # 8 scenes of 2000 x 2000
-    python benchmarks/bench_beam.py --scenes 4 --size 1000   # quicker
+    python -m benchmarks.bench_beam                          # 8 scenes of 2000 x 2000
+    python -m benchmarks.bench_beam --scenes 4 --size 1000   # quicker
 """
 
 import argparse
@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_memory import make_scene, peak_of  # noqa: E402
 

@@ -4,18 +4,15 @@ Every model gets the same random batch; timed runs are interleaved (A, B, A, B, 
 busy machine slows all of them alike, and the median of each is printed with the ratio to
 the first encoder, the parameter count and the GMACs.
 
-    python benchmarks/bench_encoders.py                                  # U-Net: effnet-b0 vs effnet-lite0 at 256
-    python benchmarks/bench_encoders.py --encoders effnet-b0 effnet-lite0 effnet-lite2 --repeats 5
+    python -m benchmarks.bench_encoders                                  # U-Net: effnet-b0 vs effnet-lite0 at 256
+    python -m benchmarks.bench_encoders --encoders effnet-b0 effnet-lite0 effnet-lite2 --repeats 5
 """
 
 import argparse
 import os
 import statistics
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import tensorflow as tf

@@ -8,8 +8,8 @@ than 300 MB. The last column is what the whole-scene path this replaced needed a
 the decoded scene (3 bytes a pixel) and its float32 probabilities (4 bytes) on top of the
 small scene's peak.
 
-    python benchmarks/bench_memory.py                        # about 10 minutes on 2 cores
-    python benchmarks/bench_memory.py --sizes 2000,6000      # quicker
+    python -m benchmarks.bench_memory                        # about 10 minutes on 2 cores
+    python -m benchmarks.bench_memory --sizes 2000,6000      # quicker
 The scenes and the model are kept in --work (re-runs reuse them).
 """
 
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGET_MB = 300
 WHOLE_SCENE_BYTES_PER_PIXEL = 3 + 4  # uint8 RGB scene + float32 probabilities

@@ -4,19 +4,16 @@ Both encoders feed the SAME decoder code, and the keras.applications weights are
 into ours, so the two models compute the same function; runs are interleaved in one
 process and the median of each is reported.
 
-    python benchmarks/bench_models.py                       # unet, fpn, fcn8 at 256, batch 8
-    python benchmarks/bench_models.py --archs unet --repeats 5 --size 256 --batch 8
+    python -m benchmarks.bench_models                       # unet, fpn, fcn8 at 256, batch 8
+    python -m benchmarks.bench_models --archs unet --repeats 5 --size 256 --batch 8
 """
 
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras
 import numpy as np

@@ -6,7 +6,7 @@ applies NumPy flips / rotations / brightness. Both produce batches of 8 crops of
 A third row is ours with the separation targets (building, border, contact computed from the
 building ids after augmentation), so their cost per step shows beside the plain mask.
 
-    python benchmarks/bench_pipeline.py [--sample ../shared/data/buildings_sample] [--batches 30]
+    python -m benchmarks.bench_pipeline [--sample ../shared/data/buildings_sample] [--batches 30]
 """
 
 import argparse
@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

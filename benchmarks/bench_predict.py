@@ -10,8 +10,8 @@ streaming path for one scene (windowed GeoTIFF reads, prediction, COG and GeoPac
 whose reading and writing share of the time is printed. Same model, same scene, one process;
 runs are interleaved and the median of each is reported, with the CPU's model and flags.
 
-    python benchmarks/bench_predict.py                               # U-Net/B0, a 2149x1479 sample scene
-    python benchmarks/bench_predict.py --model runs/RUN --repeats 5  # a trained model
+    python -m benchmarks.bench_predict                               # U-Net/B0, a 2149x1479 sample scene
+    python -m benchmarks.bench_predict --model runs/RUN --repeats 5  # a trained model
 """
 
 import argparse
@@ -26,7 +26,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 

@@ -6,10 +6,10 @@ more t8 parts sit in its training folder; all nine are kept out of training), th
 train.py's final score of the held-out scenes: predict.py's scorer (blended 512 windows,
 inference mode, every pixel once) next to the all-building baseline.
 
-    python benchmarks/train_real_sample.py                           # 200 steps at 256 (about 25 min on 2 CPU cores)
-    python benchmarks/train_real_sample.py --steps 60 --size 128
-    python benchmarks/train_real_sample.py --holdout ""              # train on every tile; score the (seen) test scenes
-    python benchmarks/train_real_sample.py --score-only runs/RUN     # predict.py --labels auto on the test scenes
+    python -m benchmarks.train_real_sample                           # 200 steps at 256 (about 25 min on 2 CPU cores)
+    python -m benchmarks.train_real_sample --steps 60 --size 128
+    python -m benchmarks.train_real_sample --holdout ""              # train on every tile; score the (seen) test scenes
+    python -m benchmarks.train_real_sample --score-only runs/RUN     # predict.py --labels auto on the test scenes
 """
 
 import argparse
@@ -21,7 +21,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def train_and_score(

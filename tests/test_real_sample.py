@@ -6,12 +6,7 @@ t8 held out (its nine parts, the sample's three test scenes among them, never re
 training), and must clearly beat calling everything a building on those scenes.
 """
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # Calibrated on 2026-11-26 (2-core CPU): the all-building IoU of the nine t8 scenes is 0.204; this
 # recipe scored IoU 0.519 and 0.511 (basic augmentation, weight average; two printed runs) and 0.537 (aerial
@@ -24,7 +19,7 @@ IOU_FLOOR = 0.25
 
 @pytest.mark.slow  # trains U-Net / B0 and scores 28.6 MP of held-out scenes: 3.5 minutes on 2 cores
 def test_short_training_on_real_sample_beats_baseline_on_an_unseen_tile(sample_dir, sample_tfds, tmp_path):
-    from train_real_sample import train_and_score
+    from benchmarks.train_real_sample import train_and_score
 
     data_dir, _ = sample_tfds
     results = train_and_score(

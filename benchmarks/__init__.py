@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table comparing ours with a reference side by side; run as python -m benchmarks.NAME."""
