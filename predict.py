@@ -37,6 +37,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXPORTS = ("saved_model", "tflite")
 
 
+def band_numbers(text):
+    """--bands: three band numbers, e.g. 3,2,1."""
+    try:
+        bands = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        bands = ()
+    if len(bands) != 3 or min(bands) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not three band numbers (1-based, comma-separated), e.g. 3,2,1 or 1,1,1"
+        )
+    return bands
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -74,7 +87,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--bands",
-        type=lambda text: tuple(int(b) for b in text.split(",")),
+        type=band_numbers,
         help="three band numbers of GeoTIFF/VRT inputs to use as RGB, e.g. 3,2,1 or 1,1,1 (grey); "
         "default: the first three",
     )

@@ -114,6 +114,17 @@ def parse_args(argv=None):
     return Config(**vars(parser.parse_args(argv)))
 
 
+def group_pattern_problems(pattern):
+    """A --group-pattern that is not a regular expression, named (before anything is written)."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        return [f"--group-pattern {pattern!r} is not a regular expression ({error}); e.g. '^(.+)_\\d+$'"]
+    return []
+
+
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
     from data.targets import parse_targets
@@ -166,6 +177,7 @@ def check_config(config):
             problems.append(f"--target-weights {config.target_weights!r}: give one weight per target ({len(targets)})")
     except ValueError as error:
         problems.append(str(error))
+    problems += group_pattern_problems(config.group_pattern)
     if not 0 <= config.freeze_encoder <= config.epochs:
         problems.append(f"--freeze-encoder {config.freeze_encoder}: must lie in [0, --epochs] = [0, {config.epochs}]")
     if config.init:

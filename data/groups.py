@@ -27,6 +27,12 @@ def group_of(file_name, pattern=DEFAULT_GROUP_PATTERN):
     stem = PurePosixPath(str(file_name)).stem
     match = re.search(pattern, stem)
     name = "_".join(part for part in match.groups() if part) if match and match.groups() else (match and match.group(0))
+    if match is not None and not name:
+        raise ValueError(
+            f"--group-pattern {pattern!r} matches an empty part of {file_name!r} (it matches the empty string), so it "
+            "names no place. Make its capture groups match part of the name, e.g. '^(.+)_\\d+$'. "
+            f"Received: file_name={file_name!r}"
+        )
     if not name:
         raise ValueError(
             f"Cannot tell which place {file_name!r} comes from: --group-pattern {pattern!r} does not match its "

@@ -5,6 +5,7 @@ layer's decoder, the same decoding the training data went through); the georefer
 (CRS and affine transform, from a GeoTIFF's tags or a world file) is read with rasterio.
 """
 
+import glob
 from pathlib import Path
 
 from common.images import IMAGE_SUFFIXES, decode_mask
@@ -18,8 +19,6 @@ REMOTE_PREFIXES = ("/vsi", "gs://", "s3://", "http://", "https://")  # read by G
 
 def expand_inputs(paths, list_file=None):
     """Paths with globs expanded (sorted) and the lines of ``list_file`` (one path per line; # comments) added."""
-    import glob
-
     entries = list(paths)
     if list_file:
         try:
@@ -78,7 +77,8 @@ def list_inputs(paths):
 def read_label(labels_dir, stem, shape):
     """The (H, W) bool mask named ``stem`` in ``labels_dir``, checked against the scene's size."""
     labels_dir = Path(labels_dir)
-    candidates = sorted(p for p in labels_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    # the scene's name is taken literally ("a[1]" or "b*" are names, not patterns)
+    candidates = sorted(p for p in labels_dir.glob(f"{glob.escape(stem)}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not candidates:
         raise ValueError(
             f"No label for scene {stem!r} in {labels_dir} (expected {stem}.png or {stem}.tif). "

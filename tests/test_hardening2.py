@@ -1,0 +1,59 @@
+"""Hardening, round two: names taken literally, options checked before anything is written."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data.groups import group_of
+from inference.scenes import read_label
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).iterdir())}
+
+
+def test_label_lookup_takes_the_scene_name_literally(tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    Image.fromarray(np.full((4, 6), 255, np.uint8)).save(labels / "a1.png")  # another scene's label
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(labels / "b.png")
+    before = _digest(labels)
+    # "a[1]" as a pattern would match a1.png; as a name it has no label
+    with pytest.raises(ValueError, match=r"No label for scene 'a\[1\]'"):
+        read_label(labels, "a[1]", (4, 6))
+    with pytest.raises(ValueError, match=r"No label for scene '\?'"):
+        read_label(labels, "?", (4, 6))  # would match b.png as a pattern
+    Image.fromarray(np.full((4, 6), 255, np.uint8)).save(labels / "a[1].png")
+    assert read_label(labels, "a[1]", (4, 6)).all()
+    assert _digest(labels) == {**before, "a[1].png": _digest(labels)["a[1].png"]}
+
+
+def _cli(script, *args):
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_bad_group_pattern_is_refused_before_any_write(tmp_path):
+    run = tmp_path / "run"
+    done = _cli("train.py", "--group-pattern", "([", "--holdout", "x", "--run-dir", run)
+    assert done.returncode != 0 and "--group-pattern '([' is not a regular expression" in done.stderr
+    assert not run.exists()
+    with pytest.raises(ValueError, match="matches an empty part of 'tile_3.png'"):
+        group_of("tile_3.png", "x*")
+
+
+def test_bad_bands_are_named(tmp_path):
+    scene = tmp_path / "s.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(scene)
+    for bands in ("a,b,c", "1,2", "0,1,2"):
+        done = _cli("predict.py", "--model", tmp_path / "none.keras", scene, "--bands", bands, "--out", tmp_path / "o")
+        assert done.returncode == 2 and f"--bands: {bands!r} is not three band numbers" in done.stderr
+        assert "invalid band_numbers value" not in done.stderr and "<lambda>" not in done.stderr
+    assert not (tmp_path / "o").exists()
