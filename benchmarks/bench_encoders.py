@@ -1,8 +1,9 @@
 """Train and predict throughput of encoders under one decoder, side by side in one process.
 
-Every model gets the same random batch; timed runs are interleaved (A, B, A, B, ...) so a
-busy machine slows all of them alike, and the median of each is printed with the ratio to
-the first encoder, the parameter count and the GMACs.
+Every model gets the same random batch; timed runs are interleaved, and the order flips every
+repeat (A B, B A, A B, ...) because the model timed first in a round measured faster here (by
+up to 1.4x), so a busy machine and the position slow all of them alike; the median of each is
+printed with the ratio to the first encoder, the parameter count and the GMACs.
 
     python -m benchmarks.bench_encoders                                  # U-Net: effnet-b0 vs effnet-lite0 at 256
     python -m benchmarks.bench_encoders --encoders effnet-b0 effnet-lite0 effnet-lite2 --repeats 5
@@ -29,7 +30,9 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3, help="steps per timed run")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed runs per encoder")
+    parser.add_argument(
+        "--repeats", type=int, default=6, help="interleaved timed runs per encoder (even: each order as often)"
+    )
     args = parser.parse_args()
 
     rng = np.random.RandomState(0)
@@ -46,8 +49,8 @@ def main():
         steps[encoder][1](x)
     train = {encoder: [] for encoder in args.encoders}
     predict = {encoder: [] for encoder in args.encoders}
-    for _ in range(args.repeats):
-        for encoder in args.encoders:
+    for repeat in range(args.repeats):
+        for encoder in args.encoders if repeat % 2 == 0 else args.encoders[::-1]:
             train[encoder].append(args.batch * args.steps / timed(steps[encoder][0], x, y, steps=args.steps))
             predict[encoder].append(args.batch * args.steps / timed(steps[encoder][1], x, steps=args.steps))
     first = args.encoders[0]
