@@ -4,7 +4,8 @@ The model must have separation channels (``train.py --targets building,border,co
 Both runs go through predict.py's whole streaming path (GeoTIFF in, COGs and GeoPackage out),
 interleaved, in float32; the table gives the median wall time, MP/s and the buildings found.
 
-    python -m benchmarks.bench_separation --model runs/RUN --scene ../shared/data/buildings_sample/building_data/test/src/dubai_image_part_007t8.tiff
+    S=../shared/data/buildings_sample/building_data/test
+    python -m benchmarks.bench_separation --model runs/RUN --scene $S/src/dubai_image_part_007t8.tiff --labels $S/label
 """
 
 import argparse
