@@ -1,8 +1,8 @@
 """A study's runs, place by place, with paired comparisons: ``python -m experiments.study results/STUDY``.
 
 A study folder holds one folder per held-out place, and in it one folder per run named
-``<recipe>_s<seed>`` (the small files train.py writes: results.json, config.json, history.csv,
-heldout_metrics.json). Runs of two recipes with the same place and seed are paired (same
+``<recipe>_s<seed>``: the small files train.py writes (results.json, config.json, history.csv,
+heldout_metrics.json), or a predict.py evaluation's metrics.json. Runs of two recipes with the same place and seed are paired (same
 held-out place, seed and data order), so each comparison is the paired t-interval of their
 differences; a recipe pair without two shared runs falls back to Welch's interval.
 
@@ -24,14 +24,20 @@ RUN_NAME = re.compile(r"^(?P<recipe>.+)_s(?P<seed>\d+)$")
 
 
 def load_study(folder):
-    """{(place, recipe): {seed: results}} of every finished run under ``folder``."""
+    """{(place, recipe): {seed: results}} of every finished run under ``folder``.
+
+    A run is a train.py run (its results.json) or a predict.py evaluation (its metrics.json,
+    whose overall scores count as the held-out ones).
+    """
     runs = {}
-    for results in sorted(Path(folder).glob("*/*/results.json")):
-        match = RUN_NAME.match(results.parent.name)
+    for path in sorted([*Path(folder).glob("*/*/results.json"), *Path(folder).glob("*/*/metrics.json")]):
+        match = RUN_NAME.match(path.parent.name)
         if not match:
             continue
-        data = json.loads(results.read_text())
-        runs.setdefault((results.parent.parent.name, match["recipe"]), {})[int(match["seed"])] = data
+        data = json.loads(path.read_text())
+        if path.name == "metrics.json":
+            data = {f"heldout_{key}": value for key, value in data["overall"].items()}
+        runs.setdefault((path.parent.parent.name, match["recipe"]), {})[int(match["seed"])] = data
     return runs
 
 
