@@ -3,8 +3,9 @@
 A study folder holds one folder per held-out place, and in it one folder per run named
 ``<recipe>_s<seed>``: the small files train.py writes (results.json, config.json, history.csv,
 heldout_metrics.json), or a predict.py evaluation's metrics.json. Runs of two recipes with the
-same place and seed are paired (same held-out place, seed and data order), so each comparison is the paired t-interval of their
-differences; a recipe pair without two shared runs falls back to Welch's interval.
+same place and seed are paired (same held-out place, seed and data order), so each comparison
+is the paired t-interval of their differences; a recipe pair without two shared runs falls back
+to Welch's interval.
 
     python -m experiments.study results/pretrained --baseline b0rand
 """
