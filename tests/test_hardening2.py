@@ -57,3 +57,18 @@ def test_bad_bands_are_named(tmp_path):
         assert done.returncode == 2 and f"--bands: {bands!r} is not three band numbers" in done.stderr
         assert "invalid band_numbers value" not in done.stderr and "<lambda>" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_validation_split_is_said_and_no_best_epoch_is_recorded(synthetic_dir, tmp_path):
+    import json
+
+    from tests.tiny import TINY_TRAIN
+
+    run = tmp_path / "run"
+    args = [*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1",
+            "--calibrate", "none", "--holdout", "synthetic_validation", "--run-dir", run]  # fmt: skip
+    done = _cli("train.py", *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "note: the validation split is empty" in done.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert results["best_epoch"] is None and results["heldout_groups"] == ["synthetic_validation"]

@@ -121,7 +121,12 @@ def finish_run(
             for name, r in reports.items()
         },
         "epochs": len(history),
-        "best_epoch": int(max(history, key=lambda r: r.get(MONITOR, -1))["epoch"]) if history else 0,
+        # None when no epoch was validated (the validation split was empty): never a best that was not measured
+        "best_epoch": (
+            int(max(validated, key=lambda r: r[MONITOR])["epoch"])
+            if (validated := [r for r in history if isinstance(r.get(MONITOR), float) and r[MONITOR] == r[MONITOR]])
+            else None
+        ),
         "wall_seconds": round(facts["wall_seconds"] + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),
         "seed": config.seed,
         "recipe": {

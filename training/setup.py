@@ -63,6 +63,11 @@ def make_datasets(config, dataset, run_dir):
         f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
         f"({heldout['kind']})"
     )
+    if not counts[1]:
+        print(
+            "note: the validation split is empty (the held-out groups took all of its images): no validation "
+            "scores per epoch and no best epoch; the final score is still on the held-out places"
+        )
     if config.select == "best" and not counts[1]:
         raise SystemExit(
             "train.py: --select best picks the best epoch on the validation split, which is empty here "
