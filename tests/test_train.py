@@ -78,7 +78,9 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert results["selection"] == "ema" and set(results["selections"]) == {"ema"}
     # the threshold was calibrated on the training scenes (all 12 of this set; at most 16) and travels in model.keras
     calibration = results["calibration"]
-    assert train.CALIBRATION_IMAGES == 16
+    from inference.heldout import CALIBRATION_IMAGES
+
+    assert CALIBRATION_IMAGES == 16
     assert calibration["scenes"] == 12 and calibration["pixels"] == 12 * 256 * 256
     assert 0 < calibration["threshold"] < 1 and calibration["iou"] >= calibration["iou_at_0.5"]
     assert results["selections"]["ema"]["threshold"] == calibration["threshold"]
