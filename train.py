@@ -1,7 +1,7 @@
 """Train a building segmentation model.
 
-    python train.py                                   # U-Net / EfficientNet-B0 on the synthetic set
-    python train.py --arch fcn8 --encoder effnet-b0   # choose the model
+    python train.py                                   # U-Net / ImageNet EfficientNet-Lite0 on the synthetic set
+    python train.py --arch fcn8 --encoder effnet-b0   # choose the model (B0 starts from random weights)
     python train.py --dataset buildings/kaggle --manual-dir ~/Downloads/buildings --epochs 30
     python train.py --run-dir runs/my_run --resume    # continue a killed run
     python train.py --dataset buildings/kaggle --manual-dir DIR --holdout dubai_t8   # score a place never trained on
@@ -50,8 +50,8 @@ STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distrib
 @dataclasses.dataclass(frozen=True)
 class Config:
     arch: str = "unet"
-    encoder: str = "effnet-b0"
-    encoder_weights: str = "none"  # none | imagenet | auto (imagenet where it ships offline) | a .weights.h5 file
+    encoder: str = "effnet-lite0"
+    encoder_weights: str = "auto"  # auto: imagenet where it ships offline (Lite0..2), else none; none; imagenet; .h5
     dataset: str = "auto"  # auto: kaggle when its download is in place, else synthetic
     data_dir: str = ""  # TFDS folder; empty: ~/tensorflow_datasets
     manual_dir: str = ""  # folder holding the Kaggle zip or extracted folder
@@ -73,7 +73,7 @@ class Config:
     resume: bool = False
     seed: int = 0
     crops_per_image: int = 8
-    standardize: str = "none"  # image: each input's colours standardised by its own mean and spread
+    standardize: str = "image"  # each input's colours standardised by its own mean and spread (none: raw colours)
     augment: str = "basic"  # a preset of data.pipeline.AUGMENTATIONS; "aerial" scored lower on an unseen tile (README)
     select: str = "ema"  # ema: moving average of the weights; last: last step; best: best epoch on validation
     ema_fraction: float = 0.1  # the weight average spans about this fraction of the run's steps

@@ -19,7 +19,11 @@ GRID = (
 )
 # today's recipe against the one before held-out groups were measured: basic augmentation, the best
 # epoch, threshold 0.5 (tag, train.py options)
-BASIC_RECIPE = ("basic-best", ["--augment", "basic", "--select", "best", "--calibrate", "none"])
+# the recipe before today's: basic augmentation, best epoch, threshold 0.5, raw colours
+BASIC_RECIPE = (
+    "basic-best",
+    ["--augment", "basic", "--select", "best", "--calibrate", "none", "--standardize", "none"],
+)
 
 
 def grid_entries(kind, only=None):

@@ -262,7 +262,7 @@ def test_grid_repeats_train_each_entry_n_times_and_resume(synthetic_dir, tmp_pat
     ]
     from train import Config
 
-    today = f"{Config.augment}/{Config.select}"  # the default recipe, against the one before (basic/best)
+    today = f"{Config.augment}/{Config.select}/standardize {Config.standardize}"  # today's, against basic/best
     assert sorted((r["recipe_label"], r["seed"]) for r in rows) == sorted(
         [(today, 5), (today, 6), ("basic/best/threshold none", 5), ("basic/best/threshold none", 6)]
     )
