@@ -44,3 +44,19 @@ def test_study_report_pairs_runs_by_place_and_seed(tmp_path):
     lines = comparison_lines(runs, "base")
     assert len(lines) == 2 and lines[0].startswith("t8: new - base, pixel IoU: +0.173 [")
     assert "paired t-interval, 3 pairs" in lines[0]
+
+
+def test_collect_copies_only_the_small_files(tmp_path):
+    from experiments.collect import collect
+
+    run = tmp_path / "runs" / "t8" / "base_s0"
+    run.mkdir(parents=True)
+    for name in ("results.json", "config.json", "history.csv", "model.keras", "last.weights.h5", "train.log"):
+        (run / name).write_text("x")
+    (tmp_path / "runs" / "t8" / "killed_s1").mkdir()  # unfinished: no results.json
+    (tmp_path / "runs" / "t8" / "killed_s1" / "config.json").write_text("{}")
+    copied = collect(tmp_path / "runs", tmp_path / "results")
+    assert copied == [run]
+    kept = sorted(p.name for p in (tmp_path / "results" / "t8" / "base_s0").iterdir())
+    assert kept == ["config.json", "history.csv", "results.json"]
+    assert not (tmp_path / "results" / "t8" / "killed_s1").exists()
