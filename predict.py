@@ -105,10 +105,11 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--separate",
-        choices=("auto", "none"),
+        choices=("auto", "always", "none"),
         default="auto",
         help="split touching buildings with the model's border/contact channels and a watershed (auto: when the "
-        "model has them; none: every connected patch of the mask is one building)",
+        "model has them and its run found separation helped on its training images; always: whenever the model has "
+        "them; none: every connected patch of the mask is one building)",
     )
     parser.add_argument(
         "--instances", action="store_true", help="also write <stem>_instances.tif, the separated building ids"
@@ -249,7 +250,7 @@ def main(argv=None):
 
     from inference.evaluation import evaluation_report, format_table
     from inference.job import predict_scene
-    from inference.loading import load_segmenter, model_targets
+    from inference.loading import load_segmenter, model_targets, separates
     from inference.outputs import GDAL_CACHE_MB
     from inference.rasters import SceneReadError
     from inference.tiling import check_tiling, cpu_has_amx, make_logit_fn, resolve_precision
@@ -258,9 +259,11 @@ def main(argv=None):
         model, fixed_size = load_segmenter(args.model)
         tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
         targets = model_targets(args.model)
+        separate = len(targets) > 1 and (
+            args.separate == "always" or (args.separate == "auto" and separates(args.model))
+        )
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
-    separate = args.separate == "auto" and len(targets) > 1
     amx = cpu_has_amx()
     precision = resolve_precision(args.precision)
     why = f" (auto: this CPU {'has' if amx else 'has no'} AMX)" if args.precision == "auto" else ""
@@ -268,6 +271,11 @@ def main(argv=None):
         f"model: {model.name} ({model.count_params():,} params) from {args.model}, {precision}{why}; "
         f"targets {', '.join(targets)}: "
         + ("buildings separated" if separate else "no separation (connected patches are buildings)")
+        + (
+            " (--separate auto: its run found separation did not help)"
+            if len(targets) > 1 and not separate and args.separate == "auto"
+            else ""
+        )
     )
     if precision == "bfloat16" and not amx:
         print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)

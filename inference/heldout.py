@@ -63,3 +63,34 @@ def score_model(model, examples, fixed, *, separate=False):
 
     logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=separate)
     return score_scenes(logit_fn, decoded_scenes(examples), separate=separate, **tiling(fixed))
+
+
+def choose_separation(model, train_examples, fixed):
+    """Whether separating buildings raises building F1 on the calibration images (the first training images).
+
+    ``model`` carries its calibrated offset already. Separation is kept only when its building F1
+    there is higher than that of the mask's connected patches: a choice made on training images,
+    never on the places scored.
+    """
+    import numpy as np
+
+    from common.scores import building_matches
+    from inference.evaluation import building_scores
+    from inference.separation import separate
+    from inference.tiling import make_logit_fn, predict_probabilities
+
+    logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=True)
+    counts = {True: np.zeros(3), False: np.zeros(3)}
+    scenes = 0
+    for _, image, truth in decoded_scenes(train_examples.take(CALIBRATION_IMAGES)):
+        probabilities = predict_probabilities(logit_fn, image, **tiling(fixed))
+        counts[True] += building_matches(truth, separate(probabilities), min_area=defaults.MIN_AREA)
+        counts[False] += building_matches(truth, probabilities[..., 0] >= THRESHOLD, min_area=defaults.MIN_AREA)
+        scenes += 1
+    f1 = {choice: building_scores(*total)["building_f1"] for choice, total in counts.items()}
+    return {
+        "separate": bool(f1[True] > f1[False]),
+        "building_f1_separated": f1[True],
+        "building_f1_unseparated": f1[False],
+        "scenes": scenes,
+    }

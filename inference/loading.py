@@ -91,3 +91,12 @@ def model_targets(path):
     from models.metadata import read_metadata
 
     return tuple(read_metadata(resolve_model_path(path))["targets"])
+
+
+def separates(path):
+    """Whether ``--separate auto`` separates this model's buildings: it has separation channels and its run
+    kept separation (archives from before that choice: whenever it has the channels)."""
+    from models.metadata import read_metadata
+
+    metadata = read_metadata(resolve_model_path(path))
+    return len(metadata["targets"]) > 1 and bool(metadata.get("separate", True))

@@ -45,7 +45,7 @@ def finish_run(
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)
     fixed = config.image_size if needs_fixed_size(config.arch) else None  # e.g. the dense "cnn" head
     targets = parse_targets(config.targets)
-    separate = len(targets) > 1  # scored as predict.py writes buildings: separated when the model can
+    has_channels = len(targets) > 1  # separation channels: scored both ways, kept if it helps on training images
     export = create_model(
         config.arch,
         config.encoder,
@@ -55,7 +55,7 @@ def finish_run(
         standardize=config.standardize == "image",
     )
     tiling = scorer.tiling(fixed)
-    reports, calibrations = {}, {}
+    reports, calibrations, separations = {}, {}, {}
     for name in wanted:
         if name not in candidates:
             continue
@@ -63,7 +63,11 @@ def finish_run(
         set_logit_offset(export, 0.0)
         if config.calibrate == "train":
             calibrations[name] = scorer.calibrate_model(export, train_examples, fixed)
-        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=separate)
+        if has_channels:
+            separations[name] = scorer.choose_separation(export, train_examples, fixed)
+        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels)
+    separation = separations.get(config.select)
+    separate = bool(separation and separation["separate"])
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
@@ -75,6 +79,7 @@ def finish_run(
         "fixed_size": fixed,
         "threshold": calibrations.get(config.select, {}).get("threshold", scorer.THRESHOLD),
         "encoder_weights": encoder_weights(config) or "none",
+        "separate": separate,  # predict.py --separate auto follows this
     }
     atomic_save_model(export, run_dir / "model.keras", metadata)
     report = reports[config.select]
@@ -100,16 +105,23 @@ def finish_run(
         "heldout_pixels": overall["pixels"],
         **{f"heldout_{k}": overall[k] for k in ("iou", "f1", "precision", "recall")},
         "heldout_all_building_iou": report["all_building_iou"],
-        # buildings matched one-to-one at IoU >= 0.5 (the SpaceNet rule)
-        **{f"heldout_{k}": overall[k] for k in ("building_precision", "building_recall", "building_f1")},
+        # buildings matched one-to-one at IoU >= 0.5 (the SpaceNet rule), counted as predict.py writes them
+        **{
+            f"heldout_building_{k}": overall[f"{'' if separate or not has_channels else 'unseparated_'}building_{k}"]
+            for k in ("precision", "recall", "f1")
+        },
         "targets": list(targets),
         "separated": separate,
-        # the same weights' buildings counted as the mask's connected patches (paired with the above)
-        **{
-            f"heldout_{k}": overall[k]
-            for k in ("unseparated_building_precision", "unseparated_building_recall", "unseparated_building_f1")
-            if k in overall
-        },
+        # a separating model's held-out buildings both ways, same weights (paired), and the choice on training images
+        **(
+            {
+                "heldout_separated_building_f1": overall["building_f1"],
+                "heldout_unseparated_building_f1": overall["unseparated_building_f1"],
+                "separation": separation,
+            }
+            if has_channels
+            else {}
+        ),
         "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
         # the decision threshold measured on training images (--calibrate train), stored in model.keras
         "calibration": calibrations.get(config.select),

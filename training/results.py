@@ -5,8 +5,9 @@ tests read it through ``read_results``. Formats:
 
 1. the first runs: validation scores only (``val_iou``), no held-out score;
 2. held-out scores from predict.py's scorer (``heldout_iou`` ...; building scores from 2026-11-26);
-3. also ``targets``, ``separated`` and the unseparated building scores of separating models, and
-   the recipe's encoder weights, ``--init`` and ``--freeze-encoder``.
+3. also ``targets``, ``separated`` (whether the kept model separates buildings: chosen on the
+   calibration images), a separating model's held-out building F1 both ways, and the recipe's
+   encoder weights, ``--init`` and ``--freeze-encoder``.
 
 A run of an older format is still read (and labelled by its format); only a damaged file, or one
 without the keys every format has, is refused with the reason.
@@ -40,6 +41,7 @@ OPTIONAL_NUMBERS = (
     "heldout_recall",
     "heldout_building_f1",
     "heldout_unseparated_building_f1",
+    "heldout_separated_building_f1",
     "train_images_per_sec",
     "predict_mp_per_sec",
 )
