@@ -60,3 +60,26 @@ def split_examples(config, dataset, run_dir):
         description,
         counts,
     )
+
+
+def run_examples(run_dir):
+    """(config.json as a dict, train examples, held-out examples) of a finished run, split exactly as it was."""
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from data.groups import DEFAULT_GROUP_PATTERN
+
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    defaults = {
+        "holdout": "",
+        "folds": 0,
+        "fold": 0,
+        "data_dir": "",
+        "manual_dir": "",
+        "group_pattern": DEFAULT_GROUP_PATTERN,
+    }
+    train_examples, _, heldout_examples, _, _ = split_examples(
+        SimpleNamespace(**{**defaults, **saved}), saved["dataset"], Path(run_dir)
+    )
+    return saved, train_examples, heldout_examples

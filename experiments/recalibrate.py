@@ -9,24 +9,17 @@ compared with itself: same weights, only the threshold differs. Nothing is writt
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 
 def recalibrate(run_dir):
-    from types import SimpleNamespace
-
-    from data.groups import DEFAULT_GROUP_PATTERN as GROUPS
-    from data.splits import split_examples
+    from data.splits import run_examples
     from inference.heldout import calibrate_model, score_model
     from inference.loading import load_segmenter
     from models import create_model
 
-    saved = json.loads((run_dir / "config.json").read_text())
-    defaults = {"holdout": "", "folds": 0, "fold": 0, "data_dir": "", "manual_dir": "", "group_pattern": GROUPS}
-    split = SimpleNamespace(**{**defaults, **saved})
-    train_examples, _, heldout_examples, _, _ = split_examples(split, saved["dataset"], run_dir)
+    saved, train_examples, heldout_examples = run_examples(run_dir)
     trained, fixed = load_segmenter(run_dir)
     model = create_model(  # the same weights behind an offset layer (runs from before calibration lack one)
         saved["arch"],

@@ -14,10 +14,7 @@ from pathlib import Path
 
 
 def main(argv=None):
-    from types import SimpleNamespace
-
-    from data.groups import DEFAULT_GROUP_PATTERN
-    from data.splits import split_examples
+    from data.splits import run_examples
     from inference.heldout import choose_separation
     from inference.loading import load_segmenter
 
@@ -27,10 +24,8 @@ def main(argv=None):
     print("| run | training F1 separated | training F1 not | kept | held-out F1 separated | held-out F1 not |")
     print("|---|---|---|---|---|---|")
     for run_dir in args.runs:
-        saved = json.loads((run_dir / "config.json").read_text())
         results = json.loads((run_dir / "results.json").read_text())
-        split = SimpleNamespace(**{"group_pattern": DEFAULT_GROUP_PATTERN, **saved})
-        train_examples = split_examples(split, saved["dataset"], run_dir)[0]
+        _, train_examples, _ = run_examples(run_dir)
         model, fixed = load_segmenter(run_dir)
         choice = choose_separation(model, train_examples, fixed)
         separated = results.get("heldout_separated_building_f1", results.get("heldout_building_f1"))
