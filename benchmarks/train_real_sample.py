@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def train_and_score(
     sample, run_dir, *, steps, epochs, size, batch, arch, encoder, data_dir, seed=0, holdout="dubai_t8", extra=()
 ):
-    """Train on the sample; returns train.py's results.json (held-out scores from predict.py's scorer)."""
-    import train
+    """Train on the sample with train.py (a process, as a user runs it); returns its results.json."""
 
     steps_per_epoch = max(steps // epochs, 1)
-    train.main(
+    run_cli(
+        "train.py",
         [
             "--dataset",
             "buildings/kaggle",
@@ -61,9 +61,18 @@ def train_and_score(
             "--holdout",
             holdout,
             *extra,
-        ]
+        ],
     )
     return json.loads((Path(run_dir) / "results.json").read_text())
+
+
+def run_cli(script, args):
+    """Run one of the project's command-line tools (never imported: they are CLIs); stops on failure."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"{script} failed (exit {done.returncode}); its output is above")
 
 
 def score_with_predictor(run_dir, sample):
@@ -71,9 +80,9 @@ def score_with_predictor(run_dir, sample):
 
     The masks, overlays and metrics.json land in RUN/test_predictions.
     """
-    import predict
-
-    out = predict.main(
+    out = Path(run_dir) / "test_predictions"
+    run_cli(
+        "predict.py",
         [
             "--model",
             str(run_dir),
@@ -81,8 +90,8 @@ def score_with_predictor(run_dir, sample):
             "--labels",
             "auto",
             "--out",
-            str(Path(run_dir) / "test_predictions"),
-        ]
+            str(out),
+        ],
     )
     return json.loads((out / "metrics.json").read_text())["overall"]
 
