@@ -29,6 +29,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
+from common.files import staging_path
+
 NAMESPACE = "buildings_zoo"
 MERGED = "buildings.gpkg"
 
@@ -129,7 +131,7 @@ def write_merged(scene_footprints, path, crs):
         scene_names += [stem] * len(wkb)
         for store, values in zip(columns, fields):
             store += values
-    partial = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.partial.gpkg")
+    partial = staging_path(path)
     field_data = [np.asarray(scene_names, dtype=object)] + [np.asarray(c) for c in (columns or [])]
     write(
         str(partial),
@@ -146,7 +148,7 @@ def write_merged(scene_footprints, path, crs):
 
 
 def _write_lines(rows, path):
-    partial = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.partial")
+    partial = staging_path(path)
     partial.write_text("".join(json.dumps(row) + "\n" for row in sorted(rows, key=lambda r: r["scene"])))
     os.replace(partial, path)
 

@@ -127,6 +127,8 @@ def predict_scene(path, logit_fn, job):
 
 def write_marker(marker, row):
     """The scene's manifest row, through a temporary file and a rename: written last, never half."""
-    staging = marker.with_name(f".{marker.name}.{os.getpid()}.partial")
+    from common.files import staging_path
+
+    staging = staging_path(marker)
     staging.write_text(json.dumps(row, indent=2))
     os.replace(staging, marker)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from common.files import staging_path
 from inference import defaults
 from inference.footprints import StripTracer
 from inference.vectors import FootprintWriter
@@ -60,7 +61,7 @@ class GeoTiffRows:
         import rasterio
 
         self.path, self.resampling, self.dtype = Path(path), resampling, np.dtype(dtype).name
-        self.staging = self.path.with_name(self.path.name + ".rows.partial")
+        self.staging = staging_path(self.path.with_name(self.path.stem + "_rows.tif"))
         self.buffer, self.filled, self.y = None, 0, 0  # one block of rows, filled before it is written
         self.dataset = rasterio.open(
             self.staging,
@@ -103,7 +104,7 @@ class GeoTiffRows:
             self._write_buffer()
         self.buffer = None
         self.dataset.close()
-        partial = self.path.with_name(self.path.name + ".partial")
+        partial = self.partial = staging_path(self.path)
         copy(
             self.staging,
             partial,
@@ -122,8 +123,8 @@ class GeoTiffRows:
 
     def abort(self):
         self.dataset.close()
-        for path in (self.staging, self.path.with_name(self.path.name + ".partial")):
-            if path.exists():
+        for path in (self.staging, getattr(self, "partial", None)):
+            if path is not None and path.exists():
                 path.unlink()
 
 
@@ -252,7 +253,17 @@ class SceneWriter:
 
     @staticmethod
     def _save_picture(path, image):
-        Image.fromarray(image()).save(path, compress_level=PNG_LEVEL, quality=JPEG_QUALITY)
+        staging = staging_path(path)  # never written through a file or link planted under the final name
+        try:
+            Image.fromarray(image()).save(
+                staging,
+                format="PNG" if path.suffix == ".png" else "JPEG",
+                compress_level=PNG_LEVEL,
+                quality=JPEG_QUALITY,
+            )
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
         return path
 
     def abort(self):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import staging_path
+
 LAYER = "buildings"
 FIELDS = ("id", "area_pixels", "area_crs_units", "area_m2", "mean_probability")
 BATCH = 1000  # features per write
@@ -63,7 +65,7 @@ class FootprintWriter:
 
     def __init__(self, path, *, crs, geojson=None):
         self.path, self.geojson = Path(path), geojson and Path(geojson)
-        self.partial = self.path.with_suffix(".partial" + self.path.suffix)
+        self.partial = staging_path(self.path)
         self.crs_wkt = crs.to_wkt() if crs is not None else None
         self.area_m2 = _geodesic_areas(crs)
         self.pending, self.count = [], 0
@@ -115,7 +117,7 @@ class FootprintWriter:
             from pyogrio.raw import read, write
 
             meta, _, geometry, field_data = read(str(self.path), layer=LAYER)
-            partial = self.geojson.with_suffix(".partial" + self.geojson.suffix)
+            partial = staging_path(self.geojson)
             write(
                 str(partial),
                 geometry=geometry,

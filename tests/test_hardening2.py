@@ -72,3 +72,34 @@ def test_an_empty_validation_split_is_said_and_no_best_epoch_is_recorded(synthet
     assert "note: the validation split is empty" in done.stdout
     results = json.loads((run / "results.json").read_text())
     assert results["best_epoch"] is None and results["heldout_groups"] == ["synthetic_validation"]
+
+
+def _tiny_model(path):
+    from models import create_model
+
+    create_model("fcn32", "resnet18", input_shape=(None, None, 3)).save(path)
+    return path
+
+
+def test_outputs_never_write_through_planted_links_and_stale_staging_is_cleaned(tmp_path):
+    model = _tiny_model(tmp_path / "model.keras")
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(scenes / "a.png")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a_mask.png", "a_prob.png", "a_overlay.jpg", "a.gpkg"):  # links under the names predict.py writes
+        (outside / name).write_bytes(b"keep me")
+        (out / name).symlink_to(outside / name)
+    stale = out / ".a_mask.999999999-0123abcd.partial.png"  # left by a killed process (no such pid)
+    stale.write_bytes(b"half")
+    before = _digest(outside)
+    done = _cli("predict.py", "--model", model, scenes, "--out", out, "--precision", "float32")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _digest(outside) == before  # nothing outside --out changed
+    for name in ("a_mask.png", "a_prob.png", "a_overlay.jpg", "a.gpkg"):
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 100
+    assert not stale.exists() and "removed 1 unfinished file(s)" in done.stdout
+    assert not [p for p in out.iterdir() if "partial" in p.name]
