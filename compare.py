@@ -139,14 +139,14 @@ def main(argv=None):
         else ""
     )
     for problem in problems:
-        print(f"skipped {problem}")
+        print(problem if problem.startswith("note: ") else f"skipped {problem}")
     (out / "results.md").write_text(
         per_run
         + "\n\n"
         + summary
         + "\n\n"
         + "".join(f"- {line}\n" for line in answers)
-        + "".join(f"\nskipped {p}" for p in problems)
+        + "".join(f"\n{p}" if p.startswith("note: ") else f"\nskipped {p}" for p in problems)
         + "\n"
     )
     write_csv(rows, out / "results.csv")

@@ -71,6 +71,16 @@ def run_examples(run_dir):
     from data.groups import DEFAULT_GROUP_PATTERN
 
     saved = json.loads((Path(run_dir) / "config.json").read_text())
+    import tensorflow_datasets as tfds
+
+    import data.buildings  # noqa: F401  (registers the builder)
+
+    if not tfds.builder(saved["dataset"], data_dir=saved.get("data_dir") or None).is_prepared():
+        raise ValueError(
+            f"the run's dataset {saved['dataset']} is not built in {saved.get('data_dir') or '~/tensorflow_datasets'} "
+            "any more; this command only reads, so it does not build it. Rebuild it with python -m data.build "
+            "(the same --data-dir and --manual-dir as the run), then try again."
+        )
     defaults = {
         "holdout": "",
         "folds": 0,

@@ -46,7 +46,11 @@ def main(argv=None):
     for run_dir in args.runs:
         if not (run_dir / "config.json").exists() or not (run_dir / "model.keras").exists():
             sys.exit(f"{run_dir}: not a finished train.py run (needs config.json and model.keras).")
-        for threshold, o in recalibrate(run_dir).items():
+        try:
+            scores = recalibrate(run_dir)
+        except ValueError as error:  # a model refused by safe loading, a dataset that is not there, ...
+            sys.exit(f"experiments.recalibrate: {run_dir}: {error}")
+        for threshold, o in scores.items():
             print(
                 f"| {run_dir.name} | {threshold:.2f} | {o['iou']:.3f} | {o['precision']:.3f} | {o['recall']:.3f} "
                 f"| {o['building_f1']:.3f} |",

@@ -91,6 +91,7 @@ def load_runs(runs_dir):
         if problem:
             problems.append(f"{run_dir.name}: {problem}")
             continue
+        problems += [f"note: {run_dir.name} is tabulated, but its {note}" for note in results.pop("notes")]
         recipe = results.get("recipe") if isinstance(results.get("recipe"), dict) else {}
         groups = results.get("heldout_groups") or []
         rows.append(

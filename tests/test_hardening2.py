@@ -103,3 +103,48 @@ def test_outputs_never_write_through_planted_links_and_stale_staging_is_cleaned(
         assert not (out / name).is_symlink() and (out / name).stat().st_size > 100
     assert not stale.exists() and "removed 1 unfinished file(s)" in done.stdout
     assert not [p for p in out.iterdir() if "partial" in p.name]
+
+
+def test_compare_names_a_score_that_is_not_a_number(tmp_path):
+    import json
+
+    base = {"arch": "unet", "encoder": "effnet-lite0", "params": 1, "gmacs": 1.0, "epochs": 1, "wall_seconds": 1.0,
+            "dataset": "buildings/synthetic"}  # fmt: skip
+    for name, score in {"good": 0.5, "edited": "0.9!"}.items():
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps({**base, "heldout_iou": score}))
+    done = _cli("compare.py", "--runs", tmp_path / "runs", "--no-predictions")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "note: edited is tabulated, but its heldout_iou='0.9!' is not a number (shown as n/a)" in done.stdout
+
+
+def test_recalibrate_refuses_a_crafted_model_and_builds_nothing(tmp_path):
+    import json
+    import zipfile
+
+    run = tmp_path / "run"
+    run.mkdir()
+    data_dir = tmp_path / "gone"  # the run's dataset folder no longer exists
+    (run / "config.json").write_text(json.dumps({"dataset": "buildings/synthetic", "data_dir": str(data_dir),
+                                                 "arch": "unet", "encoder": "effnet-lite0", "bn_momentum": 0.9}))  # fmt: skip
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Lambda", "config": {"function": "os.system"}}))
+    done = _cli("-m", "experiments.recalibrate", run)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "experiments.recalibrate:" in done.stderr and "does not build it" in done.stderr
+    assert not data_dir.exists()
+
+
+def test_recalibrate_names_a_crafted_model(synthetic_dir, tmp_path):
+    import json
+    import zipfile
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"dataset": "buildings/synthetic", "data_dir": synthetic_dir,
+                                                 "arch": "unet", "encoder": "effnet-lite0", "bn_momentum": 0.9}))  # fmt: skip
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Lambda", "config": {"function": "os.system"}}))
+    done = _cli("-m", "experiments.recalibrate", run)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"experiments.recalibrate: {run}: --model {run / 'model.keras'} could not be loaded" in done.stderr

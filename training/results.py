@@ -90,7 +90,11 @@ def read_results(path):
     if not_numbers:
         return None, f"results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)"
     results["format"] = format_of(results)
+    notes = []
     for key in OPTIONAL_NUMBERS:
         if key in results and not is_number(results[key]):
+            if results[key] is not None:
+                notes.append(f"{key}={results[key]!r} is not a number (shown as n/a)")
             results[key] = math.nan
+    results["notes"] = notes
     return results, None
