@@ -125,8 +125,8 @@ def test_recalibrate_refuses_a_crafted_model_and_builds_nothing(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     data_dir = tmp_path / "gone"  # the run's dataset folder no longer exists
-    (run / "config.json").write_text(json.dumps({"dataset": "buildings/synthetic", "data_dir": str(data_dir),
-                                                 "arch": "unet", "encoder": "effnet-lite0", "bn_momentum": 0.9}))  # fmt: skip
+    config = {"dataset": "buildings/synthetic", "data_dir": str(data_dir), "arch": "unet", "encoder": "effnet-lite0"}
+    (run / "config.json").write_text(json.dumps({**config, "bn_momentum": 0.9}))
     with zipfile.ZipFile(run / "model.keras", "w") as archive:
         archive.writestr("config.json", json.dumps({"class_name": "Lambda", "config": {"function": "os.system"}}))
     done = _cli("-m", "experiments.recalibrate", run)
@@ -141,8 +141,8 @@ def test_recalibrate_names_a_crafted_model(synthetic_dir, tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"dataset": "buildings/synthetic", "data_dir": synthetic_dir,
-                                                 "arch": "unet", "encoder": "effnet-lite0", "bn_momentum": 0.9}))  # fmt: skip
+    config = {"dataset": "buildings/synthetic", "data_dir": synthetic_dir, "arch": "unet", "encoder": "effnet-lite0"}
+    (run / "config.json").write_text(json.dumps({**config, "bn_momentum": 0.9}))
     with zipfile.ZipFile(run / "model.keras", "w") as archive:
         archive.writestr("config.json", json.dumps({"class_name": "Lambda", "config": {"function": "os.system"}}))
     done = _cli("-m", "experiments.recalibrate", run)
