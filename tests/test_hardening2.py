@@ -148,3 +148,26 @@ def test_recalibrate_names_a_crafted_model(synthetic_dir, tmp_path):
     done = _cli("-m", "experiments.recalibrate", run)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"experiments.recalibrate: {run}: --model {run / 'model.keras'} could not be loaded" in done.stderr
+
+
+def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_not(tmp_path):
+    import os
+    import socket
+
+    import train
+    from training.rundir import LOCK, make_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / LOCK).write_text(f"{sleeper.pid} {socket.gethostname()}")  # a live train.py holds it
+        with pytest.raises(SystemExit, match=f"is in use by another train.py \\(process {sleeper.pid}\\)"):
+            make_run_dir(train.Config(run_dir=str(run)))
+        assert sorted(p.name for p in run.iterdir()) == [LOCK]  # nothing was changed
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    made, finished = make_run_dir(train.Config(run_dir=str(run)))  # its process is gone: the lock is stale
+    assert made == run and not finished
+    assert (run / LOCK).read_text() == f"{os.getpid()} {socket.gethostname()}"

@@ -53,6 +53,14 @@ def make_run_dir(config):
     )
     if run_dir.exists() and not run_dir.is_dir():
         raise SystemExit(f"train.py: --run-dir {run_dir} is a file, not a folder. Choose another --run-dir.")
+    # several workers of one multi-worker run share the folder (each writes its own part): no lock there
+    locking = getattr(config, "strategy", "default") != "multiworker"
+    holder = lock_holder(run_dir) if locking else None
+    if holder:
+        raise SystemExit(
+            f"train.py: --run-dir {run_dir} is in use by another train.py ({holder}); nothing was changed. Wait for "
+            "it to finish, stop it, or choose another --run-dir."
+        )
     saved = _our_config(run_dir)
     ours = saved is not None
     if config.resume:
@@ -84,8 +92,8 @@ def make_run_dir(config):
         raise SystemExit(
             f"train.py: {run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir."
         )
-    elif run_dir.is_dir() and not ours and any(run_dir.iterdir()):
-        found = ", ".join(sorted(p.name for p in run_dir.iterdir())[:4])
+    elif run_dir.is_dir() and not ours and any(p.name != LOCK for p in run_dir.iterdir()):
+        found = ", ".join(sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)[:4])
         raise SystemExit(
             f"train.py: --run-dir {run_dir} is not empty and holds no run of train.py ({found}); its files "
             "would be overwritten. Choose an empty or new folder."
@@ -94,6 +102,54 @@ def make_run_dir(config):
         make_writable_folder(run_dir, option="--run-dir")
     except ValueError as error:
         raise SystemExit(f"train.py: {error}") from None
+    if locking:
+        lock_run_dir(run_dir)
     for leftover in [*run_dir.glob("*.tmp"), *run_dir.glob("*.tmp.*")]:  # a write killed half-way
         leftover.unlink()
     return run_dir, False
+
+
+LOCK = ".train.lock"  # "<pid> <host>" of the train.py using the folder; removed when it exits
+
+
+def lock_holder(run_dir):
+    """ "process <pid> on <host>" when a live train.py holds ``run_dir``, else None (a stale lock is removed)."""
+    import os
+    import socket
+
+    lock = Path(run_dir) / LOCK
+    try:
+        pid_text, _, host = lock.read_text().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host.strip() == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            lock.unlink(missing_ok=True)  # its process is gone (killed): the lock is stale
+            return None
+        except PermissionError:
+            pass
+    elif host.strip():
+        return f"process {pid} on {host.strip()} (remove {lock} if that run is gone)"
+    return f"process {pid}" if pid != os.getpid() else None
+
+
+def lock_run_dir(run_dir):
+    """Take the folder's lock for this process (created exclusively) and drop it when the process exits."""
+    import atexit
+    import os
+    import socket
+
+    lock = Path(run_dir) / LOCK
+    try:
+        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise SystemExit(
+            f"train.py: --run-dir {run_dir} was taken by another train.py a moment ago ({lock_holder(run_dir)}). "
+            "Choose another --run-dir."
+        ) from None
+    with os.fdopen(handle, "w") as file:
+        file.write(f"{os.getpid()} {socket.gethostname()}")
+    atexit.register(lambda: lock.unlink(missing_ok=True) if lock_holder(run_dir) is None else None)
