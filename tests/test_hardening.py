@@ -316,7 +316,7 @@ def test_leftovers_of_a_killed_write_are_cleaned_and_final_writes_are_atomic(tmp
     (run_dir / "results.tmp").write_text("{")
     made, finished = make_run_dir(train.Config(run_dir=str(run_dir)))
     assert made == run_dir and not finished
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".train.lock", "config.json"]  # the lock: this process's
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     atomic_save_model(model, run_dir / "model.keras")
