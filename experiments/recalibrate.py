@@ -31,10 +31,11 @@ def recalibrate(run_dir):
     )
     model.set_weights(trained.get_weights())  # the new model's offset is 0: threshold 0.5
     separate = trained.output_shape[-1] > 1
-    scores = {0.5: score_model(model, heldout_examples, fixed, separate=separate)["overall"]}
+    at_half = score_model(model, heldout_examples, fixed, separate=separate)["overall"]
     threshold = calibrate_model(model, train_examples, fixed)["threshold"]
-    scores[threshold] = score_model(model, heldout_examples, fixed, separate=separate)["overall"]
-    return scores
+    calibrated = score_model(model, heldout_examples, fixed, separate=separate)["overall"]
+    # a list, not a dict keyed by threshold: a calibrated threshold of exactly 0.5 keeps both rows
+    return [(0.5, at_half), (threshold, calibrated)]
 
 
 def main(argv=None):
@@ -50,7 +51,7 @@ def main(argv=None):
             scores = recalibrate(run_dir)
         except ValueError as error:  # a model refused by safe loading, a dataset that is not there, ...
             sys.exit(f"experiments.recalibrate: {run_dir}: {error}")
-        for threshold, o in scores.items():
+        for threshold, o in scores:
             print(
                 f"| {run_dir.name} | {threshold:.2f} | {o['iou']:.3f} | {o['precision']:.3f} | {o['recall']:.3f} "
                 f"| {o['building_f1']:.3f} |",
