@@ -12,7 +12,7 @@ from PIL import Image
 import data.buildings  # noqa: F401  (registers the builder)
 from data.buildings import readers
 from data.buildings.buildings_dataset_builder import BuildingsConfig
-from data.pipeline import decode, eval_dataset, load_split, tile_with_weights, train_dataset
+from data.pipeline import augment_batch, decode, eval_dataset, load_split, tile_with_weights, train_dataset
 from data.synthetic import synthetic_scene
 from tests.helpers import augment
 
@@ -202,6 +202,7 @@ def test_augmentation_keeps_image_and_mask_aligned():
     mask[10:30, 20:50] = 1
     mask[40:60, 5:15] = 1
     image = np.concatenate([mask * 255, rng.uniform(0, 255, (64, 64, 2))], -1).astype("float32")
+    moved, seen = 0, set()
     for index in range(30):
         out_image, out_mask = augment(
             tf.constant(image), tf.constant(mask), tf.constant([3, index], tf.int64), brightness=0.0, contrast=0.0
@@ -212,6 +213,56 @@ def test_augmentation_keeps_image_and_mask_aligned():
         agreement = (painted == (out_mask[..., 0] > 0.5)).mean()
         assert agreement > 0.98, (index, agreement)
         assert 0.05 < out_mask.mean() < 0.5
+        moved += not np.array_equal(out_mask, mask)
+        seen.add(out_mask.tobytes())
+    assert moved >= 28 and len(seen) >= 28  # the geometry changes the crop, differently for each seed
+
+
+def test_each_augmentation_changes_what_it_says_on_a_grey_image():
+    grey = tf.fill([16, 32, 32, 3], 100.0)
+    mask = tf.zeros([16, 32, 32, 1])
+    seed = tf.constant([1, 2], tf.int64)
+    photometric = dict(brightness=0.0, contrast=0.0)
+    images, _ = augment_batch(grey, mask, seed, **photometric)
+    np.testing.assert_allclose(images, 100.0, atol=1e-3)  # geometry alone leaves a flat image flat
+    images, _ = augment_batch(grey, mask, seed, **{**photometric, "brightness": 0.15})
+    means = images.numpy().mean(axis=(1, 2, 3))
+    assert np.ptp(means) > 20 and np.abs(means - 100).max() <= 0.15 * 255 + 1e-3  # one offset per image, in range
+    images, _ = augment_batch(grey, mask, seed, **{**photometric, "gamma": 0.4})
+    assert np.ptp(images.numpy().mean(axis=(1, 2, 3))) > 20  # a gamma curve moves a flat grey
+    images, _ = augment_batch(grey, mask, seed, **{**photometric, "channel_gain": 0.1})
+    spread = images.numpy().mean(axis=(1, 2))  # (16, 3): channels of one image no longer equal
+    assert np.ptp(spread, axis=1).max() > 5 and np.ptp(spread, axis=1).max() <= 2 * 0.1 * 100 + 1e-3
+    images, _ = augment_batch(grey, mask, seed, **{**photometric, "noise": 4.0})
+    within = images.numpy().std(axis=(1, 2, 3))
+    assert within.max() > 1 and within.max() < 4.5  # sensor noise of up to 4 grey levels
+    stripes = tf.tile(tf.constant([0.0, 200.0])[None, None, :, None], [16, 32, 16, 3])
+    images, _ = augment_batch(
+        stripes, mask, seed, **photometric, blur_probability=1.0, max_blur_sigma=1.5, max_rotate=0, max_scale=0
+    )
+    assert images.numpy().std(axis=(1, 2, 3)).max() < 99  # a blur lowers the contrast of one-pixel stripes
+
+
+def test_augmentation_presets_reach_the_training_batches(synthetic_dir, tmp_path):
+    import train
+    from training.setup import make_datasets
+
+    batches = {}
+    for preset in ("none", "basic", "radiometric", "aerial"):
+        config = train.parse_args(
+            ["--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--augment", preset,
+             "--image-size", "64", "--batch-size", "32"]
+        )  # fmt: skip
+        train_ds = make_datasets(config, "buildings/synthetic", tmp_path / preset)[0]
+        images, masks = (tensor.numpy() for tensor in next(iter(train_ds)))
+        batches[preset] = images, masks
+    assert not np.array_equal(batches["none"][1], batches["basic"][1])  # basic moves the crops
+    # radiometric has basic's geometry (the same masks for the same seed) and twice its brightness range
+    assert np.array_equal(batches["radiometric"][1], batches["basic"][1])
+    assert not np.allclose(batches["radiometric"][0], batches["basic"][0])
+    spread = {name: images.mean(axis=(1, 2, 3)).std() for name, (images, _) in batches.items()}
+    assert spread["radiometric"] > 1.25 * spread["basic"]
+    assert not np.array_equal(batches["aerial"][1], batches["basic"][1])  # aerial scales further
 
 
 def test_train_dataset_shapes_and_determinism():

@@ -3,11 +3,9 @@
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +66,10 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert RESULT_KEYS <= set(results)
     assert results["arch"] == "fcn32" and results["encoder"] == "resnet18"
     assert results["dataset"] == "buildings/synthetic" and results["epochs"] == 2
-    assert results["params"] > 11_000_000 and 0 < results["gmacs"] < 1
+    # ResNet-18 without its classifier (11,176,512 in torchvision) + the BatchNorm moving statistics
+    # (2 x 4,800) + the input normalisation (3 + 3 + 1); the FCN-32 head: 512 -> 1 score conv and a 64x64 kernel
+    assert results["params"] == 11_176_512 + 9_600 + 7 + 513 + 64 * 64 == 11_190_728
+    assert 0 < results["gmacs"] < 1
     # scored by predict.py's scorer on the whole validation split: 4 synthetic scenes of 256 x 256
     assert results["heldout_kind"] == "validation split" and results["heldout_pixels"] == 4 * 256 * 256
     metrics = json.loads((run_dir / "heldout_metrics.json").read_text())
@@ -86,17 +87,13 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert results["selections"]["ema"]["threshold"] == calibration["threshold"]
     assert results["recipe"]["calibrate"] == "train"
     assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
-    for name in (
-        "config.json",
-        "history.csv",
-        "best.weights.h5",
-        "last.weights.h5",
-        "model.keras",
-        "learning_curves.png",
-        "predictions.png",
-        "state.json",
-    ):
+    for name in ("config.json", "history.csv", "best.weights.h5", "last.weights.h5", "model.keras", "state.json"):
         assert (run_dir / name).stat().st_size > 0, name
+    # the pictures (their contents: tests/test_plots.py): four validation rows of four panels, two curve panels
+    from PIL import Image
+
+    assert Image.open(run_dir / "predictions.png").size == (960, 4 * 240)
+    assert Image.open(run_dir / "learning_curves.png").size == (990, 360)
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["arch"] == "fcn32" and config["image_size"] == 64
@@ -146,31 +143,46 @@ def test_existing_run_is_never_overwritten(synthetic_dir, tmp_path):
     assert (run_dir / "state.json").read_text() == "{}"
 
 
+# train.py with a callback that sends the process SIGTERM after the second batch of the second epoch:
+# the kill lands at the same step every time, whatever the machine's speed
+KILLED_IN_EPOCH_2 = """
+import os, signal, sys
+import keras
+import training.fit
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+fit = training.fit.fit
+training.fit.fit = lambda *args, callbacks, **kwargs: fit(*args, callbacks=[*callbacks, Kill()], **kwargs)
+import train
+train.main(sys.argv[1:])
+"""
+
+
 def test_kill_and_resume_keeps_history_whole(synthetic_dir, tmp_path):
     run_dir = tmp_path / "run"
     args = _train_args(synthetic_dir, run_dir, "--epochs", "3", "--steps-per-epoch", "6")
-    log = tmp_path / "train.log"
-    with log.open("w") as handle:  # a file, not a pipe: an unread pipe can fill up and block
-        process = subprocess.Popen(
-            [sys.executable, "train.py", *args], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True
-        )
-        deadline = time.time() + 300
-        while not (run_dir / "state.json").exists() and time.time() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert (run_dir / "state.json").exists(), log.read_text()[-3000:]
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
-    output = log.read_text()
-    assert process.returncode == 130, output[-3000:]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_EPOCH_2, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    output = killed.stdout + killed.stderr
+    assert killed.returncode == 130, output[-3000:]
     assert (run_dir / "interrupted.weights.h5").exists()
-    assert "--resume" in output
-    finished = json.loads((run_dir / "state.json").read_text())["epoch"]
-    assert 1 <= finished < 3
-    result = _run([*args, "--resume"])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"resuming after epoch {finished}" in result.stdout
+    assert f"python train.py --run-dir {run_dir} --resume" in output
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1  # epoch 2 was cut after 2 of 6 steps
     from training.checkpoints import read_history
 
+    assert [row["epoch"] for row in read_history(run_dir)] == [1]
+    assert not (run_dir / "results.json").exists()
+    result = _run([*args, "--resume"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming after epoch 1 of 3" in result.stdout
     assert [row["epoch"] for row in read_history(run_dir)] == [1, 2, 3]
     assert json.loads((run_dir / "results.json").read_text())["epochs"] == 3
 

@@ -67,6 +67,22 @@ def test_pair_builds_predicts_and_trains(arch, encoder):
     assert zero == []
 
 
+@pytest.mark.parametrize("arch,encoder", [("unet", "effnet-lite0"), ("fpn", "resnet18"), ("cnn", "vgg16")])
+def test_logits_stay_float32_under_mixed_float16(arch, encoder):
+    """The policy train.py --precision mixed_float16 sets: float16 inside the network, float32 logits and loss."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = create_model(arch, encoder, input_shape=(64, 64, 3), num_classes=2)
+        computed = {layer.compute_dtype for layer in model.layers[1:-1]}
+        logits = model(np.random.RandomState(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert computed == {"float16"}  # the network itself runs in half precision
+    assert model.get_layer("logits").compute_dtype == "float32"
+    assert logits.dtype == tf.float32 and logits.shape == (1, 64, 64, 2)
+    assert np.isfinite(logits.numpy()).all()
+
+
 def test_cnn_baseline_needs_a_fixed_size():
     with pytest.raises(ValueError, match="fixed input size"):
         create_model("cnn", "effnet-b0", input_shape=(None, None, 3))

@@ -18,12 +18,14 @@ def plot_learning_curves(history, path):
         if history and key in history[0]:
             left.plot(epochs, [row[key] for row in history], marker="o", label=key)
     left.set(xlabel="epoch", ylabel="loss", title="loss")
-    left.legend()
+    if left.lines:  # a run killed before its first epoch has none
+        left.legend()
     for key in [f"val_{kind}" for kind in KINDS] + ["iou"]:
         if history and key in history[0]:
             right.plot(epochs, [row[key] for row in history], marker="o", label=key)
     right.set(xlabel="epoch", ylabel="score", title="metrics (threshold 0.5)", ylim=(0, 1))
-    right.legend()
+    if right.lines:
+        right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -1,0 +1,53 @@
+"""The pictures of a run hold what they say: every panel, the overlay where the model says building, the curves."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.plots import plot_learning_curves, plot_predictions
+
+# matplotlib's first two line colours
+BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
+
+
+def _pixels(path):
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def _columns(picture, count):
+    return [picture[:, index] for index in np.array_split(np.arange(picture.shape[1]), count)]
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_prediction_grid_draws_every_panel_and_overlays_only_predicted_pixels(tmp_path, probability):
+    images = np.full((4, 64, 64, 3), 128.0)
+    masks = np.zeros((4, 64, 64, 1))
+    masks[:, 16:48, 16:48] = 1  # a quarter of every truth panel is a building
+    path = tmp_path / "predictions.png"
+    plot_predictions(images, masks, np.full((4, 64, 64, 1), probability), path)
+    picture = _pixels(path)
+    assert picture.shape == (4 * 240, 960, 3)  # 12 x 3 inches per row at 80 dpi: four rows, four panels
+    image, truth, _, overlay = _columns(picture, 4)
+    area = (np.abs(image - 128) <= 1).all(-1).sum()  # the grey image panels' pixels
+    assert area > 4 * 180 * 180
+    dark = (truth <= 5).all(-1).sum()  # the truth panels: black around a white building
+    assert dark / area == pytest.approx(0.75, abs=0.02)
+    red = lambda panel: ((panel[..., 0] - panel[..., 1] > 100) & (panel[..., 0] - panel[..., 2] > 100)).sum()  # noqa: E731
+    assert red(image) == 0 and red(truth) == 0
+    # a predicted pixel is tinted red in the overlay (grey 128 -> (191, 64, 64)), nothing else is
+    assert red(overlay) > 4 * 150 * 150 if probability else red(overlay) == 0
+
+
+def test_learning_curves_draw_train_and_validation_lines(tmp_path):
+    history = [{"epoch": e, "loss": 1 / e, "val_loss": 1.2 / e, "val_iou": 0.2 * e} for e in (1, 2, 3)]
+    path = tmp_path / "curves.png"
+    plot_learning_curves(history, path)
+    picture = _pixels(path)
+    assert picture.shape == (360, 990, 3)  # 11 x 4 inches at 90 dpi
+    loss, scores = _columns(picture, 2)
+    near = lambda panel, colour: (np.abs(panel - colour).sum(-1) < 30).sum()  # noqa: E731
+    assert near(loss, BLUE) > 200 and near(loss, ORANGE) > 200  # loss and val_loss
+    assert near(scores, BLUE) > 200 and near(scores, ORANGE) == 0  # one validation metric: one line
+    empty = tmp_path / "empty.png"
+    plot_learning_curves([], empty)  # a run killed before its first epoch: axes, no lines
+    assert near(_pixels(empty), BLUE) == 0
