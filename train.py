@@ -23,7 +23,6 @@ is that threshold in every tool (Dice/focal-trained models over-predict at the p
 
 import argparse
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -36,8 +35,9 @@ from models import list_archs
 from models.segmenter import DEFAULT_BN_MOMENTUM
 from training.checkpoints import MONITOR
 from training.finish import SELECTIONS
+from training.rundir import make_run_dir
 from training.setup import target_weights
-from training.trackers import parse_trackers
+from training.trackers import create_trackers, parse_trackers
 
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -45,6 +45,7 @@ SCHEDULES = ("cosine", "plateau", "constant")
 CALIBRATIONS = ("train", "none")  # where the decision threshold comes from: see training/finish.py
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute.make_strategy
+SYNTHETIC_NOTE = "  (no Kaggle download found: training on the procedural synthetic set)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +126,36 @@ def group_pattern_problems(pattern):
     return []
 
 
+def parsing_problems(config):
+    """What the options written in small languages (--loss, --tracker, --targets, --init) say is wrong."""
+    from data.targets import parse_targets
+    from training.finetune import check_init
+    from training.losses import parse_loss
+
+    problems = []
+    for option, check in (
+        ("--loss", lambda: parse_loss(config.loss)),
+        ("--tracker", lambda: parse_trackers(config.tracker)),
+    ):
+        try:
+            check()
+        except ValueError as error:
+            problems.append(f"{option}: {error}")
+    try:
+        targets = parse_targets(config.targets)
+        if config.target_weights and len(target_weights(config)) != len(targets):
+            problems.append(f"--target-weights {config.target_weights!r}: give one weight per target ({len(targets)})")
+        if config.init:
+            check_init(config.init, config.arch, config.encoder)
+    except ValueError as error:
+        problems.append(str(error))
+    return problems
+
+
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
-    from data.targets import parse_targets
     from models import list_encoders
     from models.registry import OUTPUT_STRIDE
-    from training.losses import parse_loss
 
     problems = []
     if config.encoder not in list_encoders():
@@ -142,14 +167,6 @@ def check_config(config):
             problems.append(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
     if config.lr <= 0:
         problems.append(f"--lr {config.lr}: must be positive")
-    try:
-        parse_loss(config.loss)
-    except ValueError as error:
-        problems.append(f"--loss: {error}")
-    try:
-        parse_trackers(config.tracker)
-    except ValueError as error:
-        problems.append(f"--tracker: {error}")
     if config.encoder_weights not in ("none", "imagenet", "auto") and not config.encoder_weights.endswith(
         ".weights.h5"
     ):
@@ -171,22 +188,9 @@ def check_config(config):
         problems.append(f"--folds {config.folds}: use 0 (no folds) or at least 2")
     if not 0 < config.ema_fraction <= 1:
         problems.append(f"--ema-fraction {config.ema_fraction}: must lie in (0, 1]")
-    try:
-        targets = parse_targets(config.targets)
-        if config.target_weights and len(target_weights(config)) != len(targets):
-            problems.append(f"--target-weights {config.target_weights!r}: give one weight per target ({len(targets)})")
-    except ValueError as error:
-        problems.append(str(error))
-    problems += group_pattern_problems(config.group_pattern)
     if not 0 <= config.freeze_encoder <= config.epochs:
         problems.append(f"--freeze-encoder {config.freeze_encoder}: must lie in [0, --epochs] = [0, {config.epochs}]")
-    if config.init:
-        from training.finetune import check_init
-
-        try:
-            check_init(config.init, config.arch, config.encoder)
-        except ValueError as error:
-            problems.append(str(error))
+    problems += group_pattern_problems(config.group_pattern) + parsing_problems(config)
     if problems:
         raise SystemExit("train.py: invalid arguments:\n  " + "\n  ".join(problems))
 
@@ -208,17 +212,8 @@ def resolve_dataset(config):
 def main(argv=None):
     config = parse_args(argv)
     check_config(config)
-    from training.rundir import make_run_dir
-
     dataset = resolve_dataset(config)
-    print(
-        f"dataset: {dataset}"
-        + (
-            "  (no Kaggle download found: training on the procedural synthetic set)"
-            if dataset.endswith("synthetic")
-            else ""
-        )
-    )
+    print(f"dataset: {dataset}" + (SYNTHETIC_NOTE if dataset.endswith("synthetic") else ""))
     run_dir, finished = make_run_dir(config)  # refuses a folder it must not write into
     if finished:
         return run_dir
@@ -227,82 +222,49 @@ def main(argv=None):
     import keras
 
     from inference import heldout as scorer
-    from training.checkpoints import RunCheckpoint, atomic_write_json, resume_state
-    from training.distribute import chief_and_task, make_strategy
-    from training.finetune import UnfreezeEncoder, start_frozen
-    from training.finish import finish_run
+    from training.checkpoints import atomic_write_json, resume_state
+    from training.distribute import make_strategy, worker_run_dir
+    from training.finetune import start_frozen
+    from training.finish import finish_run, heldout_line
     from training.fit import fit
-    from training.metrics import ThroughputMeter
-    from training.setup import build_model, make_datasets
-    from training.trackers import create_trackers
+    from training.setup import build_model, make_callbacks, make_datasets
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     strategy = make_strategy(config.strategy)
-    is_chief = True
-    if config.strategy == "multiworker":
-        is_chief, task_dir = chief_and_task(json.loads(os.environ["TF_CONFIG"]))
-        if not is_chief:  # other workers write their files aside, never over the chief's
-            run_dir = run_dir / task_dir
-            run_dir.mkdir(parents=True, exist_ok=True)
+    is_chief, run_dir = worker_run_dir(config.strategy, run_dir)  # other workers write aside, never over the chief
     resolved = {**dataclasses.asdict(config), "dataset": dataset, "run_dir": str(run_dir)}
     atomic_write_json(resolved, run_dir / "config.json")
     print(f"run directory: {run_dir}")
 
     train_ds, val_ds, train_examples, heldout_examples, heldout = make_datasets(config, dataset, run_dir)
     model, params, gmacs = build_model(config, strategy, train_ds)
-
     initial_epoch, best_value, history = 0, None, []
     if config.resume:
         initial_epoch, best_value, history = resume_state(run_dir, model)
         print(f"resuming after epoch {initial_epoch} of {config.epochs} (best {MONITOR} {best_value})")
     start_frozen(model, config.freeze_encoder, initial_epoch)
-    tracker_names = parse_trackers(config.tracker)
-    trackers = create_trackers(tracker_names, run_dir) if is_chief else []
-    for tracker in trackers:
-        tracker.start(resolved)
-    throughput = ThroughputMeter(config.batch_size)
-    callbacks = [RunCheckpoint(run_dir, best_value=best_value, history=history, trackers=trackers), throughput]
-    if "tensorboard" in tracker_names:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), update_freq="epoch"))
-    if config.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
-    if config.freeze_encoder:
-        callbacks.append(UnfreezeEncoder(config.freeze_encoder))
-
+    trackers = create_trackers(parse_trackers(config.tracker), run_dir) if is_chief else []
+    callbacks, throughput = make_callbacks(config, run_dir, trackers, resolved, best_value=best_value, history=history)
     fit(config, model, run_dir, train_ds, val_ds, initial_epoch=initial_epoch, callbacks=callbacks)
     ema_weights = model.get_weights() if model.optimizer.use_ema else None  # fit() ends by swapping the average in
+    facts = {
+        "dataset": dataset,
+        "params": int(params),
+        "gmacs": round(gmacs, 4),
+        # None when this process trained no step (a resumed run that had finished its epochs)
+        "train_images_per_sec": round(throughput.images_per_second(), 3) or None,
+        "wall_seconds": time.time() - started,
+        "initial_epoch": initial_epoch,
+    }
     results = finish_run(
-        config,
-        run_dir,
-        model,
-        ema_weights=ema_weights,
-        train_examples=train_examples,
-        heldout_examples=heldout_examples,
-        heldout=heldout,
-        val_ds=val_ds,
-        shape=(config.image_size, config.image_size, 3),
-        facts={
-            "dataset": dataset,
-            "params": int(params),
-            "gmacs": round(gmacs, 4),
-            # None when this process trained no step (a resumed run that had finished its epochs)
-            "train_images_per_sec": round(throughput.images_per_second(), 3) or None,
-            "wall_seconds": time.time() - started,
-            "initial_epoch": initial_epoch,
-        },
-        scorer=scorer,
-    )
+        config, run_dir, model, ema_weights=ema_weights, train_examples=train_examples,
+        heldout_examples=heldout_examples, heldout=heldout, val_ds=val_ds,
+        shape=(config.image_size, config.image_size, 3), facts=facts, scorer=scorer,
+    )  # fmt: skip
     for tracker in trackers:
         tracker.finish(results, artifacts=[run_dir / "results.json", run_dir / "learning_curves.png"])
-    print(
-        f"held out ({heldout['kind']}{': ' + ', '.join(heldout['groups']) if heldout['groups'] else ''}; "
-        f"{config.select} weights, threshold {scorer.threshold_of(results):.2f}, predict.py's scorer): "
-        f"IoU {results['heldout_iou']:.3f}  "
-        f"F1 {results['heldout_f1']:.3f}  "
-        f"precision {results['heldout_precision']:.3f}  recall {results['heldout_recall']:.3f}  "
-        f"(all-building IoU {results['heldout_all_building_iou']:.3f})"
-    )
+    print(heldout_line(config, results, heldout, scorer.threshold_of(results)))
     print(run_dir)
     return run_dir
 

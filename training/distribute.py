@@ -16,6 +16,8 @@ version they are skipped with a warning (the bugs may be fixed there), and on th
 with the internals gone they stop with a clear error. Remove them once Keras fixes the trainer.
 """
 
+import json
+import os
 import warnings
 
 import keras
@@ -108,3 +110,15 @@ def chief_and_task(tf_config):
     kind, index = task.get("type", "worker"), task.get("index", 0)
     chief = kind == "chief" or ("chief" not in cluster and kind == "worker" and index == 0)
     return chief, f"{kind}{index}"
+
+
+def worker_run_dir(strategy, run_dir):
+    """(is this process the chief, the folder it writes to): a non-chief worker of --strategy multiworker
+    writes into <run_dir>/<task>, never over the chief's files."""
+    if strategy != "multiworker":
+        return True, run_dir
+    is_chief, task_dir = chief_and_task(json.loads(os.environ["TF_CONFIG"]))
+    if is_chief:
+        return True, run_dir
+    (run_dir / task_dir).mkdir(parents=True, exist_ok=True)
+    return False, run_dir / task_dir

@@ -157,3 +157,14 @@ def finish_run(
         },
     }
     return write_results(results, run_dir / "results.json")  # last: its presence marks a finished run
+
+
+def heldout_line(config, results, heldout, threshold):
+    """The line train.py ends with: where the final scores come from and what they are."""
+    groups = ": " + ", ".join(heldout["groups"]) if heldout["groups"] else ""
+    return (
+        f"held out ({heldout['kind']}{groups}; {config.select} weights, threshold {threshold:.2f}, "
+        f"predict.py's scorer): IoU {results['heldout_iou']:.3f}  F1 {results['heldout_f1']:.3f}  "
+        f"precision {results['heldout_precision']:.3f}  recall {results['heldout_recall']:.3f}  "
+        f"(all-building IoU {results['heldout_all_building_iou']:.3f})"
+    )

@@ -132,3 +132,26 @@ def build_model(config, strategy, train_ds):
         f"{config.image_size}x{config.image_size}"
     )
     return model, params, gmacs
+
+
+def make_callbacks(config, run_dir, trackers, resolved, *, best_value, history):
+    """(the callbacks of model.fit, the throughput meter among them): checkpoints and history, trackers
+    (started here with the resolved config), TensorBoard, the plateau schedule, the encoder's unfreezing."""
+    import keras
+
+    from training.checkpoints import RunCheckpoint
+    from training.finetune import UnfreezeEncoder
+    from training.metrics import ThroughputMeter
+    from training.trackers import parse_trackers
+
+    for tracker in trackers:
+        tracker.start(resolved)
+    throughput = ThroughputMeter(config.batch_size)
+    callbacks = [RunCheckpoint(run_dir, best_value=best_value, history=history, trackers=trackers), throughput]
+    if "tensorboard" in parse_trackers(config.tracker):
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), update_freq="epoch"))
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
+    if config.freeze_encoder:
+        callbacks.append(UnfreezeEncoder(config.freeze_encoder))
+    return callbacks, throughput
