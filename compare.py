@@ -28,6 +28,7 @@ from experiments.report import (
     SUMMARY_COLUMNS,
     load_runs,
     markdown_table,
+    results_markdown,
     selection_markdown,
     static_table,
     summary_rows,
@@ -35,7 +36,8 @@ from experiments.report import (
 )
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """(options, the train.py options passed on to --grid, the parser)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs", help="folder holding one directory per run")
     parser.add_argument("--out", default=None, help="where tables and plots go (default RUNS/compare)")
@@ -52,7 +54,7 @@ def main(argv=None):
     parser.add_argument(
         "--entries",
         default=None,
-        help="comma-separated arch/encoder entries of the grid to train "
+        help="comma-separated arch/encoder entries of the grid to train, or of the --static table "
         "(default: all of it), e.g. cnn/effnet-b0,unet/effnet-b0",
     )
     parser.add_argument(
@@ -79,45 +81,39 @@ def main(argv=None):
         "(e.g. aerial/ema; default: the recipe most models were trained with)",
     )
     args, extra = parser.parse_known_args(argv)
-    out = Path(args.out or Path(args.runs) / "compare")
-
-    if args.static:
-        rows = static_table(args.size)
-        print(
-            markdown_table(
-                rows,
-                (
-                    ("arch", "arch"),
-                    ("encoder", "encoder"),
-                    ("params_m", "params (M)"),
-                    ("gmacs", f"GMACs @{args.size}"),
-                ),
-            )
-        )
-        return rows
-    if args.grid:
-        Path(args.runs).mkdir(parents=True, exist_ok=True)
-        failed = run_grid(
-            args.runs,
-            kind=args.grid,
-            budget=args.budget,
-            epochs=args.grid_epochs,
-            seed=args.seed,
-            repeats=args.repeats,
-            folds=args.folds,
-            extra=extra,
-            only=args.entries.split(",") if args.entries else None,
-        )
-        for run_dir in failed:
-            print(f"grid: {run_dir} failed; run the same command again to resume it")
-    elif extra:
+    if extra and not args.grid:
         parser.error(f"unrecognized arguments: {' '.join(extra)} (train.py options are only passed on with --grid)")
+    return args, extra, parser
+
+
+def print_static(args, parser):
+    """The --static table: params and GMACs at --size of every arch x encoder (or of --entries)."""
+    from models import list_archs, list_encoders
+
+    pairs = None
+    if args.entries:
+        pairs = [tuple(entry.split("/")) for entry in args.entries.split(",")]
+        bad = [p for p in pairs if len(p) != 2 or p[0] not in list_archs() or p[1] not in list_encoders()]
+        if bad:
+            parser.error(
+                f"--entries {','.join('/'.join(p) for p in bad)}: write each entry as arch/encoder of the registered "
+                f"ones (archs: {', '.join(list_archs())}; encoders: {', '.join(list_encoders())})"
+            )
+    rows = static_table(args.size, pairs=pairs)
+    columns = (("arch", "arch"), ("encoder", "encoder"), ("params_m", "params (M)"), ("gmacs", f"GMACs @{args.size}"))
+    print(markdown_table(rows, columns))
+    return rows
+
+
+def report(args):
+    """Tables of the runs in --runs (printed and written with the plots to --out), the answer lines."""
+    from experiments.aggregate import answer_lines, main_recipe, recipe_lines
+
     if not Path(args.runs).is_dir():
         sys.exit(
             f"compare.py: no runs folder at {args.runs}; train something first (python train.py) or pass --runs DIR."
         )
-    from experiments.aggregate import answer_lines, main_recipe, recipe_lines
-
+    out = Path(args.out or Path(args.runs) / "compare")
     rows, problems = load_runs(args.runs)
     out.mkdir(parents=True, exist_ok=True)
     table = aggregate(rows)
@@ -140,15 +136,7 @@ def main(argv=None):
     )
     for problem in problems:
         print(problem if problem.startswith("note: ") else f"skipped {problem}")
-    (out / "results.md").write_text(
-        per_run
-        + "\n\n"
-        + summary
-        + "\n\n"
-        + "".join(f"- {line}\n" for line in answers)
-        + "".join(f"\n{p}" if p.startswith("note: ") else f"\nskipped {p}" for p in problems)
-        + "\n"
-    )
+    (out / "results.md").write_text(results_markdown(per_run, summary, answers, problems))
     write_csv(rows, out / "results.csv")
     write_csv(summary_rows(table), out / "summary.csv", SUMMARY_COLUMNS)
     if rows:
@@ -158,6 +146,28 @@ def main(argv=None):
             plot_prediction_grid(rows, args.runs, out / "predictions.png")
     print(f"tables and plots in {out}")
     return rows
+
+
+def main(argv=None):
+    args, extra, parser = parse_args(argv)
+    if args.static:
+        return print_static(args, parser)
+    if args.grid:
+        Path(args.runs).mkdir(parents=True, exist_ok=True)
+        failed = run_grid(
+            args.runs,
+            kind=args.grid,
+            budget=args.budget,
+            epochs=args.grid_epochs,
+            seed=args.seed,
+            repeats=args.repeats,
+            folds=args.folds,
+            extra=extra,
+            only=args.entries.split(",") if args.entries else None,
+        )
+        for run_dir in failed:
+            print(f"grid: {run_dir} failed; run the same command again to resume it")
+    return report(args)
 
 
 if __name__ == "__main__":

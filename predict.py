@@ -27,6 +27,7 @@ Rasters with other than 3 bands, or not 8-bit, follow the rule in inference/rast
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -50,27 +51,8 @@ def band_numbers(text):
     return bands
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "inputs", nargs="*", metavar="INPUT", help="images (PNG, JPEG, TIFF, GeoTIFF) or folders of them"
-    )
-    parser.add_argument("--model", required=True, help="a run directory of train.py, or its model.keras")
-    parser.add_argument("--out", default="predictions", help="output folder (created)")
-    parser.add_argument(
-        "--tile", type=int, default=defaults.TILE, help="window size, a multiple of the output stride (32)"
-    )
-    parser.add_argument("--overlap", type=int, default=defaults.OVERLAP, help="pixels shared by neighbouring windows")
-    parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
-    parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="auto (default): bfloat16 on CPUs with AMX, float32 elsewhere. bfloat16 runs the convolutions in "
-        "bfloat16, 1.3-1.8x faster with AMX, its masks differing from float32's on about 0.1%% of pixels; "
-        "float32 keeps probabilities within 1e-5 of the Keras model",
-    )
+def add_output_options(parser):
+    """What is written for each scene: threshold, specks, scoring, bands, footprints, separation."""
     parser.add_argument(
         "--threshold", type=float, default=defaults.THRESHOLD, help="probability at which a pixel is a building"
     )
@@ -114,20 +96,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--instances", action="store_true", help="also write <stem>_instances.tif, the separated building ids"
     )
-    parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
-    parser.add_argument("--inputs-from", help="a text file of inputs, one path (or glob) per line")
-    parser.add_argument(
-        "--runner",
-        help="run the scenes as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
-        "SparkRunner); Beam's own options (--direct_num_workers 2, --project, --temp_location, ...) pass through. "
-        "Adds manifest.jsonl, failed.jsonl and buildings.gpkg (all scenes, --merged-crs); finished scenes are "
-        "skipped on a rerun. Needs requirements-beam.txt",
-    )
-    parser.add_argument("--merged-crs", default="EPSG:4326", help="CRS of the merged footprint layer (--runner)")
-    args, beam_args = parser.parse_known_args(argv)
-    if beam_args and not args.runner:
-        parser.error(f"unrecognized arguments: {' '.join(beam_args)} (Beam options need --runner)")
-    args.beam_args = ["--runner", args.runner, *beam_args] if args.runner else []
+
+
+def argument_problems(args):
+    """Values parse_args accepts by type but that cannot work, each with what to do."""
     problems = []
     unknown = [e for e in args.export.split(",") if e and e not in EXPORTS]
     if unknown:
@@ -144,6 +116,53 @@ def parse_args(argv=None):
         problems.append(f"--min-area {args.min_area}: must be 0 or more")
     if args.labels and args.labels != "auto" and not Path(args.labels).is_dir():
         problems.append(f"--labels {args.labels}: not a folder; pass the folder holding the masks")
+    return problems
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="images (PNG, JPEG, TIFF, GeoTIFF) or folders of them"
+    )
+    parser.add_argument("--model", required=True, help="a run directory of train.py, or its model.keras")
+    parser.add_argument("--out", default="predictions", help="output folder (created)")
+    parser.add_argument(
+        "--tile", type=int, default=defaults.TILE, help="window size, a multiple of the output stride (32)"
+    )
+    parser.add_argument("--overlap", type=int, default=defaults.OVERLAP, help="pixels shared by neighbouring windows")
+    parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
+    parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="auto (default): bfloat16 on CPUs with AMX, float32 elsewhere. bfloat16 runs the convolutions in "
+        "bfloat16, 1.3-1.8x faster with AMX, its masks differing from float32's on about 0.1%% of pixels; "
+        "float32 keeps probabilities within 1e-5 of the Keras model",
+    )
+    add_output_options(parser)
+    parser.add_argument("--export", default="", help=f"comma-separated: {', '.join(EXPORTS)} (TFLite at --tile)")
+    parser.add_argument("--inputs-from", help="a text file of inputs, one path (or glob) per line")
+    parser.add_argument(
+        "--local-only",
+        action="store_true",
+        help="refuse scenes that read over the network (VRTs with /vsicurl/, /vsis3/, http:// ... sources); "
+        "without it such sources are read, and one that stops answering is given up after GDAL_HTTP_TIMEOUT "
+        "seconds (default 60) and the scene skipped",
+    )
+    parser.add_argument(
+        "--runner",
+        help="run the scenes as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
+        "SparkRunner); Beam's own options (--direct_num_workers 2, --project, --temp_location, ...) pass through. "
+        "Adds manifest.jsonl, failed.jsonl and buildings.gpkg (all scenes, --merged-crs); finished scenes are "
+        "skipped on a rerun. Needs requirements-beam.txt",
+    )
+    parser.add_argument("--merged-crs", default="EPSG:4326", help="CRS of the merged footprint layer (--runner)")
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not args.runner:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)} (Beam options need --runner)")
+    args.beam_args = ["--runner", args.runner, *beam_args] if args.runner else []
+    problems = argument_problems(args)
     if problems:
         parser.error("\n  " + "\n  ".join(problems))
     return args
@@ -205,6 +224,7 @@ def scene_job(args, out, *, tile, fixed_size, precision, separate, markers=False
         precision=precision,
         writer=writer,
         markers=markers,
+        local_only=args.local_only,
     )
 
 
@@ -239,29 +259,15 @@ def run_on_beam(args, files, out, **settings):
     return out
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    from inference.scenes import expand_inputs, list_inputs
-
-    try:
-        files = list_inputs(expand_inputs(args.inputs, args.inputs_from))
-    except ValueError as error:
-        raise SystemExit(f"predict.py: {error}") from None
-    check_out_dir(args.out, files, args.inputs)
-    out = prepare_out_dir(args.out)
-
-    import rasterio
-
-    from inference.evaluation import evaluation_report, format_table
-    from inference.job import predict_scene
+def load_model(args, has_inputs):
+    """(model, fixed size, tile, targets, separate, precision), said in one line; a bad model or tiling exits."""
     from inference.loading import load_segmenter, model_targets, separates
-    from inference.outputs import GDAL_CACHE_MB
-    from inference.rasters import SceneReadError
-    from inference.tiling import check_tiling, cpu_has_amx, make_logit_fn, resolve_precision
+    from inference.tiling import check_tiling, cpu_has_amx, resolve_precision
 
     try:
         model, fixed_size = load_segmenter(args.model)
-        tile = check_tiling(args.tile, args.overlap, fixed_size=fixed_size)
+        # an export alone has no windows to overlap: only the tile size is checked then
+        tile = check_tiling(args.tile, args.overlap if has_inputs else 0, fixed_size=fixed_size)
         targets = model_targets(args.model)
         separate = len(targets) > 1 and (
             args.separate == "always" or (args.separate == "auto" and separates(args.model))
@@ -283,10 +289,14 @@ def main(argv=None):
     )
     if precision == "bfloat16" and not amx:
         print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)
+    return model, fixed_size, tile, targets, separate, precision
 
-    for kind in filter(None, args.export.split(",")):
-        from inference.export import export_saved_model, export_tflite
 
+def export(kinds, model, out, *, tile, fixed_size):
+    """--export: a SavedModel (any size) and float32 / int8 TFLite models at --tile."""
+    from inference.export import export_saved_model, export_tflite
+
+    for kind in filter(None, kinds.split(",")):
         if kind == "saved_model":
             print(f"exported: {export_saved_model(model, out / 'saved_model', fixed_size=fixed_size)}")
         else:
@@ -294,26 +304,86 @@ def main(argv=None):
                 path = export_tflite(model, out / f"model_{weights}.tflite", tile=tile, kind=weights)
                 print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
 
+
+def stop_run(error, path, done, out):
+    """End the run on an interruption or a full disk (any other error propagates), naming the scene whose
+    unfinished files were removed and what is complete."""
+    import errno
+    import shutil
+
+    if isinstance(error, OSError) and error.errno != errno.ENOSPC:
+        raise error
+    interrupted = isinstance(error, KeyboardInterrupt)
+    why = (
+        "interrupted" if interrupted else f"the disk is full ({shutil.disk_usage(out).free / 1e6:.0f} MB free in {out})"
+    )
+    print(
+        f"predict.py: {why} while predicting {path}; its unfinished files were removed. "
+        f"The {done} scene(s) before it are complete in {out}.",
+        file=sys.stderr,
+    )
+    raise SystemExit(130 if interrupted else 1) from None
+
+
+def predict_scenes(files, logit_fn, job):
+    """(score rows, failed inputs): every scene in turn. One that cannot be read is named and skipped, and
+    earlier and later scenes are not lost; a full disk, Ctrl-C or SIGTERM stop the run after removing the
+    unfinished scene's files, naming it and what is complete."""
+    import rasterio
+
+    from inference.job import predict_scene
+    from inference.rasters import SceneReadError, gdal_options
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    rows, failed, megapixels, seconds = [], [], 0.0, 0.0
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with rasterio.Env(**gdal_options()):
+            for done, path in enumerate(files):
+                try:
+                    pace = megapixels / seconds if seconds else None
+                    manifest, row, line, label_error = predict_scene(path, logit_fn, job, pace=pace)
+                except SceneReadError as error:
+                    print(f"skipped {path}: {error}", file=sys.stderr)
+                    failed.append(str(path))
+                    continue
+                except (KeyboardInterrupt, OSError) as error:
+                    stop_run(error, path, done, job.out)
+                megapixels, seconds = megapixels + manifest["megapixels"], seconds + manifest["seconds"]
+                print(line)
+                if label_error:
+                    print(f"not scored {path} (its outputs are written): {label_error}", file=sys.stderr)
+                    failed.append(str(path))
+                elif row is not None:
+                    rows.append(row)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return rows, failed
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from inference.scenes import expand_inputs, list_inputs
+
+    try:
+        files = list_inputs(expand_inputs(args.inputs, args.inputs_from))
+    except ValueError as error:
+        raise SystemExit(f"predict.py: {error}") from None
+    check_out_dir(args.out, files, args.inputs)
+    out = prepare_out_dir(args.out)
+    model, fixed_size, tile, targets, separate, precision = load_model(args, bool(files))
+    export(args.export, model, out, tile=tile, fixed_size=fixed_size)
     if args.runner:
         return run_on_beam(args, files, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
-    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=separate)
-    rows, failed = [], []
-    job = scene_job(args, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        for path in files:
-            try:  # a scene that cannot be read is named and skipped: earlier and later scenes are not lost
-                _, row, line, label_error = predict_scene(path, logit_fn, job)
-            except SceneReadError as error:
-                print(f"skipped {path}: {error}", file=sys.stderr)
-                failed.append(str(path))
-                continue
-            print(line)
-            if label_error:
-                print(f"not scored {path} (its outputs are written): {label_error}", file=sys.stderr)
-                failed.append(str(path))
-            elif row is not None:
-                rows.append(row)
 
+    from inference.evaluation import evaluation_report, format_table
+    from inference.tiling import make_logit_fn
+
+    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=separate)
+    job = scene_job(args, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
+    rows, failed = predict_scenes(files, logit_fn, job)
     if rows:
         report = evaluation_report(
             rows, threshold=args.threshold, model=str(args.model), tta=args.tta, precision=precision, separated=separate

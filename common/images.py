@@ -22,19 +22,27 @@ def _available_memory():
     return psutil.virtual_memory().available
 
 
+def check_allocation(needed, what, advice):
+    """Refuse to allocate ``needed`` bytes when they exceed MEMORY_SHARE of the memory available now:
+    a TooLargeError naming ``what`` needs that much, how much there is, and ``advice``."""
+    available = _available_memory()
+    if needed > MEMORY_SHARE * available:
+        raise TooLargeError(
+            f"{what} needs about {needed / 1e9:.1f} GB, more than half of the {available / 1e9:.1f} GB available. "
+            + advice
+        )
+
+
 def _check_memory(image, where, hint):
     """Refuse an image whose decoded size (from its header) would not fit in memory."""
     width, height = image.size
     bands = len(image.getbands())
-    needed = width * height * max(bands, 3) * 2  # the decoded image and its RGB copy
-    available = _available_memory()
-    if needed > MEMORY_SHARE * available:
-        raise TooLargeError(
-            f"{where} claims {width} x {height} pixels: decoding it needs about {needed / 1e9:.1f} GB, more than "
-            "half of "
-            f"the {available / 1e9:.1f} GB available. If the header is right, cut the image into tiles (e.g. with "
-            f"gdal_retile.py); if it is wrong, the file is damaged. {hint}"
-        )
+    check_allocation(
+        width * height * max(bands, 3) * 2,  # the decoded image and its RGB copy
+        f"{where} claims {width} x {height} pixels: decoding it",
+        "If the header is right, cut the image into tiles (e.g. with gdal_retile.py); if it is wrong, the file is "
+        f"damaged. {hint}",
+    )
 
 
 def _raster_kind(data):

@@ -168,20 +168,23 @@ def write_csv(rows, path, columns=COLUMNS):
         writer.writerows(rows)
 
 
-def static_table(size, archs=None, encoders=None):
-    """Rows of params and GMACs of every arch x encoder at size x size (no training)."""
+def static_table(size, archs=None, encoders=None, *, pairs=None):
+    """Rows of params and GMACs at size x size (no training): of every arch x encoder (or of ``archs`` x
+    ``encoders``), or of the (arch, encoder) ``pairs``."""
     from models import count_macs, create_model, list_archs, list_encoders
 
+    if pairs is None:
+        pairs = [(arch, encoder) for encoder in encoders or list_encoders() for arch in archs or list_archs()]
     rows = []
-    for encoder in encoders or list_encoders():
-        for arch in archs or list_archs():
-            model = create_model(arch, encoder, input_shape=(size, size, 3))
-            rows.append(
-                {
-                    "arch": arch,
-                    "encoder": encoder,
-                    "params_m": model.count_params() / 1e6,
-                    "gmacs": count_macs(model) / 1e9,
-                }
-            )
+    for arch, encoder in pairs:
+        model = create_model(arch, encoder, input_shape=(size, size, 3))
+        rows.append(
+            {"arch": arch, "encoder": encoder, "params_m": model.count_params() / 1e6, "gmacs": count_macs(model) / 1e9}
+        )
     return rows
+
+
+def results_markdown(per_run, summary, answers, problems):
+    """results.md of compare.py: the per-run and summary tables, the answer lines, the skipped runs."""
+    notes = "".join(f"\n{p}" if p.startswith("note: ") else f"\nskipped {p}" for p in problems)
+    return per_run + "\n\n" + summary + "\n\n" + "".join(f"- {line}\n" for line in answers) + notes + "\n"

@@ -73,14 +73,14 @@ class PredictScene(beam.DoFn):
         import rasterio
 
         from inference.job import finished_row, predict_scene
-        from inference.outputs import GDAL_CACHE_MB
+        from inference.rasters import gdal_options
 
         row = finished_row(self.job, scene)
         if row is not None:
             self.skipped.inc()
         else:
             try:
-                with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+                with rasterio.Env(**gdal_options()):
                     row, _, line, _ = predict_scene(scene, self.model.logit_fn, self.job)
             except Exception as error:  # a dead letter: named with its error, the pipeline goes on
                 self.failed.inc()

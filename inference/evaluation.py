@@ -9,6 +9,8 @@ SpaceNet rule; ``common.scores.building_matches``).
 
 import time
 
+import numpy as np
+
 from common.scores import building_matches, confusion_counts, scores_from_counts
 from inference import defaults
 
@@ -34,19 +36,23 @@ def _scores(counts, pixels):
     return scores
 
 
-def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA, buildings=None):
+def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA, buildings=None, valid=None):
     """Pixel and building scores of one scene's bool masks, with the counts behind them.
 
     ``buildings``: the predicted buildings as integer ids (separated, ``inference.separation``);
-    None counts the 4-connected components of ``predicted``.
+    None counts the 4-connected components of ``predicted``. ``valid``: the pixels that hold data
+    (None: all); no-data pixels are left out of every count (a true building is cut at their edge).
     """
+    if valid is not None:
+        truth, predicted = truth & valid, predicted & valid
+        buildings = None if buildings is None else np.where(valid, buildings, 0)
     found = predicted if buildings is None else buildings
     counts = dict(
         zip(COUNTS, (*confusion_counts(truth, predicted), *building_matches(truth, found, min_area=min_area)))
     )
     if buildings is not None:
         counts.update(zip(UNSEPARATED, building_matches(truth, predicted, min_area=min_area)))
-    return {"scene": name, **_scores(counts, int(truth.size))}
+    return {"scene": name, **_scores(counts, int(truth.size if valid is None else valid.sum()))}
 
 
 def evaluation_report(rows, **meta):

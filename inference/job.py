@@ -33,6 +33,7 @@ class SceneJob:
     precision: str = "float32"
     writer: dict = dataclasses.field(default_factory=dict)  # options of inference.outputs.SceneWriter
     markers: bool = False  # leave <stem>.scene.json when a scene is done (the Beam pipeline's restart rule)
+    local_only: bool = False  # refuse scenes (VRTs) that read sources over the network
 
     def marker(self, path):
         return Path(self.out) / f"{Path(path).stem}{MARKER_SUFFIX}"
@@ -47,12 +48,13 @@ def finished_row(job, path):
         return None  # a damaged marker: the scene is done again
 
 
-def predict_scene(path, logit_fn, job):
+def predict_scene(path, logit_fn, job, pace=None):
     """Predict one scene and write its outputs; returns (manifest row, score row, summary line, label error).
 
     The score row is None without labels or when the scene's label could not be used (then the
     label error says why). A read error (``SceneReadError``) removes this scene's unfinished
-    files and propagates.
+    files and propagates, and so does any other error or an interruption. ``pace``: megapixels
+    per second of the scenes before, for the time a large scene will take.
     """
     from tqdm import tqdm
 
@@ -64,12 +66,16 @@ def predict_scene(path, logit_fn, job):
 
     path = Path(path)
     started = time.perf_counter()
-    with contextlib.closing(open_scene(path, bands=job.bands, hint=HINT)) as source:
+    with contextlib.closing(open_scene(path, bands=job.bands, hint=HINT, local_only=job.local_only)) as source:
         height, width = source.height, source.width
-        writer = SceneWriter(source, job.out, **job.writer)
-        bar = tqdm(desc=path.stem, unit="window", leave=False, delay=3, disable=not sys.stderr.isatty())
+        options, label_error = before_scene(path, width, height, job, pace)
+        writer = SceneWriter(source, job.out, **options)
+        if sys.stderr.isatty():  # a bar, shown only when a scene takes more than a few seconds
+            bar = tqdm(desc=path.stem, unit="window", leave=False, delay=3)
+        else:  # a log: a line now and then
+            bar = ProgressLines(path.stem)
         try:
-            with bar:  # shown only when a scene takes more than a few seconds
+            with bar:
                 strips = predict_strips(
                     logit_fn,
                     source,
@@ -85,20 +91,20 @@ def predict_scene(path, logit_fn, job):
             writer.abort()
             raise
         crs = source.crs.to_string() if source.crs is not None else None
-        note = source.note
+        note, grid = source.note, {"crs": source.crs, "transform": source.transform}
     seconds = time.perf_counter() - started
     found = writer.buildings
     line = (
         f"{path.stem}: {width}x{height}, {height * width / 1e6 / seconds:.2f} MP/s, "
         f"{found} building{'s' if found != 1 else ''}"
     )
-    row = label_error = None
-    if job.labels:  # a missing or bad label costs the score, never the prediction written above
+    row = None
+    if job.labels and not label_error:  # a missing or bad label costs the score, never the prediction written above
         labels = path.parent.parent / "label" if job.labels == "auto" else job.labels
         try:
-            truth = read_label(labels, path.stem, (height, width))
+            truth = read_label(labels, path.stem, (height, width), **grid)
             row = scene_scores(path.stem, truth, writer.mask, min_area=job.writer.get("min_area", defaults.MIN_AREA),
-                               buildings=writer.instances)  # fmt: skip
+                               buildings=writer.instances, valid=writer.valid)  # fmt: skip
             line += f", IoU {row['iou']:.3f}, building F1 {row['building_f1']:.3f}"
         except ValueError as error:
             label_error = str(error)
@@ -132,3 +138,81 @@ def write_marker(marker, row):
     staging = staging_path(marker)
     staging.write_text(json.dumps(row, indent=2))
     os.replace(staging, marker)
+
+
+# outputs of a scene, at most, in bytes per pixel: float32 probabilities and uint8 mask COGs with their
+# overviews (a third more), and their staging rows while the scene runs
+OUTPUT_BYTES_PER_PIXEL = 2 * 5 * 4 / 3
+LARGE_SCENE_PIXELS = 100_000_000  # from this size a scene is announced with its expected time
+
+
+def before_scene(path, width, height, job, pace):
+    """Checks before a scene's first window: (SceneWriter options, label error or None).
+
+    A large scene is announced with the time it will take at ``pace``; a scene whose outputs cannot
+    fit on the output disk is refused (``SceneReadError``); a score that would need more memory than
+    there is for its whole-scene mask is refused up front (the label error), the outputs still written.
+    """
+    import shutil
+
+    from common.images import check_allocation
+    from inference.rasters import SceneReadError
+
+    pixels = width * height
+    if pixels >= LARGE_SCENE_PIXELS:
+        eta = f"about {_duration(pixels / 1e6 / pace)} at the pace so far" if pace else "pace not measured yet"
+        print(f"{path.stem}: {width} x {height} pixels ({pixels / 1e6:,.0f} MP), {eta}", flush=True)
+    needed, free = pixels * OUTPUT_BYTES_PER_PIXEL, shutil.disk_usage(job.out).free
+    if needed > free:
+        raise SceneReadError(
+            f"its outputs need up to {_bytes(needed)} and {job.out} has {_bytes(free)} free. Free some "
+            "space or write to another --out; nothing of this scene was written."
+        )
+    options, label_error = dict(job.writer), None
+    if job.labels:  # scoring holds the whole mask, its no-data pixels (and building ids) in memory
+        try:
+            check_allocation(pixels * (6 if options.get("separate") else 2), f"Scoring {path} against its label "
+                             f"({width} x {height} pixels) holds its whole mask in memory, which",
+                             "Its outputs are written; to score it, cut scene and label into tiles.")  # fmt: skip
+        except ValueError as error:
+            label_error, options["keep_mask"] = str(error), False
+    return options, label_error
+
+
+def _bytes(count):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count:.0f} bytes"
+
+
+def _duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
+
+
+class ProgressLines:
+    """Progress of a scene as a line every ``every`` seconds (stderr is a log, not a terminal): windows done,
+    elapsed and remaining time. Takes ``total`` and ``update(n)`` like a tqdm bar."""
+
+    def __init__(self, name, every=60.0):
+        self.name, self.every, self.total, self.done = name, every, None, 0
+        self.started = self.last = time.perf_counter()
+
+    def update(self, count):
+        self.done += count
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.total:
+            self.last, elapsed = now, now - self.started
+            left = elapsed * (self.total - self.done) / max(self.done, 1)
+            line = f"{self.name}: {self.done} of {self.total} windows ({100 * self.done / self.total:.0f}%), "
+            print(line + f"{_duration(elapsed)} so far, about {_duration(left)} left", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

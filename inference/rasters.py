@@ -14,6 +14,7 @@ The band rule for GDAL rasters:
 """
 
 import dataclasses
+import os
 import warnings
 from pathlib import Path
 
@@ -48,8 +49,13 @@ class ArraySource:
     def width(self):
         return self.image.shape[1]
 
+    has_nodata = False  # PNG/JPEG scenes are read as opaque RGB
+
     def read(self, y0, y1, x0=0, x1=None):
         return self.image[y0:y1, x0:x1]
+
+    def valid(self, y0, y1, x0=0, x1=None):
+        return None
 
     def close(self):
         pass
@@ -58,7 +64,8 @@ class ArraySource:
 class RasterSource:
     """A GDAL raster read one window of rows at a time (see the module's band rule)."""
 
-    def __init__(self, path, *, bands=None, hint=""):
+    def __init__(self, path, *, bands=None, hint="", local_only=False):
+        from rasterio.enums import MaskFlags
         from rasterio.errors import RasterioIOError
 
         self.path, self.hint = Path(path), hint
@@ -67,8 +74,13 @@ class RasterSource:
         except RasterioIOError as error:
             raise SceneReadError(f"Cannot open {self.path}: {error}. {hint}") from error
         try:
-            self._check()
+            self._check(local_only)
             self.indexes = self._bands(bands)
+            self.has_nodata = self.dataset.dtypes[0].startswith("float") or any(
+                MaskFlags.all_valid not in self.dataset.mask_flag_enums[i - 1] for i in self.indexes
+            )
+            if self.has_nodata:
+                self._check_some_valid()
             self.scale = None if self.dataset.dtypes[0] == "uint8" else self._percentile_scale()
             self.note = self._note(bands)
             self._read_corners()
@@ -80,7 +92,13 @@ class RasterSource:
     height = property(lambda self: self.dataset.height)
     width = property(lambda self: self.dataset.width)
 
-    def _check(self):
+    def _check(self, local_only):
+        remote = [f for f in self.dataset.files if is_remote(f)]
+        if local_only and remote:
+            raise SceneReadError(
+                f"{self.path} reads from the network ({', '.join(remote)}), which --local-only forbids. Copy the "
+                f"source(s) to local files and point the VRT at them, or drop --local-only. {self.hint}"
+            )
         local = [f for f in self.dataset.files[1:] if "://" not in f and not f.startswith("/vsi")]
         missing = [f for f in local if not Path(f).exists()]
         if missing:
@@ -148,7 +166,8 @@ class RasterSource:
             ) from error
 
     def read(self, y0, y1, x0=0, x1=None):
-        """Rows [y0, y1) and columns [x0, x1) (default: all) as uint8 (rows, columns, 3)."""
+        """Rows [y0, y1) and columns [x0, x1) (default: all) as uint8 (rows, columns, 3); no-data pixels take the
+        colour of the nearest valid pixel of the window (``fill_nodata``)."""
         from rasterio.windows import Window
 
         x1 = self.width if x1 is None else x1
@@ -158,12 +177,80 @@ class RasterSource:
             band = self._guarded(lambda i=index: self.dataset.read(i, window=window), f"rows {y0}-{y1}")
             if self.scale is not None:
                 low, high = (bound[channel, 0, 0] for bound in self.scale)
-                band = np.clip((band - low) * (255.0 / (high - low)), 0, 255).round()
+                band = np.clip(np.nan_to_num((band - low) * (255.0 / (high - low))), 0, 255).round()
             pixels[..., channel] = band
+        if self.has_nodata:
+            valid = self.valid(y0, y1, x0, x1)
+            if not valid.all():
+                pixels = fill_nodata(pixels, valid)
         return pixels
+
+    def valid(self, y0, y1, x0=0, x1=None):
+        """Which pixels of the window hold data (bool (rows, columns)): GDAL's masks of the three bands (a
+        pixel is no-data when all three bands say so: a nodata value in every band, an alpha band or an internal
+        mask) and, in float rasters, finite values in all three; None when the raster has no no-data at all."""
+        if not self.has_nodata:
+            return None
+        from rasterio.windows import Window
+
+        x1 = self.width if x1 is None else x1
+        window = Window(x0, y0, x1 - x0, y1 - y0)
+        masks = self._guarded(
+            lambda: self.dataset.read_masks(self.indexes, window=window), f"the mask of rows {y0}-{y1}"
+        )
+        valid = np.any(masks > 0, axis=0)  # a nodata value marks a pixel when every band holds it
+        if self.dataset.dtypes[0].startswith("float"):
+            values = self._guarded(lambda: self.dataset.read(self.indexes, window=window), f"rows {y0}-{y1}")
+            valid &= np.all(np.isfinite(values), axis=0)
+        return valid
+
+    def _check_some_valid(self):
+        factor = max(1, -(-max(self.height, self.width) // STATISTICS_SIDE))
+        shape = (len(self.indexes), max(1, self.height // factor), max(1, self.width // factor))
+        masks = self._guarded(lambda: self.dataset.read_masks(self.indexes, out_shape=shape), "its no-data mask")
+        if not np.any(masks > 0, axis=0).any():
+            raise SceneReadError(f"{self.path} holds no data: every pixel is no-data (its nodata value, alpha band or "
+                                 f"mask). Nothing to predict. {self.hint}")  # fmt: skip
 
     def close(self):
         self.dataset.close()
+
+
+# GDAL's network file systems: a VRT may name sources on them
+REMOTE_PREFIXES = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsiwebhdfs",
+                   "/vsihdfs", "http://", "https://", "ftp://")  # fmt: skip
+GDAL_CACHE_MB = 32  # GDAL's block cache (its default is 5% of the RAM); whole blocks are written anyway
+# a network source that stops answering is abandoned after these many seconds (then named and skipped like any
+# unreadable scene); the same GDAL options set in the environment take precedence
+HTTP_OPTIONS = {"GDAL_HTTP_CONNECTTIMEOUT": "15", "GDAL_HTTP_TIMEOUT": "60", "GDAL_HTTP_MAX_RETRY": "2",
+                "GDAL_HTTP_RETRY_DELAY": "1"}  # fmt: skip
+
+
+def is_remote(name):
+    return name.startswith(REMOTE_PREFIXES)
+
+
+def gdal_options():
+    """The GDAL configuration predict.py reads and writes under (``rasterio.Env(**gdal_options())``)."""
+    return {"GDAL_CACHEMAX": GDAL_CACHE_MB, **{key: os.environ.get(key, value) for key, value in HTTP_OPTIONS.items()}}
+
+
+def fill_nodata(pixels, valid):
+    """``pixels`` (rows, columns, 3) with each pixel outside ``valid`` mirrored from the valid side: the pixel
+    as far beyond its nearest valid pixel, inside the data, as it lies outside it (its nearest valid pixel's
+    colour where that mirror falls outside the data too). A no-data area then reads like the image next to
+    it, texture included, rather than as black ground, which changes what the model sees in the valid pixels
+    nearby. A window without any valid pixel is mid-grey."""
+    from scipy import ndimage
+
+    if not valid.any():
+        return np.full_like(pixels, 128)
+    near_rows, near_columns = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    rows, columns = np.indices(valid.shape)
+    mirror_rows = np.clip(2 * near_rows - rows, 0, valid.shape[0] - 1)
+    mirror_columns = np.clip(2 * near_columns - columns, 0, valid.shape[1] - 1)
+    inside = valid[mirror_rows, mirror_columns]
+    return pixels[np.where(inside, mirror_rows, near_rows), np.where(inside, mirror_columns, near_columns)]
 
 
 def _open(path):
@@ -192,11 +279,12 @@ def read_georeference(path):
         return None, None  # GDAL cannot open it: then it carries no georeferencing we could keep
 
 
-def open_scene(path, *, bands=None, hint=""):
-    """A window reader of one scene: GDAL rasters (TIFF, VRT) in windows, PNG/JPEG decoded whole."""
+def open_scene(path, *, bands=None, hint="", local_only=False):
+    """A window reader of one scene: GDAL rasters (TIFF, VRT) in windows, PNG/JPEG decoded whole.
+    ``local_only``: refuse a raster (a VRT) that reads any of its sources over the network."""
     path = Path(path)
     if path.suffix.lower() in WINDOWED_SUFFIXES:
-        return RasterSource(path, bands=bands, hint=hint)
+        return RasterSource(path, bands=bands, hint=hint, local_only=local_only)
     if bands:
         raise SceneReadError(f"--bands applies to GeoTIFF/TIFF/VRT rasters; {path} is decoded as RGB. {hint}")
     try:

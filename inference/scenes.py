@@ -74,8 +74,9 @@ def list_inputs(paths):
     return files
 
 
-def read_label(labels_dir, stem, shape):
-    """The (H, W) bool mask named ``stem`` in ``labels_dir``, checked against the scene's size."""
+def read_label(labels_dir, stem, shape, *, crs=None, transform=None):
+    """The (H, W) bool mask named ``stem`` in ``labels_dir``, checked against the scene's size and, when both
+    are georeferenced, against its CRS and grid (a label of another place is never scored silently)."""
     labels_dir = Path(labels_dir)
     # the scene's name is taken literally ("a[1]" or "b*" are names, not patterns)
     candidates = sorted(p for p in labels_dir.glob(f"{glob.escape(stem)}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -84,10 +85,32 @@ def read_label(labels_dir, stem, shape):
             f"No label for scene {stem!r} in {labels_dir} (expected {stem}.png or {stem}.tif). "
             "Add it, or drop --labels."
         )
-    mask = decode_mask(candidates[0].read_bytes(), str(candidates[0]), hint=HINT)[..., 0] > 0
+    label = candidates[0]
+    mask = decode_mask(label.read_bytes(), str(label), hint=HINT)[..., 0] > 0
     if mask.shape != tuple(shape):
         raise ValueError(
-            f"Label {candidates[0]} is {mask.shape[1]}x{mask.shape[0]} but its scene is "
+            f"Label {label} is {mask.shape[1]}x{mask.shape[0]} but its scene is "
             f"{shape[1]}x{shape[0]} (width x height). Use the label made for this scene."
         )
+    if transform is not None:
+        check_label_grid(label, crs, transform)
     return mask
+
+
+def check_label_grid(label, crs, transform):
+    """Refuse a georeferenced label whose CRS or pixel grid differs from its scene's."""
+    from inference.rasters import read_georeference
+
+    label_crs, label_transform = read_georeference(label)
+    if label_transform is None:
+        return  # a plain mask (the Kaggle PNGs): aligned by its size alone
+    advice = "Warp the label onto the scene's grid (gdalwarp -t_srs, -te and -ts of the scene), or drop --labels."
+    if crs is not None and label_crs is not None and label_crs != crs:
+        raise ValueError(f"Label {label} is in {label_crs.to_string()} but its scene in {crs.to_string()}. {advice}")
+    pixel = max(abs(transform.a), abs(transform.e))
+    if not label_transform.almost_equals(transform, precision=1e-3 * pixel):
+        raise ValueError(
+            f"Label {label} lies on another grid than its scene: origin ({label_transform.c:.6g}, "
+            f"{label_transform.f:.6g}) with pixels of {label_transform.a:.6g} x {label_transform.e:.6g}, the scene at "
+            f"({transform.c:.6g}, {transform.f:.6g}) with {transform.a:.6g} x {transform.e:.6g}. {advice}"
+        )

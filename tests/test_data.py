@@ -170,6 +170,25 @@ def test_zip_escaping_the_folder_is_refused(tmp_path, entry):
     _expect_error(tmp_path, tmp_path, "Refusing zip", "bad.zip", entry)
 
 
+def test_zip_entry_that_expands_like_a_bomb_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from data.buildings import readers as zip_readers
+
+    monkeypatch.setattr(zip_readers, "ZIP_BOMB_FLOOR", 2**20)  # 1 MiB here; 64 MiB in use
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in __import__("pathlib").Path(DUMMY).rglob("*") if p.is_file()):
+            archive.write(path, str(path.relative_to(DUMMY)))
+        with archive.open("building_data/src/zeros.tif", "w") as entry:
+            for _ in range(8):
+                entry.write(bytes(2**20))  # 8 MiB of zeros: about 8 kB zipped
+    read = []
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, pwd=None: read.append(name))
+    _expect_error(tmp_path, tmp_path, "Refusing zip", "bomb.zip", "'building_data/src/zeros.tif' expands", "8,388,608")
+    assert read == []  # refused from the directory alone
+    monkeypatch.undo()
+    monkeypatch.setattr(zip_readers, "ZIP_BOMB_FLOOR", 16 * 2**20)  # below the floor: built (zeros.tif fails later)
+    _expect_error(tmp_path, tmp_path, "zeros.tif")
+
+
 # --- synthetic scenes ---------------------------------------------------------------
 def test_synthetic_is_deterministic_and_realistic():
     a_image, a_mask = synthetic_scene(7)

@@ -59,8 +59,10 @@ class Source:
             )
 
     def _open_zip(self, path):
-        self._zip = zipfile.ZipFile(io.BytesIO(epath.Path(path).read_bytes()))
+        # read from the file, one entry at a time: the archive is never held in memory (once or twice)
+        self._zip = zipfile.ZipFile(epath.Path(path).open("rb"))
         names = self._zip.namelist()
+        _check_entry_sizes(self._zip, path)
         for name in names:
             normal = posixpath.normpath(name.replace("\\", "/"))
             if name.startswith(("/", "\\")) or normal.startswith("..") or (len(name) > 1 and name[1] == ":"):
@@ -85,6 +87,32 @@ class Source:
 
     def where(self, relative):
         return f"{self.root}/{relative}" if self._zip is not None else str(epath.Path(self.root) / relative)
+
+
+# an entry that expands more than this many times, to more than ZIP_BOMB_FLOOR bytes, is refused (PNG, JPEG and
+# compressed TIFF entries barely shrink in a zip; an uncompressed TIFF of aerial colours shrinks a few times)
+ZIP_BOMB_RATIO = 100
+ZIP_BOMB_FLOOR = 64 * 2**20
+
+
+def _check_entry_sizes(archive, path):
+    """Refuse an archive holding an entry that expands suspiciously far, or beyond the memory there is,
+    before any entry is read (each entry's sizes come from the zip's directory)."""
+    from common.images import check_allocation
+
+    for info in archive.infolist():
+        if info.is_dir() or is_metadata(info.filename):
+            continue
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > ZIP_BOMB_FLOOR and ratio > ZIP_BOMB_RATIO:
+            raise ValueError(
+                f"Refusing zip {path}: entry {info.filename!r} expands {ratio:,.0f} times, from "
+                f"{info.compress_size:,} to {info.file_size:,} bytes, which no image of the dataset does. Download the "
+                "archive again from Kaggle; do not use this file."
+            )
+        check_allocation(info.file_size * 4, f"Entry {info.filename!r} of {path} ({info.file_size:,} bytes) read and "
+                         "decoded", "Extract the archive and put the folder in the manual folder instead, or use a "
+                         "machine with more memory.")  # fmt: skip
 
 
 def _walk(folder):
