@@ -114,8 +114,9 @@ def test_predict_export_from_the_command_line(random_model_file, tmp_path):
     serving = tf.saved_model.load(str(out / "saved_model"))
     got = serving.signatures["serving_default"](images=tf.constant(images))["probabilities"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    (tflite,) = [p for p in os.listdir(out) if p.endswith(".tflite")]
-    np.testing.assert_allclose(run_tflite(out / tflite, images), expected, atol=1e-4)
+    assert sorted(p for p in os.listdir(out) if p.endswith(".tflite")) == ["model_float32.tflite", "model_int8.tflite"]
+    np.testing.assert_allclose(run_tflite(out / "model_float32.tflite", images), expected, atol=1e-4)
+    assert np.abs(run_tflite(out / "model_int8.tflite", images) - expected).max() < 0.05
 
 
 # --- compare.py --------------------------------------------------------------------------------
