@@ -52,6 +52,33 @@ def grid_run_dir(runs_dir, arch, encoder, tag, seed, fold=None):
     return Path(runs_dir) / f"grid_{arch}_{encoder}{'_' + tag if tag else ''}{fold}_s{seed}"
 
 
+def die_with_parent():
+    """In a child process (``preexec_fn``): receive SIGTERM when the grid process dies, even by kill -9, so no
+    train.py outlives its grid (Linux; elsewhere the run-folder lock keeps a restarted grid from a second one).
+    train.py saves its weights on SIGTERM, and the restarted grid resumes the run from its last epoch."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux
+
+
+def wait_for_other_trainer(run_dir, poll=10.0):
+    """Wait while another live train.py holds ``run_dir`` (an earlier grid's run): never two trainers in one."""
+    import time
+
+    from training.rundir import lock_holder
+
+    holder = lock_holder(run_dir) if run_dir.is_dir() else None
+    if holder:
+        print(f"grid: {run_dir.name} is being trained by {holder}; waiting for it", flush=True)
+    while holder:
+        time.sleep(poll)
+        holder = lock_holder(run_dir)
+
+
 def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0, only=None, extra=()):
     """Train every grid entry with seeds seed .. seed + repeats - 1, all with the same budget.
 
@@ -94,10 +121,14 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
             *extra,
             *options,
         ]
+        wait_for_other_trainer(run_dir)
+        if (run_dir / "results.json").exists():
+            print(f"grid: {run_dir.name} was finished by that process, kept", flush=True)
+            continue
         if (run_dir / "state.json").exists():
             args.append("--resume")
         print(f"grid: training {run_dir.name} ({epochs} x {per_epoch} steps)", flush=True)
-        if subprocess.run([sys.executable, str(TRAIN), *args]).returncode:
+        if subprocess.run([sys.executable, str(TRAIN), *args], preexec_fn=die_with_parent).returncode:
             print(f"grid: {run_dir.name} failed (its output is above); the other runs go on", flush=True)
             failed.append(run_dir)
     return failed

@@ -452,3 +452,38 @@ def test_nodata_is_filled_from_valid_pixels_marked_in_both_cogs_and_left_out_of_
     from shapely import from_wkb
 
     assert len(footprints) == 1 and from_wkb(footprints[0]).bounds[2] <= 680000 + 64 * 0.5  # all in the valid half
+
+
+def test_a_killed_grid_leaves_no_train_py_behind_and_its_restart_resumes(synthetic_dir, tmp_path):
+    import signal
+    import time
+
+    from tests.tiny import tiny_grid
+
+    runs = tmp_path / "runs"
+    command = [sys.executable, "compare.py", "--runs", str(runs), "--grid", "seed", "--entries", "fcn8/effnet-b0",
+               "--budget", "8", "--grid-epochs", "2", *tiny_grid(synthetic_dir)]  # fmt: skip
+    log = tmp_path / "grid.log"
+    with log.open("w") as handle:
+        grid = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not list(runs.glob("*/state.json")) and time.time() < deadline and grid.poll() is None:
+        time.sleep(0.5)  # until its train.py has finished an epoch
+    assert grid.poll() is None, log.read_text()[-3000:]
+    (lock,) = runs.glob("*/.train.lock")
+    child = int(lock.read_text().split()[0])
+    grid.send_signal(signal.SIGKILL)
+    grid.wait()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"train.py {child} outlived its grid")
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming after epoch 1 of 2" in again.stdout + again.stderr
+    assert [p.parent.name for p in runs.glob("*/results.json")] == [lock.parent.name]
