@@ -15,6 +15,7 @@ The band rule for GDAL rasters:
 
 import dataclasses
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class RasterSource:
         from rasterio.errors import RasterioIOError
 
         self.path, self.hint = Path(path), hint
+        self._lock = threading.Lock()
         try:
             self.dataset = _open(self.path)
         except RasterioIOError as error:
@@ -157,7 +159,8 @@ class RasterSource:
         from rasterio.errors import RasterioError
 
         try:
-            return read()
+            with self._lock:  # one GDAL dataset is never read by two threads at once (the writer reads masks)
+                return read()
         except RasterioError as error:
             detail = f"{error}".rstrip(".") + (f" ({error.__cause__})" if error.__cause__ else "")
             raise SceneReadError(

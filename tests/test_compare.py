@@ -291,7 +291,7 @@ def test_grid_loops_seeds_outside_folds_and_keeps_finished_runs(tmp_path, monkey
 
     calls = []
 
-    def fake_run(command):
+    def fake_run(command, **kwargs):
         calls.append(command)
         run_dir = Path(command[command.index("--run-dir") + 1])
         if "--fold" in command and command[command.index("--fold") + 1] == "1" and "basic" in command:
