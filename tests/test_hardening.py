@@ -259,7 +259,7 @@ def test_resume_with_other_options_changes_nothing(tmp_path):
         "--run-dir", str(run_dir), "--resume", "--arch", "fcn8", "--lr", "0.01", "--dataset", "buildings/synthetic"
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--arch 'fcn8' (the run: 'unet')" in result.stderr and "--lr 0.01 (the run: 0.002)" in result.stderr
+    assert "--arch 'fcn8' (the run: 'unet')" in result.stderr and "--lr 0.01 (the run: 0.001)" in result.stderr
     assert tree_hash(run_dir) == before
 
 
