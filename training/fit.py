@@ -11,12 +11,15 @@ def fit(config, model, run_dir, train_ds, val_ds, *, initial_epoch, callbacks):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # every validation batch, said explicitly: without it Keras warns each epoch that the (finite) data ran out
+    batches = int(val_ds.cardinality()) if val_ds is not None else 0
     try:
         model.fit(
             train_ds,
             epochs=config.epochs,
             steps_per_epoch=config.steps_per_epoch,
             validation_data=val_ds,
+            validation_steps=batches if batches > 0 else None,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,
