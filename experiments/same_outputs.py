@@ -3,11 +3,11 @@
     python -m experiments.same_outputs --before d9e0105          # a commit, tag or branch
     python -m experiments.same_outputs --compare A B             # two folders this script filled earlier
 
-Both sides train the same seeded U-Net / EfficientNet-B0 for 2 x 4 steps on the synthetic set (options
-that every version of train.py since the calibrated threshold understands), then predict a Rio GeoTIFF and a
-Dubai JPEG of the real sample in float32. Compared: every array of best/last.weights.h5 and of model.keras,
-the held-out scores and calibrated threshold in results.json, every picture and raster predict.py wrote,
-and every footprint (geometry WKB and attributes). Exit status 1 when anything differs.
+Both sides train the same seeded U-Net / EfficientNet-B0 for 2 x 4 steps on the synthetic set (every option
+pinned, in flags that every version of train.py since the calibrated threshold understands), then predict a
+Rio GeoTIFF and a Dubai JPEG of the real sample in float32. Compared: every array of best/last.weights.h5
+and of model.keras, the held-out scores and calibrated threshold in results.json, every picture and raster
+predict.py wrote, and every footprint (geometry WKB and attributes). Exit status 1 when anything differs.
 """
 
 import argparse
@@ -24,10 +24,56 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample" / "building_data" / "src"
 SCENES = ("rio_3band_013022223130_Public_img50.tif", "dubai_image_part_001t8.jpg")
-TRAIN = ["--dataset", "buildings/synthetic", "--arch", "unet", "--encoder", "effnet-b0", "--encoder-weights", "none",
-         "--standardize", "none", "--augment", "basic", "--select", "ema", "--calibrate", "train",
-         "--image-size", "64", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "4", "--warmup-steps", "1",
-         "--tracker", "local", "--seed", "0"]  # fmt: skip
+TRAIN = [
+    "--dataset",
+    "buildings/synthetic",
+    "--arch",
+    "unet",
+    "--encoder",
+    "effnet-b0",
+    "--encoder-weights",
+    "none",
+    "--standardize",
+    "none",
+    "--augment",
+    "basic",
+    "--select",
+    "ema",
+    "--calibrate",
+    "train",
+    "--image-size",
+    "64",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "4",
+    "--warmup-steps",
+    "1",
+    "--tracker",
+    "local",
+    "--seed",
+    "0",
+    "--lr",
+    "0.002",
+    "--optimizer",
+    "adamw",
+    "--schedule",
+    "cosine",
+    "--loss",
+    "dice+focal",
+    "--weight-decay",
+    "0.0001",
+    "--bn-momentum",
+    "0.9",
+    "--crops-per-image",
+    "8",
+    "--ema-fraction",
+    "0.1",
+    "--precision",
+    "float32",
+]  # fmt: skip  (every default pinned: defaults may change)
 
 
 def run_side(code, out):
