@@ -138,8 +138,7 @@ class RasterSource:
 
     def _percentile_scale(self):
         """Per-band (low, high) of the 2nd and 98th percentile, from a decimated read."""
-        factor = max(1, -(-max(self.height, self.width) // STATISTICS_SIDE))
-        shape = (3, max(1, self.height // factor), max(1, self.width // factor))
+        shape = self._decimated_shape()
         sample = self._guarded(lambda: self.dataset.read(self.indexes, out_shape=shape, masked=True), "its overview")
         low, high = [], []
         for band in sample:
@@ -207,9 +206,13 @@ class RasterSource:
             valid &= np.all(np.isfinite(values), axis=0)
         return valid
 
-    def _check_some_valid(self):
+    def _decimated_shape(self):
+        """(bands, rows, columns) of a whole-raster read of at most STATISTICS_SIDE pixels a side."""
         factor = max(1, -(-max(self.height, self.width) // STATISTICS_SIDE))
-        shape = (len(self.indexes), max(1, self.height // factor), max(1, self.width // factor))
+        return len(self.indexes), max(1, self.height // factor), max(1, self.width // factor)
+
+    def _check_some_valid(self):
+        shape = self._decimated_shape()
         masks = self._guarded(lambda: self.dataset.read_masks(self.indexes, out_shape=shape), "its no-data mask")
         if not np.any(masks > 0, axis=0).any():
             raise SceneReadError(f"{self.path} holds no data: every pixel is no-data (its nodata value, alpha band or "
