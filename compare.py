@@ -4,14 +4,19 @@
     python compare.py --runs path/to/runs      # another folder of runs
     python compare.py --static --size 256      # params and GMACs of every arch x encoder, no training
     python compare.py --grid seed --repeats 3 --budget 96 [train.py options, e.g. --holdout dubai_t8]
+    python compare.py --grid pretrained --folds 4 --repeats 3 --runs results/questions --work runs/questions \
+        --dataset buildings/kaggle --manual-dir DIR   # the questions over ImageNet Lite0; committed as runs finish
+    python compare.py --runs results/questions --readme README.md   # the README's block from the committed runs
 
 The scores are each run's held-out IoU and building F1 (results.json "heldout_iou" and
 "heldout_building_f1": predict.py's scorer on places kept out of training when the run held
-out groups; --score picks one). Runs of one (arch, encoder,
-recipe) are pooled into mean ± standard deviation over n runs, and each of the questions
+out groups; --score picks one). Runs of one model (arch, encoder, encoder weights) and
+recipe are pooled into mean ± standard deviation over n runs, and each of the questions
 the project was started for (FCN-8 vs CNN, U-Net vs FCN-8, U-Net vs FPN, which
-EfficientNet under U-Net) gets one line: the difference of the means with a 95% Welch
-t-interval and a plain verdict. ``--grid seed`` trains those models, ``--grid recipe``
+EfficientNet under U-Net, what ImageNet weights buy) gets one line: the difference of the
+means with a 95% t-interval, paired by held-out places and seed where both models have those
+runs (else Welch's), and a plain verdict. ``--grid seed`` trains the random-init B0 models,
+``--grid pretrained`` the questions over ImageNet EfficientNet-Lite0, ``--grid recipe``
 U-Net/B0 with today's recipe and the one before; each entry with --repeats seeds and the
 same budget. A finished grid run is never trained again; an interrupted one resumes.
 """
@@ -20,8 +25,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.aggregate import INTERVAL_METHOD, SCORE, aggregate
-from experiments.grid import run_grid
+from experiments.aggregate import INTERVAL_METHOD, aggregate
+from experiments.grid import KINDS, run_grid
 from experiments.plots import plot_iou_vs_gmacs, plot_prediction_grid, plot_run_curves
 from experiments.report import (
     SCORES,
@@ -45,10 +50,17 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, default=256, help="input size for --static")
     parser.add_argument(
         "--grid",
-        choices=["seed", "recipe"],
+        choices=KINDS,
         default=None,
-        help="train a grid first: seed = the original experiments, recipe = U-Net/B0 with today's "
-        "recipe and with the one before (basic augmentation, best epoch on validation)",
+        help="train a grid first: seed = the original experiments (random-init B0..B3), recipe = U-Net/B0 "
+        "with today's recipe and with the one before, pretrained = the original questions over ImageNet "
+        "EfficientNet-Lite0 (every decoder), Lite1/Lite2 and random-init Lite0/B0 under U-Net",
+    )
+    parser.add_argument(
+        "--work",
+        default=None,
+        help="with --grid: where the runs train (weights, logs); each finished run's small files are then "
+        "copied into --runs (e.g. --runs results/STUDY --work runs/STUDY). Default: in --runs itself",
     )
     parser.add_argument("--repeats", type=int, default=1, help="seeds per grid entry (--seed, --seed + 1, ...)")
     parser.add_argument(
@@ -80,6 +92,12 @@ def parse_args(argv=None):
         help="answer the questions among runs of this recipe label "
         "(e.g. aerial/ema; default: the recipe most models were trained with)",
     )
+    parser.add_argument(
+        "--readme",
+        default=None,
+        help="also rewrite this Markdown file's result block for --runs (between its compare.py markers, "
+        "e.g. README.md with --runs results/questions) from the runs' small files",
+    )
     args, extra = parser.parse_known_args(argv)
     if extra and not args.grid:
         parser.error(f"unrecognized arguments: {' '.join(extra)} (train.py options are only passed on with --grid)")
@@ -107,7 +125,7 @@ def print_static(args, parser):
 
 def report(args):
     """Tables of the runs in --runs (printed and written with the plots to --out), the answer lines."""
-    from experiments.aggregate import answer_lines, main_recipe, recipe_lines
+    from experiments.aggregate import main_recipe, score_answer_lines
 
     if not Path(args.runs).is_dir():
         sys.exit(
@@ -119,18 +137,15 @@ def report(args):
     table = aggregate(rows)
     per_run, summary = markdown_table(rows), markdown_table(summary_rows(table), SUMMARY_COLUMNS)
     recipe = args.recipe or main_recipe(table)
-    answers = []
-    for score in SCORES if args.score == "both" else (args.score,):
-        scored = table if score == SCORE else aggregate(rows, score=score)
-        prefix = "" if score == SCORE else f"{SCORES[score]}: "
-        answers += [prefix + line for line in answer_lines(scored, recipe) + recipe_lines(scored)]
+    answers = score_answer_lines(rows, recipe, SCORES if args.score == "both" else (args.score,))
     selections = selection_markdown(rows)
     summary += "\n\n" + selections if selections else ""
     print(per_run + "\n\n" + summary + "\n")
     for line in answers:
         print(line)
     print(
-        f"(models trained with recipe {recipe}; differences of mean held-out scores with a {INTERVAL_METHOD})"
+        f"(models trained with recipe {recipe}; differences of mean held-out scores with a {INTERVAL_METHOD}, or "
+        "a 95% paired t-interval where the line says paired: runs matched by held-out places and seed)"
         if answers
         else ""
     )
@@ -154,8 +169,10 @@ def main(argv=None):
         return print_static(args, parser)
     if args.grid:
         Path(args.runs).mkdir(parents=True, exist_ok=True)
+        work = args.work or args.runs
         failed = run_grid(
-            args.runs,
+            work,
+            keep=None if Path(work).resolve() == Path(args.runs).resolve() else args.runs,
             kind=args.grid,
             budget=args.budget,
             epochs=args.grid_epochs,
@@ -167,7 +184,13 @@ def main(argv=None):
         )
         for run_dir in failed:
             print(f"grid: {run_dir} failed; run the same command again to resume it")
-    return report(args)
+    rows = report(args)
+    if args.readme:
+        from experiments.readme import update_readme
+
+        changed = update_readme(args.readme, args.runs)
+        print(f"{args.readme}: the block of {args.runs} {'rewritten' if changed else 'already up to date'}")
+    return rows
 
 
 if __name__ == "__main__":

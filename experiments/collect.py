@@ -20,12 +20,17 @@ def collect(source, target):
     source, target = Path(source), Path(target)
     runs = sorted({p.parent for name in ("results.json", "metrics.json") for p in source.rglob(name)})
     for run in runs:
-        destination = target / run.relative_to(source)
-        destination.mkdir(parents=True, exist_ok=True)
-        for name in SMALL_FILES:
-            if (run / name).is_file():
-                shutil.copy2(run / name, destination / name)
+        copy_small_files(run, target / run.relative_to(source))
     return runs
+
+
+def copy_small_files(run, destination):
+    """Copy one run folder's small files into ``destination`` (made if missing)."""
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in SMALL_FILES:
+        if (Path(run) / name).is_file():
+            shutil.copy2(Path(run) / name, destination / name)
 
 
 def main(argv=None):

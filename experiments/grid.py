@@ -17,34 +17,60 @@ GRID = (
     ("unet", "effnet-b1"),
     ("unet", "effnet-b3"),
 )
-# today's recipe against the one before held-out groups were measured: basic augmentation, the best
-# epoch, threshold 0.5 (tag, train.py options)
 # the recipe before today's: basic augmentation, best epoch, threshold 0.5, raw colours
 BASIC_RECIPE = (
     "basic-best",
     ["--augment", "basic", "--select", "best", "--calibrate", "none", "--standardize", "none"],
 )
+RANDOM_INIT = ("rand", ["--encoder-weights", "none"])
+# the questions in the setting they were asked: every decoder over the ImageNet-pretrained Lite0, the
+# bigger Lite1/Lite2 under U-Net, and random-init Lite0 and B0 under U-Net (what pretraining buys);
+# ordered so that a grid cut short has answered the first questions
+PRETRAINED_GRID = (
+    ("unet", "effnet-lite0", "", []),
+    ("unet", "effnet-lite0", *RANDOM_INIT),
+    ("fcn8", "effnet-lite0", "", []),
+    ("cnn", "effnet-lite0", "", []),
+    ("fpn", "effnet-lite0", "", []),
+    ("unet", "effnet-lite1", "", []),
+    ("unet", "effnet-lite2", "", []),
+    ("unet", "effnet-b0", *RANDOM_INIT),
+    ("fcn32", "effnet-lite0", "", []),
+    ("fcn16", "effnet-lite0", "", []),
+    ("linknet", "effnet-lite0", "", []),
+    ("deeplabv3plus", "effnet-lite0", "", []),
+)
+KINDS = ("seed", "recipe", "pretrained")
+
+
+def entry_names(entry):
+    """The names --entries knows an entry by: arch/encoder (every recipe of it) and arch/encoder/tag."""
+    arch, encoder, tag, _ = entry
+    return {f"{arch}/{encoder}", f"{arch}/{encoder}/{tag}"} if tag else {f"{arch}/{encoder}"}
 
 
 def grid_entries(kind, only=None):
     """(arch, encoder, recipe tag, train.py options) of a grid; tag "" is the default recipe.
 
-    ``only``: "arch/encoder" names to keep (None: the whole grid).
+    ``only``: names of entries to keep, "arch/encoder" (all its recipes) or "arch/encoder/tag"
+    (None: the whole grid).
     """
     if kind == "recipe":
         entries = [("unet", "effnet-b0", "", []), ("unet", "effnet-b0", *BASIC_RECIPE)]
+    elif kind == "pretrained":
+        entries = [tuple(entry) for entry in PRETRAINED_GRID]
     else:
         entries = [(arch, encoder, "", []) for arch, encoder in GRID]
     if only is None:
         return entries
-    known = {f"{arch}/{encoder}" for arch, encoder, _, _ in entries}
+    known = set().union(*(entry_names(entry) for entry in entries))
     unknown = sorted(set(only) - known)
     if unknown:
         raise SystemExit(
             f"compare.py: --entries {','.join(unknown)} is not in the {kind} grid; "
             f"choose from {', '.join(sorted(known))}"
         )
-    return [entry for entry in entries if f"{entry[0]}/{entry[1]}" in only]
+    return [entry for entry in entries if entry_names(entry) & set(only)]
 
 
 def grid_run_dir(runs_dir, arch, encoder, tag, seed, fold=None):
@@ -79,8 +105,12 @@ def wait_for_other_trainer(run_dir, poll=10.0):
         holder = lock_holder(run_dir)
 
 
-def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0, only=None, extra=()):
+def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0, only=None, extra=(), keep=None):
     """Train every grid entry with seeds seed .. seed + repeats - 1, all with the same budget.
+
+    ``keep``: a study folder (e.g. results/STUDY, committed with the code) that receives the
+    small files of every run as it finishes (experiments.collect); a run whose copy is there
+    counts as finished, so the same command continues a grid on a fresh clone.
 
     With ``folds`` > 1 every entry and seed is trained once per fold of a group split
     (train.py --folds/--fold), and compare.py pools the folds. Seeds are the outer loop, so
@@ -89,6 +119,8 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
     reported and the others still train. Returns the failed run dirs.
     """
     import subprocess
+
+    from experiments.collect import copy_small_files
 
     per_epoch = max(budget // epochs, 1)
     failed = []
@@ -102,7 +134,10 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
         run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed, fold)
         if fold is not None:
             options = [*options, "--folds", str(folds), "--fold", str(fold)]
-        if (run_dir / "results.json").exists():
+        kept = Path(keep) / run_dir.name if keep else None
+        if (run_dir / "results.json").exists() or (kept and (kept / "results.json").exists()):
+            if kept and not (kept / "results.json").exists():
+                copy_small_files(run_dir, kept)
             print(f"grid: {run_dir.name} finished earlier, kept", flush=True)
             continue
         args = [
@@ -131,4 +166,7 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
         if subprocess.run([sys.executable, str(TRAIN), *args], preexec_fn=die_with_parent).returncode:
             print(f"grid: {run_dir.name} failed (its output is above); the other runs go on", flush=True)
             failed.append(run_dir)
+        elif kept:
+            copy_small_files(run_dir, kept)
+            print(f"grid: {run_dir.name}'s small files are in {kept}", flush=True)
     return failed

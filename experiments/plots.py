@@ -6,45 +6,44 @@ from pathlib import Path
 
 
 def plot_iou_vs_gmacs(table, path):
-    """Mean held-out IoU against GMACs, one point per model with a ±1 sd error bar (none for n = 1)."""
+    """Held-out IoU and building F1 against GMACs: one point per model with a ±1 sd error bar (none for n = 1),
+    labelled with its predict MP/s."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for model in table:
-        if math.isnan(model["mean"]):
-            continue
-        ax.errorbar(
-            model["gmacs"],
-            model["mean"],
-            yerr=0.0 if math.isnan(model["std"]) else model["std"],
-            fmt="o",
-            capsize=3,
-            markersize=5,
-        )
-        label = f"{model['arch']}/{model['encoder']}" + (f" [{model['recipe_label']}]" if model["recipe_label"] else "")
-        ax.annotate(
-            f"{label} n={model['n']}",
-            (model["gmacs"], model["mean"]),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=7,
-        )
-    ax.set(
-        xscale="log",
-        xlabel="GMACs per image at the training size (log)",
-        ylabel="held-out IoU (mean ± sd)",
-        title="held-out IoU vs compute",
-    )
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())  # the default minor labels of a log axis overlap
-    low, high = ax.get_xlim()
-    ax.set_xlim(low, high * 3)  # room for the labels right of the last point
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = (("mean", "std", "held-out IoU"), ("building_f1", "building_f1_std", "held-out building F1"))
+    for ax, (mean_key, sd_key, title) in zip(axes, panels):
+        for model in table:
+            mean, sd = model.get(mean_key, math.nan), model.get(sd_key, math.nan)
+            if math.isnan(mean):
+                continue
+            ax.errorbar(model["gmacs"], mean, yerr=0.0 if math.isnan(sd) else sd, fmt="o", capsize=3, markersize=5)
+            weights = " random init" if model.get("weights") == "none" else ""
+            recipe = f" [{model['recipe_label']}]" if model["recipe_label"] else ""
+            speed = model.get("predict_mp_per_sec", math.nan)
+            speed = "" if math.isnan(speed) else f", {speed:.2f} MP/s"
+            ax.annotate(
+                f"{model['arch']}/{model['encoder']}{weights}{recipe} n={model['n']}{speed}",
+                (model["gmacs"], mean),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=6,
+            )
+        ax.set(
+            xscale="log",
+            xlabel="GMACs per image at the training size (log)",
+            ylabel=f"{title} (mean ± sd)",
+            title=f"{title} vs compute",
+        )
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the default minor labels of a log axis overlap
+        low, high = ax.get_xlim()
+        ax.set_xlim(low, high * 3)  # room for the labels right of the last point
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

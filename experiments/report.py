@@ -9,6 +9,7 @@ from experiments.aggregate import SCORE
 COLUMNS = (
     ("arch", "arch"),
     ("encoder", "encoder"),
+    ("weights", "weights"),
     ("recipe_label", "recipe"),
     ("params_m", "params (M)"),
     ("gmacs", "GMACs"),
@@ -29,14 +30,15 @@ COLUMNS = (
 SUMMARY_COLUMNS = (
     ("arch", "arch"),
     ("encoder", "encoder"),
+    ("weights", "weights"),
     ("recipe_label", "recipe"),
     ("iou", "held-out IoU (mean ± sd)"),
+    ("f1", "building F1 (mean ± sd)"),
     ("n", "n"),
     ("params_m", "params (M)"),
     ("gmacs", "GMACs"),
     ("train_images_per_sec", "train img/s"),
     ("predict_mp_per_sec", "predict MP/s"),
-    ("building_f1", "building F1 (mean)"),
     ("heldout", "held out"),
 )
 SCORES = {"heldout_iou": "held-out IoU", "heldout_building_f1": "building F1"}  # what --score chooses from
@@ -46,6 +48,7 @@ def recipe_label(recipe, selection):
     """augment/selection, plus what else differs from the reference recipe (e.g. "basic/ema/lr 0.0005/96 steps").
 
     A run recorded before thresholds were calibrated (no "calibrate" in its recipe) is "threshold none".
+    The encoder's weights are not part of it: they are part of the model (its "weights" column).
     """
     if not recipe:
         return ""
@@ -54,8 +57,6 @@ def recipe_label(recipe, selection):
     parts = [recipe.get("augment", "?"), selection]
     if recipe.get("calibrate", "none") != reference["calibrate"]:  # runs from before calibration used 0.5
         parts.append(f"threshold {recipe.get('calibrate', 'none')}")
-    if recipe.get("encoder_weights", "none") != reference["encoder_weights"]:
-        parts.append(f"weights {recipe['encoder_weights']}")
     if recipe.get("standardize", reference["standardize"]) != reference["standardize"]:
         parts.append(f"standardize {recipe['standardize']}")
     if recipe.get("targets", reference["targets"]) != reference["targets"]:
@@ -101,6 +102,7 @@ def load_runs(runs_dir):
                 "run": run_dir.name,
                 SCORE: score_of(results),
                 "recipe_label": recipe_label(recipe, results.get("selection", "?")),
+                "weights": str(recipe.get("encoder_weights", "none")),
                 "heldout_label": "groups " + "+".join(groups) if groups else results.get("heldout_kind", ""),
             }
         )
@@ -140,10 +142,16 @@ def summary_rows(table):
     """The aggregate table's cells: mean ± sd as one string."""
     rows = []
     for model in table:
-        sd = "" if math.isnan(model["std"]) else f" ± {model['std']:.3f}"
-        iou = "" if math.isnan(model["mean"]) else f"{model['mean']:.3f}{sd}"
-        rows.append({**model, "iou": iou, "heldout": ", ".join(model["heldout"])})
+        iou = _mean_sd(model["mean"], model["std"])
+        f1 = _mean_sd(model.get("building_f1", math.nan), model.get("building_f1_std", math.nan))
+        rows.append({**model, "iou": iou, "f1": f1, "heldout": ", ".join(model["heldout"])})
     return rows
+
+
+def _mean_sd(mean, sd):
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
 
 
 def _cell(value):

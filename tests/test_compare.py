@@ -70,6 +70,7 @@ def test_table_rows_columns_order_and_broken_runs(runs, tmp_path, capsys):
     for title in (
         "arch",
         "encoder",
+        "weights",
         "recipe",
         "params (M)",
         "GMACs",
@@ -85,7 +86,7 @@ def test_table_rows_columns_order_and_broken_runs(runs, tmp_path, capsys):
         "seed",
     ):
         assert f"| {title} |" in header
-    assert "| fpn | effnet-b0 | aerial/ema | 8.409 | 5.720 |" in out
+    assert "| fpn | effnet-b0 | none | aerial/ema | 8.409 | 5.720 |" in out
     assert "skipped d_broken: results.json is not valid JSON" in out
     assert "skipped e_old: results.json lacks" in out and "partial, or not written by train.py" in out
     assert "skipped f_killed: no results.json" in out
@@ -364,3 +365,78 @@ def test_questions_use_the_recipe_most_models_share():
     table = [{"recipe_label": label} for label in ("aerial/ema", "aerial/ema", "basic/best", "aerial/ema", "basic/ema")]
     assert main_recipe(table) == "aerial/ema"
     assert main_recipe([{"recipe_label": "b"}, {"recipe_label": "a"}]) == "a" and main_recipe([]) == ""
+
+
+def test_pretrained_grid_interrupted_then_restarted_trains_only_the_missing_runs(tmp_path, monkeypatch, capsys):
+    """A grid cut short: its finished runs' small files are in the study folder; the same command trains only the rest,
+    resumes the killed run, and on a fresh clone (no runs/ folder, only the study folder) trains nothing again."""
+    import subprocess
+
+    calls, started = [], []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        started.append(command)
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "state.json").write_text("{}")
+        if len(started) == 4:  # the fourth run is killed half way, and the grid with it
+            raise SystemExit("killed")
+        for name in ("results.json", "config.json", "history.csv", "model.keras", "last.weights.h5"):
+            (run_dir / name).write_text("{}")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    work, study = tmp_path / "runs" / "questions", tmp_path / "results" / "questions"
+    options = dict(kind="pretrained", budget=20, epochs=2, seed=0, repeats=2, folds=2, keep=study)
+    with pytest.raises(SystemExit, match="killed"):
+        grid.run_grid(work, **options)
+    every = [
+        grid.grid_run_dir(work, arch, encoder, tag, seed, fold).name
+        for seed in (0, 1)
+        for fold in (0, 1)
+        for arch, encoder, tag, _ in grid.PRETRAINED_GRID
+    ]
+    assert len(every) == 48 and [Path(c[c.index("--run-dir") + 1]).name for c in calls] == every[:4]
+    assert sorted(p.name for p in study.iterdir()) == sorted(every[:3])
+    assert sorted(p.name for p in (study / every[1]).iterdir()) == ["config.json", "history.csv", "results.json"]
+    assert calls[1][calls[1].index("--encoder-weights") + 1] == "none"  # the random-init Lite0
+    assert "--encoder-weights" not in calls[0] and calls[2][calls[2].index("--arch") + 1] == "fcn8"
+    calls.clear()
+    grid.run_grid(work, **options)
+    names = [Path(c[c.index("--run-dir") + 1]).name for c in calls]
+    assert names == every[3:] and "--resume" in calls[0] and "--resume" not in calls[1]
+    assert sorted(p.name for p in study.iterdir()) == sorted(every)
+    calls.clear()
+    grid.run_grid(tmp_path / "fresh_clone_runs", **options)  # only the committed study folder: nothing to train
+    assert calls == [] and capsys.readouterr().out.count("finished earlier, kept") == 3 + 48
+
+
+def test_answer_lines_pair_runs_by_place_and_seed_and_say_when_they_cannot(tmp_path):
+    """ImageNet vs random init over 2 folds x 2 seeds: the paired interval of the 4 differences; unpaired: Welch."""
+    import math
+
+    from experiments.aggregate import aggregate, answer_lines, difference_interval
+
+    runs = tmp_path / "runs"
+    pretrained = {("a", 0): 0.60, ("a", 1): 0.62, ("b", 0): 0.40, ("b", 1): 0.44}
+    gains = {("a", 0): 0.05, ("a", 1): 0.07, ("b", 0): 0.04, ("b", 1): 0.08}
+    for (place, seed), iou in pretrained.items():
+        common = dict(encoder="effnet-lite0", gmacs=0.87, seed=seed, heldout_groups=[place])
+        weights = {"augment": "basic", "calibrate": "train"}
+        _fake_run(
+            runs, f"in_{place}{seed}", heldout_iou=iou, recipe={**weights, "encoder_weights": "imagenet"}, **common
+        )
+        _fake_run(runs, f"rand_{place}{seed}", heldout_iou=iou - gains[(place, seed)], recipe=weights, **common)
+    for seed, iou in ((5, 0.31), (6, 0.36)):  # other seeds than every Lite0 run: cannot be paired
+        _fake_run(runs, f"b0_{seed}", heldout_iou=iou, seed=seed, recipe={"augment": "basic", "calibrate": "train"})
+    rows, _ = report.load_runs(runs)
+    lines = answer_lines(aggregate(rows), "basic/ema")
+    line = next(x for x in lines if x.startswith("ImageNet vs random init (U-Net/Lite0)"))
+    # differences 0.05, 0.07, 0.04, 0.08: mean 0.06, sd 0.018257; t(0.975, 3) = 3.182446
+    half = 3.182446 * 0.0182574 / math.sqrt(4)
+    assert f"unet/effnet-lite0 (imagenet) better by 0.060 ± {half:.3f} [paired, 4 pairs]" in line
+    assert "vs unet/effnet-lite0 (random init)" in line
+    line = next(x for x in lines if x.startswith("ImageNet Lite0 vs random-init B0 (U-Net)"))
+    diff, low, high = difference_interval(list(pretrained.values()), [0.31, 0.36])
+    assert f"better by {diff:.3f} ± {(high - low) / 2:.3f} [Welch]" in line

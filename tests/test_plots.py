@@ -51,3 +51,22 @@ def test_learning_curves_draw_train_and_validation_lines(tmp_path):
     empty = tmp_path / "empty.png"
     plot_learning_curves([], empty)  # a run killed before its first epoch: axes, no lines
     assert near(_pixels(empty), BLUE) == 0
+
+
+def test_scores_vs_gmacs_draws_each_score_in_its_own_panel(tmp_path):
+    from experiments.plots import plot_iou_vs_gmacs
+
+    nan = float("nan")
+    model = {"arch": "unet", "encoder": "effnet-lite0", "weights": "imagenet", "recipe_label": "", "n": 3, "gmacs": 0.9}
+    table = [
+        {**model, "mean": 0.6, "std": 0.05, "building_f1": 0.2, "building_f1_std": 0.02, "predict_mp_per_sec": 1.4},
+        {**model, "arch": "fcn8", "gmacs": 0.4, "mean": 0.5, "std": 0.05, "building_f1": nan, "building_f1_std": nan},
+    ]
+    path = tmp_path / "scores.png"
+    plot_iou_vs_gmacs(table, path)
+    picture = _pixels(path)
+    assert picture.shape == (360, 880, 3)  # 11 x 4.5 inches at 80 dpi
+    iou, f1 = _columns(picture, 2)
+    count = lambda panel, colour: (np.abs(panel - colour).sum(-1) < 30).sum()  # noqa: E731
+    assert count(iou, BLUE) > 20 and count(iou, ORANGE) > 20  # both models have an IoU
+    assert count(f1, BLUE) > 20 and count(f1, ORANGE) == 0  # only the first has a building F1

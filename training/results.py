@@ -24,7 +24,6 @@ FORMAT = 3
 # a random-init U-Net / EfficientNet-B0), so labels keep their meaning when the defaults change
 REFERENCE_RECIPE = {
     "calibrate": "train",
-    "encoder_weights": "none",
     "standardize": "none",
     "targets": "building",
     "loss": "dice+focal",
