@@ -70,3 +70,21 @@ def test_scores_vs_gmacs_draws_each_score_in_its_own_panel(tmp_path):
     count = lambda panel, colour: (np.abs(panel - colour).sum(-1) < 30).sum()  # noqa: E731
     assert count(iou, BLUE) > 20 and count(iou, ORANGE) > 20  # both models have an IoU
     assert count(f1, BLUE) > 20 and count(f1, ORANGE) == 0  # only the first has a building F1
+
+
+def test_runs_learning_curves_draw_training_loss_beside_the_validation_curves(tmp_path):
+    from training.plots import plot_runs_learning_curves
+
+    rows = lambda shift: [  # noqa: E731
+        {"epoch": e, "loss": 0.9 - 0.1 * e + shift, "val_loss": 0.8 - 0.1 * e + shift, "val_iou": 0.1 * e + shift}
+        for e in (1, 2, 3)
+    ]
+    path = tmp_path / "curves.png"
+    plot_runs_learning_curves({"a": rows(0.0), "b": [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]}, path)
+    picture = _pixels(path)
+    assert picture.shape == (405, 1350, 3)  # 15 x 4.5 inches at 90 dpi
+    count = lambda panel, colour: (np.abs(panel - colour).sum(-1) < 30).sum()  # noqa: E731
+    loss, val_loss, val_iou = _columns(picture, 3)
+    assert count(loss, BLUE) > 50 and count(loss, ORANGE) > 50  # both runs have a training loss
+    assert count(val_loss, BLUE) > 50 and count(val_iou, BLUE) > 50
+    assert count(val_loss, ORANGE) == 0 and count(val_iou, ORANGE) == 0  # b has no validation curves

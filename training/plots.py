@@ -32,15 +32,17 @@ def plot_learning_curves(history, path):
 
 
 def plot_runs_learning_curves(histories, path):
-    """Validation loss and IoU per epoch of several runs ({label: history rows}) on shared axes."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    """Training loss, validation loss and validation IoU per epoch of several runs ({label: history rows})."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True)
+    panels = (("loss", "training loss"), ("val_loss", "validation loss"), (MONITOR, "validation IoU"))
     for label, history in histories.items():
         epochs = [row["epoch"] for row in history]
-        left.plot(epochs, [row.get("val_loss", float("nan")) for row in history], marker="o", label=label)
-        right.plot(epochs, [row.get(MONITOR, float("nan")) for row in history], marker="o", label=label)
-    left.set(xlabel="epoch", ylabel="validation loss", title="validation loss")
-    right.set(xlabel="epoch", ylabel="validation IoU", title="validation IoU", ylim=(0, 1))
-    right.legend(fontsize=8)
+        for ax, (key, _) in zip(axes, panels):
+            ax.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o", label=label)
+    for ax, (_, title) in zip(axes, panels):
+        ax.set(xlabel="epoch", ylabel=title, title=title)
+    axes[2].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
