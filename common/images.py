@@ -91,10 +91,23 @@ def _decode(data, where, hint=DEFAULT_HINT):
 
 def decode_image(data, where, hint=DEFAULT_HINT):
     """Any PNG/JPEG/TIFF/GeoTIFF -> uint8 (H, W, 3) RGB; ``hint`` ends every error (what to do next)."""
+    return decode_image_and_alpha(data, where, hint)[0]
+
+
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def decode_image_and_alpha(data, where, hint=DEFAULT_HINT):
+    """(uint8 (H, W, 3) RGB, which pixels hold data): a pixel of alpha 0 (an alpha channel, or a palette's
+    transparent colour) holds none, as GDAL reads an alpha band; the second item is None when every pixel does."""
     image = _decode(data, where, hint)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         raise ValueError(f"{where} is a {image.mode} (not 8-bit) image; convert it to 8-bit RGB. {hint}")
-    return np.asarray(image.convert("RGB"), dtype="uint8")
+    valid = None
+    if image.mode in ALPHA_MODES or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        valid = np.asarray(image.convert("RGBA").getchannel("A")) > 0
+        valid = None if valid.all() else valid
+    return np.asarray(image.convert("RGB"), dtype="uint8"), valid
 
 
 def decode_mask(data, where, hint=DEFAULT_HINT):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.images import decode_image
+from common.images import decode_image_and_alpha
 
 WINDOWED_SUFFIXES = (".tif", ".tiff", ".vrt")
 PERCENTILES = (2.0, 98.0)  # the range of a non-8-bit band mapped onto 0..255
@@ -37,10 +37,11 @@ class ArraySource:
     """A scene decoded whole (PNG, JPEG): ``read`` slices the array."""
 
     path: Path
-    image: np.ndarray  # uint8 (H, W, 3)
+    image: np.ndarray  # uint8 (H, W, 3), no-data pixels already filled (``fill_nodata``)
     crs: object = None
     transform: object = None
     note: str = ""
+    valid_pixels: np.ndarray = None  # bool (H, W): False where the alpha channel is 0; None: every pixel is data
 
     @property
     def height(self):
@@ -50,13 +51,15 @@ class ArraySource:
     def width(self):
         return self.image.shape[1]
 
-    has_nodata = False  # PNG/JPEG scenes are read as opaque RGB
+    @property
+    def has_nodata(self):
+        return self.valid_pixels is not None
 
     def read(self, y0, y1, x0=0, x1=None):
         return self.image[y0:y1, x0:x1]
 
     def valid(self, y0, y1, x0=0, x1=None):
-        return None
+        return None if self.valid_pixels is None else self.valid_pixels[y0:y1, x0:x1]
 
     def close(self):
         pass
@@ -294,8 +297,14 @@ def open_scene(path, *, bands=None, hint="", local_only=False):
     if bands:
         raise SceneReadError(f"--bands applies to GeoTIFF/TIFF/VRT rasters; {path} is decoded as RGB. {hint}")
     try:
-        image = decode_image(path.read_bytes(), str(path), hint=hint)
+        image, valid = decode_image_and_alpha(path.read_bytes(), str(path), hint=hint)
     except ValueError as error:
         raise SceneReadError(str(error)) from error
+    if valid is not None:
+        if not valid.any():
+            raise SceneReadError(
+                f"{path} holds no data: every pixel is transparent (alpha 0). Nothing to predict. {hint}"
+            )
+        image = fill_nodata(image, valid)
     crs, transform = read_georeference(path)
-    return ArraySource(path=path, image=image, crs=crs, transform=transform)
+    return ArraySource(path=path, image=image, crs=crs, transform=transform, valid_pixels=valid)

@@ -7,6 +7,7 @@ scene never leaves a file that looks finished.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import numpy as np
 from common.files import staging_path
 
 LAYER = "buildings"
+# footprints of a scene without georeferencing are written in pixel coordinates, without a CRS, on purpose
+warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
 FIELDS = ("id", "area_pixels", "area_crs_units", "area_m2", "mean_probability")
 BATCH = 1000  # features per write
 
@@ -43,8 +46,6 @@ def _geodesic_areas(crs):
 
 def check_spatial_index(path):
     """Warn when GDAL wrote the GeoPackage without its spatial index (TensorFlow loaded before pyogrio)."""
-    import warnings
-
     import pyogrio
 
     if not pyogrio.read_info(str(path), layer=LAYER)["capabilities"]["fast_spatial_filter"]:

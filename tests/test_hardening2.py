@@ -485,3 +485,37 @@ def test_a_killed_grid_leaves_no_train_py_behind_and_its_restart_resumes(synthet
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming after epoch 1 of 2" in again.stdout + again.stderr
     assert [p.parent.name for p in runs.glob("*/results.json")] == [lock.parent.name]
+
+
+def test_transparent_png_pixels_are_nodata_filled_for_the_model_and_left_out_of_scores(tmp_path, capsys):
+    from PIL import Image
+
+    import predict
+    from inference.rasters import open_scene
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    alpha = np.full((96, 128), 255, np.uint8)
+    alpha[:, 64:] = 0  # the right half is transparent
+    scenes, labels = tmp_path / "src", tmp_path / "label"
+    scenes.mkdir(), labels.mkdir()
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(scenes / "holed.png")
+    Image.fromarray(np.dstack([rgb, np.zeros_like(alpha)]), "RGBA").save(scenes / "clear.png")
+    source = open_scene(scenes / "holed.png")
+    assert source.has_nodata and source.valid(0, 96).sum() == 96 * 64
+    assert (source.read(0, 96)[:, 64:124] == rgb[:, 62:2:-1]).all()  # mirrored from the data, not the hidden colours
+    truth = np.zeros((96, 128), np.uint8)
+    truth[10:40, 10:40] = truth[10:40, 80:110] = 255  # one building in each half
+    for name in ("holed", "clear"):
+        Image.fromarray(truth).save(labels / f"{name}.png")
+    out = tmp_path / "o"
+    model = _everywhere_model(tmp_path / "model.keras")
+    with pytest.raises(SystemExit, match="1 of 2 input"):
+        predict.main(["--model", str(model), str(scenes), "--labels", str(labels), "--out", str(out),
+                      "--precision", "float32", "--tile", "64", "--overlap", "32", "--geojson"])  # fmt: skip
+    assert "clear.png holds no data: every pixel is transparent (alpha 0)" in capsys.readouterr().err
+    row = json.loads((out / "metrics.json").read_text())["scenes"][0]
+    assert row["scene"] == "holed" and row["pixels"] == 96 * 64 and row["tp"] == 900
+    footprints = json.loads((out / "holed.geojson").read_text())["features"]
+    xs = [x for feature in footprints for ring in feature["geometry"]["coordinates"] for x, _ in ring]
+    assert len(footprints) == 1 and max(xs) <= 64  # pixel coordinates: all in the opaque half
