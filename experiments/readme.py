@@ -52,7 +52,8 @@ def study_block(runs_dir):
     budget = ", ".join(f"{s} steps" + (f" of {batch[0]} crops" if len(batch) == 1 else "") for s in steps)
     size = "/".join(f"{s} x {s}" for s in sizes)
     head = (
-        f"{len(rows)} runs: {len(places)} held-out place sets x seeds {', '.join(map(str, seeds))}; "
+        f"{len(rows)} runs: {_count(len(places), 'set')} of held-out places x {_count(len(seeds), 'seed')} "
+        f"({', '.join(map(str, seeds))}); "
         f"each {budget} at {size}; recipe {recipe}. Scores on the held-out places only; mean ± sd over runs."
     )
     body = markdown_table(summary_rows(table), COLUMNS)
@@ -91,3 +92,7 @@ def update_readme(readme, runs_dir):
     if new != text:
         readme.write_text(new)
     return new != text
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
