@@ -159,7 +159,7 @@ def verdict(name_a, name_b, a, b, pairs=None):
     if math.isnan(low):
         return (
             f"cannot tell: {len(a)} vs {len(b)} run(s) (difference {diff:+.3f}); an interval needs at least "
-            "2 runs per model (--repeats 2 or more)"
+            "2 runs per model (more seeds: --repeats; or more places: --folds)"
         )
     half = (high - low) / 2
     tail = f" [{method}]" if method else ""
