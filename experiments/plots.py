@@ -6,45 +6,41 @@ from pathlib import Path
 
 
 def plot_iou_vs_gmacs(table, path):
-    """Held-out IoU and building F1 against GMACs: one point per model with a ±1 sd error bar (none for n = 1),
-    labelled with its predict MP/s."""
+    """Held-out IoU and building F1 against GMACs: one point per model with a ±1 sd error bar (none for n = 1);
+    the legend below names each model with its runs and predict MP/s (and its recipe where models differ)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    models = [m for m in table if not math.isnan(m["mean"])]
+    recipes = {m["recipe_label"] for m in models}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5 + 0.22 * ((len(models) + 1) // 2)))
     panels = (("mean", "std", "held-out IoU"), ("building_f1", "building_f1_std", "held-out building F1"))
-    for ax, (mean_key, sd_key, title) in zip(axes, panels):
-        for model in table:
+    for index, model in enumerate(models):
+        colour, marker = plt.cm.tab10(index % 10), "osD^v"[index // 10 % 5]
+        weights = " random init" if model.get("weights") == "none" else ""
+        recipe = f" [{model['recipe_label']}]" if len(recipes) > 1 else ""
+        speed = model.get("predict_mp_per_sec", math.nan)
+        speed = "" if math.isnan(speed) else f", {speed:.2f} MP/s"
+        label = f"{model['arch']}/{model['encoder']}{weights}{recipe}: n={model['n']}{speed}"
+        for ax, (mean_key, sd_key, _) in zip(axes, panels):
             mean, sd = model.get(mean_key, math.nan), model.get(sd_key, math.nan)
-            if math.isnan(mean):
-                continue
-            ax.errorbar(model["gmacs"], mean, yerr=0.0 if math.isnan(sd) else sd, fmt="o", capsize=3, markersize=5)
-            weights = " random init" if model.get("weights") == "none" else ""
-            recipe = f" [{model['recipe_label']}]" if model["recipe_label"] else ""
-            speed = model.get("predict_mp_per_sec", math.nan)
-            speed = "" if math.isnan(speed) else f", {speed:.2f} MP/s"
-            ax.annotate(
-                f"{model['arch']}/{model['encoder']}{weights}{recipe} n={model['n']}{speed}",
-                (model["gmacs"], mean),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=6,
-            )
-        ax.set(
-            xscale="log",
-            xlabel="GMACs per image at the training size (log)",
-            ylabel=f"{title} (mean ± sd)",
-            title=f"{title} vs compute",
-        )
+            if not math.isnan(mean):
+                yerr = 0.0 if math.isnan(sd) else sd
+                ax.errorbar(model["gmacs"], mean, yerr=yerr, fmt=marker, color=colour, capsize=3, markersize=6,
+                            label=label if ax is axes[0] else None)  # fmt: skip
+    for ax, (_, _, title) in zip(axes, panels):
+        ax.set(xscale="log", xlabel="GMACs per image at the training size (log)", ylabel=f"{title} (mean ± sd)")
+        ax.set_title(f"{title} vs compute" + (f" ({recipes.pop()})" if len(recipes) == 1 else ""), fontsize=9)
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())  # the default minor labels of a log axis overlap
-        low, high = ax.get_xlim()
-        ax.set_xlim(low, high * 3)  # room for the labels right of the last point
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+        recipes = {m["recipe_label"] for m in models}
+    rows = (len(models) + 1) // 2
+    fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.22 * rows / fig.get_figheight() + 0.02, 1, 1))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

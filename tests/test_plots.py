@@ -65,11 +65,13 @@ def test_scores_vs_gmacs_draws_each_score_in_its_own_panel(tmp_path):
     path = tmp_path / "scores.png"
     plot_iou_vs_gmacs(table, path)
     picture = _pixels(path)
-    assert picture.shape == (360, 880, 3)  # 11 x 4.5 inches at 80 dpi
-    iou, f1 = _columns(picture, 2)
+    assert picture.shape == (377, 880, 3)  # 11 x (4.5 + 0.22 per legend row) inches at 80 dpi
     count = lambda panel, colour: (np.abs(panel - colour).sum(-1) < 30).sum()  # noqa: E731
+    iou, f1 = _columns(picture[:-40], 2)  # the panels, without the legend below them
     assert count(iou, BLUE) > 20 and count(iou, ORANGE) > 20  # both models have an IoU
     assert count(f1, BLUE) > 20 and count(f1, ORANGE) == 0  # only the first has a building F1
+    legend = picture[-40:]
+    assert count(legend, BLUE) > 5 and count(legend, ORANGE) > 5  # one entry per model
 
 
 def test_runs_learning_curves_draw_training_loss_beside_the_validation_curves(tmp_path):
