@@ -130,6 +130,12 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
         for f in (range(folds) if folds else [None])
         for entry in grid_entries(kind, only)
     ]
+    folders = [Path(runs_dir), *([Path(keep)] if keep else [])]
+    done = sum(
+        any((folder / grid_run_dir(runs_dir, *entry[:3], s, f).name / "results.json").exists() for folder in folders)
+        for s, f, entry in jobs
+    )
+    print(f"grid: {done} of {len(jobs)} runs finished earlier; {len(jobs) - done} to train", flush=True)
     for repeat_seed, fold, (arch, encoder, tag, options) in jobs:
         run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed, fold)
         if fold is not None:

@@ -409,7 +409,10 @@ def test_pretrained_grid_interrupted_then_restarted_trains_only_the_missing_runs
     assert sorted(p.name for p in study.iterdir()) == sorted(every)
     calls.clear()
     grid.run_grid(tmp_path / "fresh_clone_runs", **options)  # only the committed study folder: nothing to train
-    assert calls == [] and capsys.readouterr().out.count("finished earlier, kept") == 3 + 48
+    out = capsys.readouterr().out
+    assert calls == [] and out.count("finished earlier, kept") == 3 + 48
+    starts = [line for line in out.splitlines() if line.endswith("to train")]
+    assert starts == [f"grid: {n} of 48 runs finished earlier; {48 - n} to train" for n in (0, 3, 48)]
 
 
 def test_answer_lines_pair_runs_by_place_and_seed_and_say_when_they_cannot(tmp_path):
