@@ -45,12 +45,16 @@ def plot_iou_vs_gmacs(table, path):
     plt.close(fig)
 
 
+PER_RUN = 10  # more runs than this: one colour and legend entry per model
+
+
 def plot_run_curves(rows, runs_dir, path):
-    """Every readable run's validation curves in one figure; returns the runs skipped, with the reason."""
+    """Every readable run's curves in one figure, one colour per run (up to ``PER_RUN`` runs) or per model (more);
+    returns the runs skipped, with the reason."""
     from training.checkpoints import read_history
     from training.plots import plot_runs_learning_curves
 
-    histories, skipped = {}, []
+    curves, skipped = [], []
     for row in rows:
         try:
             history = read_history(Path(runs_dir) / row["run"])
@@ -58,8 +62,14 @@ def plot_run_curves(rows, runs_dir, path):
             skipped.append(f"{row['run']}: {error}")
             continue
         if history:
-            histories[f"{row['arch']}/{row['encoder']} s{row.get('seed', '')} ({row['run']})"] = history
-    plot_runs_learning_curves(histories, path)
+            curves.append((row, history))
+    model = lambda row: f"{row['arch']}/{row['encoder']}" + (" random init" if row.get("weights") == "none" else "")  # noqa: E731
+    if len(curves) <= PER_RUN:
+        labels = [f"{model(row)} s{row.get('seed', '')} ({row['run']})" for row, _ in curves]
+    else:
+        several = len({row.get("recipe_label") for row, _ in curves}) > 1  # name the recipe where models differ
+        labels = [model(row) + (f" [{row['recipe_label']}]" if several else "") for row, _ in curves]
+    plot_runs_learning_curves([(label, history) for label, (_, history) in zip(labels, curves)], path)
     for reason in skipped:
         print(f"learning curves: skipped {reason}")
     return skipped

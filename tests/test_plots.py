@@ -7,7 +7,7 @@ from PIL import Image
 from training.plots import plot_learning_curves, plot_predictions
 
 # matplotlib's first two line colours
-BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
+BLUE, ORANGE, GREEN = (31, 119, 180), (255, 127, 14), (44, 160, 44)
 
 
 def _pixels(path):
@@ -82,11 +82,15 @@ def test_runs_learning_curves_draw_training_loss_beside_the_validation_curves(tm
         for e in (1, 2, 3)
     ]
     path = tmp_path / "curves.png"
-    plot_runs_learning_curves({"a": rows(0.0), "b": [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]}, path)
+    b = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]
+    plot_runs_learning_curves([("a", rows(0.0)), ("b", b), ("a", rows(0.05))], path)  # two runs of model a
     picture = _pixels(path)
-    assert picture.shape == (405, 1350, 3)  # 15 x 4.5 inches at 90 dpi
+    assert picture.shape == (423, 1350, 3)  # 15 x (4.5 + 0.2 per legend row) inches at 90 dpi
     count = lambda panel, colour: (np.abs(panel - colour).sum(-1) < 30).sum()  # noqa: E731
-    loss, val_loss, val_iou = _columns(picture, 3)
+    legend = picture[-30:]
+    assert count(legend, BLUE) > 5 and count(legend, ORANGE) > 5 and count(legend, GREEN) == 0  # a's runs: one entry
+    loss, val_loss, val_iou = _columns(picture[:-30], 3)
     assert count(loss, BLUE) > 50 and count(loss, ORANGE) > 50  # both runs have a training loss
+    assert count(picture, GREEN) == 0  # the second run of a takes a's colour, not a third one
     assert count(val_loss, BLUE) > 50 and count(val_iou, BLUE) > 50
     assert count(val_loss, ORANGE) == 0 and count(val_iou, ORANGE) == 0  # b has no validation curves

@@ -31,19 +31,29 @@ def plot_learning_curves(history, path):
     plt.close(fig)
 
 
-def plot_runs_learning_curves(histories, path):
-    """Training loss, validation loss and validation IoU per epoch of several runs ({label: history rows})."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True)
+def plot_runs_learning_curves(curves, path):
+    """Training loss, validation loss and validation IoU per epoch of several runs ([(label, history rows)]).
+
+    Runs that share a label (seeds and folds of one model) share a colour and one legend entry, below the panels.
+    """
+    labels = list(dict.fromkeys(label for label, _ in curves))
+    rows = (len(labels) + 2) // 3
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5 + 0.2 * rows), sharex=True)
     panels = (("loss", "training loss"), ("val_loss", "validation loss"), (MONITOR, "validation IoU"))
-    for label, history in histories.items():
+    seen = set()
+    for label, history in curves:
+        index = labels.index(label)
+        style = dict(color=plt.cm.tab10(index % 10), marker="osD^v"[index // 10 % 5], markersize=4)
         epochs = [row["epoch"] for row in history]
         for ax, (key, _) in zip(axes, panels):
-            ax.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o", label=label)
+            legend = label if ax is axes[0] and label not in seen else "_nolegend_"
+            ax.plot(epochs, [row.get(key, float("nan")) for row in history], label=legend, **style)
+        seen.add(label)
     for ax, (_, title) in zip(axes, panels):
         ax.set(xlabel="epoch", ylabel=title, title=title)
     axes[2].set_ylim(0, 1)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, (0.2 * rows + 0.05) / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
