@@ -58,7 +58,8 @@ def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path)
     readme.write_text(f"# Title\n\nbefore\n\n{begin}\nold numbers\n{END}\n\nafter\n")
     assert update_readme(readme, study) and not update_readme(readme, study)  # the second time: nothing to change
     text = readme.read_text()
-    assert text.startswith(f"# Title\n\nbefore\n\n{begin}\n8 runs: 2 sets of held-out places x 2 seeds (0, 1); each 40 steps")
+    head = "8 runs: 2 sets of held-out places x 2 seeds (0, 1); each 40 steps"
+    assert text.startswith(f"# Title\n\nbefore\n\n{begin}\n{head}")
     assert text.endswith(f"{END}\n\nafter\n") and "old numbers" not in text
     body = blocks(text)[0][2]
     assert "| unet | effnet-lite0 | imagenet | 0.555 ± 0.058 | 0.250 ± 0.058 | 4 | 0.500 | 1.500 |" in body
