@@ -178,6 +178,11 @@ def main_recipe(table):
     return min(counts, key=lambda label: (-counts[label], label)) if counts else ""
 
 
+def short_name(model):
+    """arch/encoder of a table row or run row, marked "(random init)" when its encoder had no pretrained weights."""
+    return f"{model['arch']}/{model['encoder']}" + (" (random init)" if model.get("weights") == "none" else "")
+
+
 def model_name(arch, encoder, weights, other_weights):
     """arch/encoder, with its weights when the model it is compared with has other ones."""
     if weights == other_weights:
@@ -195,7 +200,7 @@ def answer_lines(table, recipe):
         a, b = models[key_a], models[key_b]
         name_a, name_b = model_name(*key_a, key_b[2]), model_name(*key_b, key_a[2])
         cost = f"; {a['gmacs'] / b['gmacs']:.2f}x the GMACs" if b["gmacs"] and a["encoder"] != b["encoder"] else ""
-        pairs = (a["paired"], b["paired"]) if "paired" in a and "paired" in b else None
+        pairs = _pairs(a, b)
         lines.append(
             f"{question}: {name_a} {_mean_sd(a)} vs {name_b} {_mean_sd(b)}{cost} -> "
             f"{verdict(name_a, name_b, a['scores'], b['scores'], pairs)}"
@@ -226,12 +231,17 @@ def recipe_lines(table):
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 name_a, name_b = f"recipe {a['recipe_label']}", f"recipe {b['recipe_label']}"
-                pairs = (a["paired"], b["paired"]) if "paired" in a and "paired" in b else None
+                pairs = _pairs(a, b)
                 lines.append(
                     f"Recipe ({arch}/{encoder}): {a['recipe_label']} {_mean_sd(a)} vs {b['recipe_label']} "
                     f"{_mean_sd(b)} -> {verdict(name_a, name_b, a['scores'], b['scores'], pairs)}"
                 )
     return lines
+
+
+def _pairs(a, b):
+    """Both models' {pair key: score} for ``verdict``, or None when either table row has none."""
+    return (a["paired"], b["paired"]) if "paired" in a and "paired" in b else None
 
 
 def _mean_sd(model):

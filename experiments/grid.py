@@ -130,19 +130,20 @@ def run_grid(runs_dir, *, kind="seed", budget, epochs, seed, repeats=1, folds=0,
         for f in (range(folds) if folds else [None])
         for entry in grid_entries(kind, only)
     ]
-    folders = [Path(runs_dir), *([Path(keep)] if keep else [])]
-    done = sum(
-        any((folder / grid_run_dir(runs_dir, *entry[:3], s, f).name / "results.json").exists() for folder in folders)
-        for s, f, entry in jobs
-    )
+    kept_dir = lambda run_dir: Path(keep) / run_dir.name if keep else None  # noqa: E731
+    finished = lambda folder: folder is not None and (folder / "results.json").exists()  # noqa: E731
+    done = 0
+    for s, f, entry in jobs:
+        run_dir = grid_run_dir(runs_dir, *entry[:3], s, f)
+        done += finished(run_dir) or finished(kept_dir(run_dir))
     print(f"grid: {done} of {len(jobs)} runs finished earlier; {len(jobs) - done} to train", flush=True)
     for repeat_seed, fold, (arch, encoder, tag, options) in jobs:
         run_dir = grid_run_dir(runs_dir, arch, encoder, tag, repeat_seed, fold)
         if fold is not None:
             options = [*options, "--folds", str(folds), "--fold", str(fold)]
-        kept = Path(keep) / run_dir.name if keep else None
-        if (run_dir / "results.json").exists() or (kept and (kept / "results.json").exists()):
-            if kept and not (kept / "results.json").exists():
+        kept = kept_dir(run_dir)
+        if finished(run_dir) or finished(kept):
+            if kept and not finished(kept):
                 copy_small_files(run_dir, kept)
             print(f"grid: {run_dir.name} finished earlier, kept", flush=True)
             continue

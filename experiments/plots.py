@@ -4,6 +4,8 @@ import json
 import math
 from pathlib import Path
 
+from experiments.aggregate import short_name
+
 
 def plot_iou_vs_gmacs(table, path):
     """Held-out IoU and building F1 against GMACs: one point per model with a ±1 sd error bar (none for n = 1);
@@ -20,11 +22,10 @@ def plot_iou_vs_gmacs(table, path):
     panels = (("mean", "std", "held-out IoU"), ("building_f1", "building_f1_std", "held-out building F1"))
     for index, model in enumerate(models):
         colour, marker = plt.cm.tab10(index % 10), "osD^v"[index // 10 % 5]
-        weights = " random init" if model.get("weights") == "none" else ""
         recipe = f" [{model['recipe_label']}]" if len(recipes) > 1 else ""
         speed = model.get("predict_mp_per_sec", math.nan)
         speed = "" if math.isnan(speed) else f", {speed:.2f} MP/s"
-        label = f"{model['arch']}/{model['encoder']}{weights}{recipe}: n={model['n']}{speed}"
+        label = f"{short_name(model)}{recipe}: n={model['n']}{speed}"
         for ax, (mean_key, sd_key, _) in zip(axes, panels):
             mean, sd = model.get(mean_key, math.nan), model.get(sd_key, math.nan)
             if not math.isnan(mean):
@@ -63,12 +64,11 @@ def plot_run_curves(rows, runs_dir, path):
             continue
         if history:
             curves.append((row, history))
-    model = lambda row: f"{row['arch']}/{row['encoder']}" + (" random init" if row.get("weights") == "none" else "")  # noqa: E731
     if len(curves) <= PER_RUN:
-        labels = [f"{model(row)} s{row.get('seed', '')} ({row['run']})" for row, _ in curves]
+        labels = [f"{short_name(row)} s{row.get('seed', '')} ({row['run']})" for row, _ in curves]
     else:
         several = len({row.get("recipe_label") for row, _ in curves}) > 1  # name the recipe where models differ
-        labels = [model(row) + (f" [{row['recipe_label']}]" if several else "") for row, _ in curves]
+        labels = [short_name(row) + (f" [{row['recipe_label']}]" if several else "") for row, _ in curves]
     plot_runs_learning_curves([(label, history) for label, (_, history) in zip(labels, curves)], path)
     for reason in skipped:
         print(f"learning curves: skipped {reason}")

@@ -36,7 +36,7 @@ COLUMNS = (
 
 def study_block(runs_dir):
     """The block's Markdown: what was run, one row per model (mean ± sd), one answer line per question and score."""
-    from experiments.aggregate import aggregate, main_recipe, score_answer_lines
+    from experiments.aggregate import aggregate, main_recipe, score_answer_lines, short_name
     from experiments.report import SCORES, load_runs
 
     rows, _ = load_runs(runs_dir)
@@ -58,11 +58,7 @@ def study_block(runs_dir):
     )
     body = markdown_table(summary_rows(table), COLUMNS)
     answers = score_answer_lines(rows, recipe, tuple(SCORES))
-    missing = [
-        f"{m['arch']}/{m['encoder']}{' (random init)' if m['weights'] == 'none' else ''}: {m['n']}"
-        for m in table
-        if m["n"] < len(places) * len(seeds)
-    ]
+    missing = [f"{short_name(m)}: {m['n']}" for m in table if m["n"] < len(places) * len(seeds)]
     parts = [head, body, "\n".join(f"- {line}" for line in answers)]
     if missing:
         parts.append(f"Not finished yet (runs so far): {', '.join(missing)}; the command above continues the grid.")
