@@ -17,8 +17,9 @@ EfficientNet under U-Net, what ImageNet weights buy) gets one line: the differen
 means with a 95% t-interval, paired by held-out places and seed where both models have those
 runs (else Welch's), and a plain verdict. ``--grid seed`` trains the random-init B0 models,
 ``--grid pretrained`` the questions over ImageNet EfficientNet-Lite0, ``--grid recipe``
-U-Net/B0 with today's recipe and the one before; each entry with --repeats seeds and the
-same budget. A finished grid run is never trained again; an interrupted one resumes.
+U-Net/B0 with today's recipe and the one before, ``--grid previous-default`` U-Net/B0 with
+train.py's default before the ImageNet one; each entry with --repeats seeds and the same
+budget. A finished grid run is never trained again; an interrupted one resumes.
 """
 
 import argparse
@@ -54,7 +55,8 @@ def parse_args(argv=None):
         default=None,
         help="train a grid first: seed = the original experiments (random-init B0..B3), recipe = U-Net/B0 "
         "with today's recipe and with the one before, pretrained = the original questions over ImageNet "
-        "EfficientNet-Lite0 (every decoder), Lite1/Lite2 and random-init Lite0/B0 under U-Net",
+        "EfficientNet-Lite0 (every decoder), Lite1/Lite2 and random-init Lite0/B0 under U-Net, previous-default "
+        "= U-Net/B0 with train.py's default before ImageNet Lite0 (random init, raw colours, lr 2e-3)",
     )
     parser.add_argument(
         "--work",

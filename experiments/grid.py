@@ -40,7 +40,13 @@ PRETRAINED_GRID = (
     ("linknet", "effnet-lite0", "", []),
     ("deeplabv3plus", "effnet-lite0", "", []),
 )
-KINDS = ("seed", "recipe", "pretrained")
+# train.py's default before the ImageNet Lite0 one (random-init B0, raw colours, lr 2e-3): trained on the
+# pretrained grid's folds and seeds, it is paired with that grid's U-Net/Lite0 runs by experiments.study
+PREVIOUS_DEFAULT = (
+    "previous",
+    ["--encoder-weights", "none", "--standardize", "none", "--lr", "0.002"],
+)
+KINDS = ("seed", "recipe", "pretrained", "previous-default")
 
 
 def entry_names(entry):
@@ -59,6 +65,8 @@ def grid_entries(kind, only=None):
         entries = [("unet", "effnet-b0", "", []), ("unet", "effnet-b0", *BASIC_RECIPE)]
     elif kind == "pretrained":
         entries = [tuple(entry) for entry in PRETRAINED_GRID]
+    elif kind == "previous-default":
+        entries = [("unet", "effnet-b0", *PREVIOUS_DEFAULT)]
     else:
         entries = [(arch, encoder, "", []) for arch, encoder in GRID]
     if only is None:

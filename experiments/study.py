@@ -7,7 +7,15 @@ same place and seed are paired (same held-out place, seed and data order), so ea
 is the paired t-interval of their differences; a recipe pair without two shared runs falls back
 to Welch's interval.
 
+A folder may also hold runs side by side, named ``<recipe>_f<fold>_s<seed>`` (a fold of a group
+split, as compare.py --grid names them, its ``grid_`` prefix dropped): their place is the groups
+the fold held out. ``--by-place`` splits every run into the places (groups) it was scored on,
+from the per-scene counts in its heldout_metrics.json, so a fold holding out two places counts
+as two.
+
     python -m experiments.study results/pretrained --baseline b0rand
+    python -m experiments.study results/defaults results/questions --by-place \
+        --recipes b0rand,unet_effnet-lite0 --baseline b0rand
 """
 
 import argparse
@@ -18,28 +26,80 @@ from pathlib import Path
 
 import numpy as np
 
+from data.groups import DEFAULT_GROUP_PATTERN, group_of
 from experiments.aggregate import is_number, paired_interval
 
 SCORES = (("heldout_iou", "pixel IoU"), ("heldout_building_f1", "building F1"))
 RUN_NAME = re.compile(r"^(?P<recipe>.+)_s(?P<seed>\d+)$")
+FOLD_RUN_NAME = re.compile(r"^(?:grid_)?(?P<recipe>.+)_f(?P<fold>\d+)_s(?P<seed>\d+)$")
 
 
-def load_study(folder):
-    """{(place, recipe): {seed: results}} of every finished run under ``folder``.
+def load_study(*folders, by_place=False, recipes=None):
+    """{(place, recipe): {seed: results}} of every finished run under ``folders``.
 
     A run is a train.py run (its results.json) or a predict.py evaluation (its metrics.json,
-    whose overall scores count as the held-out ones).
+    whose overall scores count as the held-out ones), in ``<place>/<recipe>_s<seed>/`` or
+    ``<recipe>_f<fold>_s<seed>/`` (place: the groups the fold held out). ``by_place``: each
+    train.py run counts once per place it was scored on (``place_scores``). ``recipes``: keep
+    only these.
     """
     runs = {}
-    for path in sorted([*Path(folder).glob("*/*/results.json"), *Path(folder).glob("*/*/metrics.json")]):
-        match = RUN_NAME.match(path.parent.name)
-        if not match:
-            continue
-        data = json.loads(path.read_text())
-        if path.name == "metrics.json":
-            data = {f"heldout_{key}": value for key, value in data["overall"].items()}
-        runs.setdefault((path.parent.parent.name, match["recipe"]), {})[int(match["seed"])] = data
+    for folder in folders:
+        for place, recipe, seed, path in _run_files(Path(folder)):
+            if recipes is not None and recipe not in recipes:
+                continue
+            data = json.loads(path.read_text())
+            if path.name == "metrics.json":
+                data = {f"heldout_{key}": value for key, value in data["overall"].items()}
+            per_place = place_scores(path.parent) if by_place and path.name == "results.json" else {place: data}
+            for name, scores in per_place.items():
+                runs.setdefault((name, recipe), {})[seed] = scores
     return runs
+
+
+def _run_files(folder):
+    """(place, recipe, seed, score file) of each finished run in either layout."""
+    for path in sorted([*folder.glob("*/*/results.json"), *folder.glob("*/*/metrics.json")]):
+        match = RUN_NAME.match(path.parent.name)
+        if match and not FOLD_RUN_NAME.match(path.parent.parent.name):
+            yield path.parent.parent.name, match["recipe"], int(match["seed"]), path
+    for path in sorted(folder.glob("*/results.json")):
+        match = FOLD_RUN_NAME.match(path.parent.name)
+        if match:
+            groups = json.loads(path.read_text()).get("heldout_groups") or [f"fold {match['fold']}"]
+            yield "+".join(groups), match["recipe"], int(match["seed"]), path
+
+
+def place_scores(run):
+    """{place: {"heldout_iou", "heldout_building_f1"}} of one run, from its heldout_metrics.json's per-scene counts.
+
+    A place's scores pool its scenes as the run's own overall scores do: pixel IoU from the summed
+    pixel counts, building F1 from the summed matched / missed / extra buildings.
+    """
+    metrics_file = Path(run) / "heldout_metrics.json"
+    if not metrics_file.exists():
+        raise SystemExit(f"experiments.study: {metrics_file} is missing, so {run} cannot be split by place")
+    config_file = Path(run) / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    pattern = config.get("group_pattern") or DEFAULT_GROUP_PATTERN
+    counts = {}
+    for scene in json.loads(metrics_file.read_text())["scenes"]:
+        total = counts.setdefault(group_of(scene["scene"], pattern), dict.fromkeys(_COUNTS, 0.0))
+        for key in _COUNTS:
+            total[key] += scene[key]
+    return {place: _scores_from_counts(c) for place, c in counts.items()}
+
+
+_COUNTS = ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn")
+
+
+def _scores_from_counts(c):
+    union = c["tp"] + c["fp"] + c["fn"]
+    found = 2 * c["building_tp"] + c["building_fp"] + c["building_fn"]
+    return {
+        "heldout_iou": c["tp"] / union if union else float("nan"),
+        "heldout_building_f1": 2 * c["building_tp"] / found if found else float("nan"),
+    }
 
 
 def _mean_sd(values):
@@ -75,18 +135,27 @@ def comparison_lines(runs, baseline):
                 continue
             diff, low, high, method = paired_interval(a, b)
             span = "" if math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
-            lines.append(f"{place}: {recipe} - {baseline}, {label}: {diff:+.3f}{span} ({method})")
+            base_mean = float(np.mean(list(b.values())))
+            ratio = f", {np.mean(list(a.values())) / base_mean:.2f}x" if base_mean > 0 else ""
+            lines.append(f"{place}: {recipe} - {baseline}, {label}: {diff:+.3f}{span}{ratio} ({method})")
     return lines
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+", metavar="folder")
     parser.add_argument("--baseline", default="", help="the recipe the others are compared with")
+    parser.add_argument("--by-place", action="store_true", help="score each run once per place it held out")
+    parser.add_argument("--recipes", default="", help="comma-separated recipes to keep (default: all)")
     args = parser.parse_args(argv)
-    runs = load_study(args.folder)
+    recipes = set(args.recipes.split(",")) if args.recipes else None
+    runs = load_study(*args.folders, by_place=args.by_place, recipes=recipes)
     if not runs:
-        raise SystemExit(f"experiments.study: no runs under {args.folder} (<place>/<recipe>_s<seed>/results.json)")
+        raise SystemExit(
+            f"experiments.study: no runs under {', '.join(map(str, args.folders))}"
+            + (f" with recipes {args.recipes}" if recipes else "")
+            + " (<place>/<recipe>_s<seed>/results.json or <recipe>_f<fold>_s<seed>/results.json)"
+        )
     print(summary_table(runs))
     if args.baseline:
         print()

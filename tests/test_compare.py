@@ -443,3 +443,19 @@ def test_answer_lines_pair_runs_by_place_and_seed_and_say_when_they_cannot(tmp_p
     line = next(x for x in lines if x.startswith("ImageNet Lite0 vs random-init B0 (U-Net)"))
     diff, low, high = difference_interval(list(pretrained.values()), [0.31, 0.36])
     assert f"better by {diff:.3f} ± {(high - low) / 2:.3f} [Welch]" in line
+
+
+def test_previous_default_grid_trains_the_recipe_of_the_earlier_default_runs():
+    """--grid previous-default passes train.py the recipe the committed random-init B0 runs of results/pretrained used
+    (the default before ImageNet Lite0), so its fold runs pair with the pretrained grid's U-Net/Lite0 runs."""
+    from experiments.grid import grid_entries
+    from train import parse_args
+
+    [(arch, encoder, tag, options)] = grid_entries("previous-default")
+    budget = ["--epochs", "6", "--steps-per-epoch", "35"]  # what the grid adds for --budget 210 --grid-epochs 6
+    config = vars(parse_args(["--arch", arch, "--encoder", encoder, *options, *budget]))
+    earlier_run = Path(__file__).resolve().parents[1] / "results" / "pretrained" / "dubai_t8" / "b0rand_s0"
+    earlier = json.loads((earlier_run / "config.json").read_text())
+    where = {"run_dir", "manual_dir", "data_dir", "dataset", "holdout", "folds", "fold", "tracker", "seed", "resume"}
+    differ = {key: (config[key], value) for key, value in earlier.items() if key not in where and config[key] != value}
+    assert differ == {} and tag == "previous"

@@ -60,3 +60,57 @@ def test_collect_copies_only_the_small_files(tmp_path):
     kept = sorted(p.name for p in (tmp_path / "results" / "t8" / "base_s0").iterdir())
     assert kept == ["config.json", "history.csv", "results.json"]
     assert not (tmp_path / "results" / "t8" / "killed_s1").exists()
+
+
+def _fold_run(folder, name, groups, scenes):
+    """A grid-style run holding out ``groups``: results.json and per-scene counts (tp, fp, fn, buildings)."""
+    run = folder / name
+    run.mkdir(parents=True)
+    rows = [
+        dict(zip(("scene", "tp", "fp", "fn", "building_tp", "building_fp", "building_fn"), scene)) for scene in scenes
+    ]
+    (run / "results.json").write_text(json.dumps({"heldout_groups": groups, "heldout_iou": 0.5}))
+    (run / "heldout_metrics.json").write_text(json.dumps({"scenes": rows}))
+
+
+def test_study_splits_fold_runs_into_places(tmp_path):
+    grid, other = tmp_path / "questions", tmp_path / "defaults"
+    for seed, extra in enumerate((0, 10)):
+        _fold_run(
+            grid,
+            f"grid_unet_effnet-lite0_f0_s{seed}",
+            ["dubai_t8", "rio"],
+            [
+                ("dubai_image_part_001t8.jpg", 60 + extra, 20, 20, 3, 1, 2),
+                ("dubai_image_part_002t8.png", 20, 0, 0, 1, 0, 1),
+                ("rio_3band_img7.tif", 10, 5, 5, 0, 2, 2),
+            ],
+        )
+        old = [("dubai_image_part_001t8.jpg", 40, 30, 30, 1, 2, 4)]
+        _fold_run(other, f"b0rand_f0_s{seed}", ["dubai_t8", "rio"], old)
+    _fold_run(grid, "grid_fpn_effnet-lite0_f0_s0", ["dubai_t8", "rio"], [("rio_3band_img7.tif", 1, 1, 1, 0, 0, 0)])
+    # one run per fold as a whole: its place is the groups it held out, its scores the run's own
+    whole = load_study(grid, recipes={"unet_effnet-lite0"})
+    assert list(whole) == [("dubai_t8+rio", "unet_effnet-lite0")] and whole[list(whole)[0]][0]["heldout_iou"] == 0.5
+    runs = load_study(grid, other, by_place=True, recipes={"unet_effnet-lite0", "b0rand"})
+    assert sorted(runs) == [("dubai_t8", "b0rand"), ("dubai_t8", "unet_effnet-lite0"), ("rio", "unet_effnet-lite0")]
+    t8 = runs[("dubai_t8", "unet_effnet-lite0")]
+    # t8, seed 0: 80 / (80 + 20 + 20) pixels; buildings 2 x 4 / (2 x 4 + 1 + 3)
+    assert t8[0]["heldout_iou"] == pytest.approx(80 / 120) and t8[0]["heldout_building_f1"] == pytest.approx(8 / 12)
+    assert t8[1]["heldout_iou"] == pytest.approx(90 / 130)
+    assert runs[("rio", "unet_effnet-lite0")][0]["heldout_iou"] == pytest.approx(10 / 20)
+    assert runs[("rio", "unet_effnet-lite0")][0]["heldout_building_f1"] == pytest.approx(0.0)
+    lines = comparison_lines(runs, "b0rand")
+    # IoU: (80/120 - 40/100) and (90/130 - 40/100), paired by seed; ratio of the means
+    diff = (80 / 120 + 90 / 130) / 2 - 0.4
+    assert lines[0].startswith(f"dubai_t8: unet_effnet-lite0 - b0rand, pixel IoU: {diff:+.3f} [")
+    assert f", {(80 / 120 + 90 / 130) / 2 / 0.4:.2f}x (95% paired t-interval, 2 pairs)" in lines[0]
+    assert len(lines) == 2  # rio has no b0rand run
+
+
+def test_study_by_place_names_a_run_without_per_scene_scores(tmp_path):
+    run = tmp_path / "b0rand_f1_s0"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"heldout_groups": ["dubai_t1"], "heldout_iou": 0.3}))
+    with pytest.raises(SystemExit, match="heldout_metrics.json is missing"):
+        load_study(tmp_path, by_place=True)
