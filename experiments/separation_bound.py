@@ -1,0 +1,114 @@
+"""How far could separating touching buildings raise building F1? A bound from the truth, on held-out places.
+
+    python -m experiments.separation_bound runs/questions/grid_unet_effnet-lite0_f0_s0 ...   (folders with model.keras)
+
+For each run: its kept weights predict its held-out scenes as train.py scored them (predict.py's
+scorer, the calibrated threshold), and the mask is counted three ways, per place:
+
+- **patches**: the mask's 4-connected patches are the buildings (predict.py without separation);
+- **split by the truth**: every predicted patch is cut along the true buildings' nearest-neighbour
+  cells (each predicted pixel goes to the true building nearest to it). Separation only splits
+  what the mask covers, and this split is guided by the answer itself, so it is about the best any
+  separation of the same pixels can do: if it does not double building F1, no separation channel will;
+- **merged**: the share of true buildings whose pixels fall in a predicted patch that covers two
+  or more true buildings (the errors separation exists to fix).
+
+Nothing is written; the table is printed.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from common.scores import building_matches
+
+
+def split_by_truth(predicted, truth):
+    """Integer building ids: each 4-connected patch of ``predicted`` cut by the nearest-true-building cells."""
+    from scipy import ndimage
+
+    patches, _ = ndimage.label(predicted)
+    truth_ids, count = ndimage.label(truth)
+    if count == 0:
+        return patches
+    _, (rows, cols) = ndimage.distance_transform_edt(truth_ids == 0, return_indices=True)
+    nearest = truth_ids[rows, cols].astype("int64")
+    return np.where(predicted, patches.astype("int64") * (count + 1) + nearest, 0)
+
+
+def merged_share(predicted, truth, min_area):
+    """(true buildings in patches covering two or more of them, true buildings), specks left out on both sides."""
+    from common.scores import _components
+
+    truth_ids, truth_sizes = _components(truth, min_area)
+    patches, _ = _components(predicted, min_area)
+    both = (truth_ids > 0) & (patches > 0)
+    pairs = np.unique(np.stack([patches[both], truth_ids[both]]), axis=1) if both.any() else np.zeros((2, 0), int)
+    per_patch = np.bincount(pairs[0], minlength=int(patches.max()) + 1)
+    merged = np.unique(pairs[1][per_patch[pairs[0]] >= 2])
+    return len(merged), len(truth_sizes) - 1
+
+
+def scene_counts(predicted, truth, min_area):
+    """{"patches": (tp, fp, fn), "split": (tp, fp, fn), "merged": (merged, true)} of one scene."""
+    return {
+        "patches": np.array(building_matches(truth, predicted, min_area=min_area)),
+        "split": np.array(building_matches(truth, split_by_truth(predicted, truth), min_area=min_area)),
+        "merged": np.array(merged_share(predicted, truth, min_area)),
+    }
+
+
+def f1(counts):
+    tp, fp, fn = counts
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+
+def run_counts(run_dir):
+    """{place: summed scene_counts} of one run's held-out scenes, predicted with its kept weights."""
+    import json
+
+    from data.groups import DEFAULT_GROUP_PATTERN, group_of
+    from data.splits import run_examples
+    from inference import defaults
+    from inference.heldout import THRESHOLD, decoded_scenes, tiling
+    from inference.loading import load_segmenter
+    from inference.tiling import make_logit_fn, predict_probabilities
+
+    config, _, heldout = run_examples(run_dir)
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    if results.get("separated"):
+        raise SystemExit(f"experiments.separation_bound: {run_dir} separates its buildings already; pass runs without")
+    model, fixed = load_segmenter(run_dir)
+    logit_fn = make_logit_fn(model, fixed_size=fixed)
+    totals = {}
+    for name, image, truth in decoded_scenes(heldout):
+        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= THRESHOLD
+        place = group_of(name, config.get("group_pattern") or DEFAULT_GROUP_PATTERN)
+        counts = scene_counts(predicted, truth, defaults.MIN_AREA)
+        total = totals.setdefault(place, {key: np.zeros_like(value) for key, value in counts.items()})
+        for key, value in counts.items():
+            total[key] += value
+    return totals
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
+    args = parser.parse_args(argv)
+    print("| run | place | true buildings | building F1, patches | split by the truth | ratio | merged |")
+    print("|---|---|---|---|---|---|---|")
+    for run_dir in args.runs:
+        for place, counts in sorted(run_counts(run_dir).items()):
+            plain, split = f1(counts["patches"]), f1(counts["split"])
+            merged, true = counts["merged"]
+            ratio = f"{split / plain:.2f}x" if plain > 0 else "n/a"
+            print(
+                f"| {run_dir.name} | {place} | {true} | {plain:.3f} | {split:.3f} | {ratio} | "
+                f"{merged / max(true, 1):.0%} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

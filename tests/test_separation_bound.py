@@ -1,0 +1,45 @@
+"""The bound on what separation can buy: a predicted patch cut by the true buildings' cells, and the merged share."""
+
+import numpy as np
+
+from experiments.separation_bound import f1, merged_share, scene_counts, split_by_truth
+
+
+def _scene():
+    truth = np.zeros((40, 60), bool)
+    truth[5:15, 5:15] = truth[5:15, 16:26] = True  # two 10 x 10 buildings, a one-pixel gap between them
+    truth[25:35, 40:50] = True  # a third one, alone
+    predicted = np.zeros_like(truth)
+    predicted[5:15, 5:26] = True  # one patch over the first two (the gap filled)
+    predicted[26:35, 40:50] = True  # the third, one row short (IoU 0.9)
+    predicted[0:3, 50:58] = True  # a 24-pixel false building
+    return predicted, truth
+
+
+def test_split_by_truth_cuts_a_fused_patch_along_the_gap():
+    predicted, truth = _scene()
+    ids = split_by_truth(predicted, truth)
+    assert (ids[~predicted] == 0).all() and (ids[predicted] > 0).all()
+    # the fused patch becomes two pieces: columns 5..15 (the gap column, equally near both, goes to the
+    # left one) and 16..25; the lone building and the false one stay whole
+    assert len(np.unique(ids[5:15, 5:26])) == 2
+    assert (ids == ids[10, 5]).sum() == 110 and (ids == ids[10, 25]).sum() == 100
+    assert len(np.unique(ids[predicted])) == 4
+
+
+def test_scene_counts_by_hand():
+    predicted, truth = _scene()
+    counts = scene_counts(predicted, truth, min_area=16)
+    # patches: the fused patch matches neither (IoU 100 / 210 < 0.5), the third matches, the false one does not
+    assert counts["patches"].tolist() == [1, 2, 2]
+    # split by the truth: all three true buildings matched, only the false one is extra
+    assert counts["split"].tolist() == [3, 1, 0]
+    assert counts["merged"].tolist() == [2, 3]
+    assert f1(counts["patches"]) == 2 / (2 + 2 + 2) and f1(counts["split"]) == 6 / 7
+
+
+def test_merged_share_without_truth_or_prediction():
+    empty = np.zeros((8, 8), bool)
+    full = np.ones((8, 8), bool)
+    assert merged_share(empty, full, 16) == (0, 1) and merged_share(full, empty, 16) == (0, 0)
+    assert (split_by_truth(full, empty) == 1).all()
