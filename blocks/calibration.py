@@ -20,8 +20,9 @@ def logit_offset(x, *, name="logits"):
     return layers.Rescaling(1.0, offset=0.0, dtype="float32", name=name)(x)
 
 
-def set_offset(layer, offset):
-    """Make ``layer`` (a ``logit_offset`` layer) subtract ``offset``; functions traced before keep the old one."""
+def set_offset(layer, offset, separation_offset=0.0):
+    """Make ``layer`` (a ``logit_offset`` layer) subtract ``offset`` from the building channel and
+    ``separation_offset`` from the separation channels (if any); functions traced before keep the old ones."""
     if not isinstance(layer, layers.Rescaling) or layer.scale != 1.0:
         raise ValueError(
             f"The last layer {layer.name!r} is a {type(layer).__name__}, not the offset layer of blocks.calibration "
@@ -29,8 +30,8 @@ def set_offset(layer, offset):
             "weights to calibrate it."
         )
     channels = int(layer.output.shape[-1])
-    # only the building channel (the first) is calibrated; separation targets keep their 0.5
-    layer.offset = -float(offset) if channels == 1 else [-float(offset)] + [0.0] * (channels - 1)
+    # the building channel (the first) has its threshold, the separation channels share theirs
+    layer.offset = -float(offset) if channels == 1 else [-float(offset)] + [-float(separation_offset)] * (channels - 1)
 
 
 def threshold_offset(threshold):

@@ -83,9 +83,10 @@ def set_bn_momentum(model, momentum, *, synchronized=None):
                 layer.synchronized = synchronized
 
 
-def set_logit_offset(model, offset):
-    """Make the model's last layer (named "logits", ``blocks.calibration``) subtract ``offset`` from the logits.
+def set_logit_offset(model, offset, separation_offset=0.0):
+    """Make the model's last layer (named "logits", ``blocks.calibration``) subtract ``offset`` from the building
+    logits and ``separation_offset`` from the separation channels' (border, contact), if the model has them.
 
     Functions traced before the call keep the old offset: trace again (``make_logit_fn``).
     """
-    set_offset(model.get_layer("logits"), offset)
+    set_offset(model.get_layer("logits"), offset, separation_offset)

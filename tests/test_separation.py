@@ -174,6 +174,15 @@ def test_train_and_predict_with_separation_targets(synthetic_dir, tmp_path):
     metadata = read_metadata(run / "model.keras")
     assert metadata["targets"] == ["building", "border", "contact"] and metadata["arch"] == "fcn32"
     assert metadata["separate"] is choice["separate"]
+    # the separation channels' threshold chosen on the calibration images lives in the logits layer
+    from blocks.calibration import threshold_offset
+    from inference.heldout import SEPARATION_THRESHOLDS
+    from inference.loading import load_segmenter
+
+    assert choice["threshold"] in SEPARATION_THRESHOLDS and metadata["separation_threshold"] == choice["threshold"]
+    offsets = load_segmenter(run)[0].get_layer("logits").offset
+    assert offsets[1:] == pytest.approx([-threshold_offset(choice["threshold"])] * 2, abs=1e-9)
+    assert offsets[0] == pytest.approx(-threshold_offset(results["calibration"]["threshold"]), abs=1e-6)
     scene = tmp_path / "scenes"
     scene.mkdir()
     from PIL import Image
@@ -190,3 +199,39 @@ def test_train_and_predict_with_separation_targets(synthetic_dir, tmp_path):
     auto = subprocess.run(auto_cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert auto.returncode == 0, auto.stderr[-2000:]
     assert ("buildings separated" in auto.stdout) is choice["separate"]  # --separate auto follows the run's choice
+
+
+def test_a_weak_contact_channel_gets_a_lower_threshold_chosen_on_training_images():
+    """Two buildings two pixels apart that the mask fuses, and a contact channel at 0.3 in the gap: at 0.5 the
+    seeds stay one, at 0.2 they split and both buildings match. The choice takes the highest threshold of the
+    best F1 (0.2, not 0.1) and keeps separation."""
+    import keras
+    import tensorflow as tf
+
+    from inference.heldout import _at_threshold, choose_separation
+
+    truth = np.zeros((40, 40), bool)
+    truth[10:22, 5:17] = truth[10:22, 19:31] = True
+    body = truth.copy()
+    body[10:22, 17:19] = True  # the mask covers the gap: one patch of 312 pixels, IoU 144/312 with each
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[..., 0] = np.where(body, 255, 0)
+    image[10:22, 17:19, 1] = 255
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(2, 1, name="logits")])
+    contact_logit = np.log(0.3 / 0.7)  # probability 0.3 where G = 255, about 0.0025 elsewhere
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, 0, 0], kernel[0, 0, 1, 1] = 12 / 255, (contact_logit + 6) / 255
+    model.get_layer("logits").set_weights([kernel, np.array([-6.0, -6.0], np.float32)])
+    example = {
+        "image": tf.io.encode_png(image),
+        "mask": tf.io.encode_png((truth[..., None] * 255).astype(np.uint8)),
+        "file_name": tf.constant("a.png"),
+    }
+    choice = choose_separation(model, tf.data.Dataset.from_tensors(example), None)
+    assert choice["building_f1_by_threshold"] == {"0.5": 0.0, "0.35": 0.0, "0.2": 1.0, "0.1": 1.0}
+    assert choice["threshold"] == 0.2 and choice["separate"] is True
+    assert choice["building_f1_unseparated"] == 0.0 and choice["scenes"] == 1
+    # moving the separation channels: 0.3 at threshold 0.2 is 0.3 / 0.7 / (0.2 / 0.8) = 1.714 in odds, the building
+    # channel untouched
+    moved = _at_threshold(np.array([[[0.9, 0.3]]], np.float32), 0.2)
+    assert moved[0, 0, 0] == pytest.approx(0.9) and moved[0, 0, 1] == pytest.approx(1.714286 / 2.714286, abs=1e-6)

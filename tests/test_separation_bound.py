@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from experiments.separation_bound import f1, merged_share, scene_counts, split_by_truth
+from experiments.separation_bound import best_split_counts, f1, merged_share, scene_counts, split_by_truth
 
 
 def _scene():
@@ -35,7 +35,22 @@ def test_scene_counts_by_hand():
     # split by the truth: all three true buildings matched, only the false one is extra
     assert counts["split"].tolist() == [3, 1, 0]
     assert counts["merged"].tolist() == [2, 3]
+    # the bound: all three true buildings are covered at least half (the third 90 of 100), the false
+    # patch touches none
+    assert counts["bound"].tolist() == [3, 1, 0]
     assert f1(counts["patches"]) == 2 / (2 + 2 + 2) and f1(counts["split"]) == 6 / 7
+
+
+def test_the_bound_counts_a_building_the_mask_covers_less_than_half_as_missed():
+    truth = np.zeros((30, 30), bool)
+    truth[0:10, 0:10] = truth[20:30, 20:30] = True
+    predicted = np.zeros_like(truth)
+    predicted[0:10, 0:4] = True  # 40 of the first building's 100 pixels
+    predicted[20:30, 20:30] = predicted[20:30, 10:19] = True  # the second building, and a patch beside it
+    predicted[12:17, 0:5] = True  # a 25-pixel patch touching nothing
+    # tp: only the second building; fp: the untouching patch and the one at columns 10..18 (a gap of one
+    # column from the second building, so its own patch); fn: the first building
+    assert best_split_counts(predicted, truth, 16) == (1, 2, 1)
 
 
 def test_merged_share_without_truth_or_prediction():

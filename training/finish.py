@@ -22,6 +22,15 @@ def candidate_weights(model, run_dir, ema_weights, names):
     return candidates
 
 
+def offsets(calibration, separation):
+    """(building, separation) logit offsets of a run's kept model: its calibrated threshold, and the separation
+    channels' threshold chosen on the same training images (0 when there is none)."""
+    from blocks.calibration import threshold_offset
+
+    building = (calibration or {}).get("logit_offset", 0.0)
+    return building, threshold_offset(separation["threshold"]) if separation else 0.0
+
+
 def finish_run(
     config, run_dir, model, *, ema_weights, train_examples, heldout_examples, heldout, val_ds, shape, facts, scorer
 ):
@@ -65,13 +74,14 @@ def finish_run(
             calibrations[name] = scorer.calibrate_model(export, train_examples, fixed)
         if has_channels:
             separations[name] = scorer.choose_separation(export, train_examples, fixed)
+            set_logit_offset(export, *offsets(calibrations.get(name), separations[name]))
         reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels)
     separation = separations.get(config.select)
     separate = bool(separation and separation["separate"])
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
-    set_logit_offset(export, calibrations.get(config.select, {}).get("logit_offset", 0.0))
+    set_logit_offset(export, *offsets(calibrations.get(config.select), separation))
     metadata = {
         "arch": config.arch,
         "encoder": config.encoder,
@@ -80,6 +90,7 @@ def finish_run(
         "threshold": calibrations.get(config.select, {}).get("threshold", scorer.THRESHOLD),
         "encoder_weights": encoder_weights(config) or "none",
         "separate": separate,  # predict.py --separate auto follows this
+        "separation_threshold": (separation or {}).get("threshold", scorer.THRESHOLD),  # in the logits already
     }
     atomic_save_model(export, run_dir / "model.keras", metadata)
     report = reports[config.select]
