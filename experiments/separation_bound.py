@@ -10,8 +10,13 @@ scorer, the calibrated threshold), and the mask is counted three ways, per place
   cells (each predicted pixel goes to the true building nearest to it). Separation only splits
   what the mask covers, and this split is guided by the answer itself, so it is about the best any
   separation of the same pixels can do: if it does not double building F1, no separation channel will;
+- **at most**: a strict bound on any split: a true building can be matched only if the mask covers
+  at least half of it (its best piece is the mask's part of it), and a patch touching no true
+  building stays a false one;
 - **merged**: the share of true buildings whose pixels fall in a predicted patch that covers two
-  or more true buildings (the errors separation exists to fix).
+  or more true buildings (the errors separation exists to fix);
+- **close**: the share of true buildings with another one at most 1 (and 4) pixels away, the gaps
+  the contact target marks (``data.targets.CONTACT_RADIUS``).
 
 Nothing is written; the table is printed.
 """
@@ -50,18 +55,55 @@ def merged_share(predicted, truth, min_area):
     return len(merged), len(truth_sizes) - 1
 
 
+def best_split_counts(predicted, truth, min_area, match_iou=0.5):
+    """(tp, fp, fn) no split of ``predicted`` can beat: tp = true buildings the mask covers at IoU >= ``match_iou``
+    when its piece is exactly its part of the building, fp = patches touching no true building."""
+    from common.scores import _components
+
+    truth_ids, truth_sizes = _components(truth, min_area)
+    patches, patch_sizes = _components(predicted, min_area)
+    covered = np.bincount(truth_ids[predicted], minlength=len(truth_sizes))[1:]
+    tp = int(np.sum((covered >= match_iou * truth_sizes[1:]) & (covered >= min_area)))
+    touching = np.unique(patches[(truth_ids > 0) & (patches > 0)])
+    return tp, len(patch_sizes) - 1 - len(touching), len(truth_sizes) - 1 - tp
+
+
+def close_counts(truth, min_area, gaps=(1, 4)):
+    """(true buildings with another one at most g pixels away, for each g in ``gaps``; true buildings)."""
+    from scipy import ndimage
+
+    from common.scores import _components
+
+    ids, sizes = _components(truth, min_area)
+    none = np.iinfo(ids.dtype).max  # the background, for the minimum
+    far = np.where(ids > 0, ids, none)
+    close = []
+    for gap in gaps:
+        # a (gap + 2)-pixel window holds two different buildings where they are at most ``gap`` pixels apart
+        highest, lowest = ndimage.maximum_filter(ids, size=gap + 2), ndimage.minimum_filter(far, size=gap + 2)
+        both = (highest > 0) & (lowest != none) & (highest != lowest)
+        close.append(len(np.unique(np.concatenate([highest[both], lowest[both]]))))
+    return (*close, len(sizes) - 1)
+
+
 def scene_counts(predicted, truth, min_area):
-    """{"patches": (tp, fp, fn), "split": (tp, fp, fn), "merged": (merged, true)} of one scene."""
+    """{"patches", "split", "bound": (tp, fp, fn), "merged": (merged, true)} of one scene."""
     return {
         "patches": np.array(building_matches(truth, predicted, min_area=min_area)),
         "split": np.array(building_matches(truth, split_by_truth(predicted, truth), min_area=min_area)),
+        "bound": np.array(best_split_counts(predicted, truth, min_area)),
         "merged": np.array(merged_share(predicted, truth, min_area)),
+        "close": np.array(close_counts(truth, min_area)),
     }
 
 
 def f1(counts):
     tp, fp, fn = counts
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+
+def _against(value, base):
+    return f"{value:.3f} ({value / base:.2f}x)" if base > 0 else f"{value:.3f}"
 
 
 def run_counts(run_dir):
@@ -96,16 +138,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
     args = parser.parse_args(argv)
-    print("| run | place | true buildings | building F1, patches | split by the truth | ratio | merged |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| run | place | true buildings | building F1, patches | split by the truth | at most | merged "
+        "| close (1 px / 4 px) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
         for place, counts in sorted(run_counts(run_dir).items()):
-            plain, split = f1(counts["patches"]), f1(counts["split"])
+            plain, split, bound = f1(counts["patches"]), f1(counts["split"]), f1(counts["bound"])
             merged, true = counts["merged"]
-            ratio = f"{split / plain:.2f}x" if plain > 0 else "n/a"
             print(
-                f"| {run_dir.name} | {place} | {true} | {plain:.3f} | {split:.3f} | {ratio} | "
-                f"{merged / max(true, 1):.0%} |",
+                f"| {run_dir.name} | {place} | {true} | {plain:.3f} | {_against(split, plain)} | "
+                f"{_against(bound, plain)} | "
+                f"{merged / max(true, 1):.0%} | {counts['close'][0] / max(true, 1):.0%} / "
+                f"{counts['close'][1] / max(true, 1):.0%} |",
                 flush=True,
             )
 

@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from experiments.separation_bound import best_split_counts, f1, merged_share, scene_counts, split_by_truth
+from experiments.separation_bound import (
+    best_split_counts,
+    close_counts,
+    f1,
+    merged_share,
+    scene_counts,
+    split_by_truth,
+)
 
 
 def _scene():
@@ -38,6 +45,8 @@ def test_scene_counts_by_hand():
     # the bound: all three true buildings are covered at least half (the third 90 of 100), the false
     # patch touches none
     assert counts["bound"].tolist() == [3, 1, 0]
+    # the first two are one pixel apart, the third is 10 rows from the second
+    assert counts["close"].tolist() == [2, 2, 3]
     assert f1(counts["patches"]) == 2 / (2 + 2 + 2) and f1(counts["split"]) == 6 / 7
 
 
@@ -51,6 +60,15 @@ def test_the_bound_counts_a_building_the_mask_covers_less_than_half_as_missed():
     # tp: only the second building; fp: the untouching patch and the one at columns 10..18 (a gap of one
     # column from the second building, so its own patch); fn: the first building
     assert best_split_counts(predicted, truth, 16) == (1, 2, 1)
+
+
+def test_close_counts_by_gap():
+    truth = np.zeros((20, 60), bool)
+    truth[5:15, 0:10] = truth[5:15, 12:22] = True  # a 2-pixel gap
+    truth[5:15, 26:36] = True  # 4 pixels from the second
+    truth[5:15, 41:51] = True  # 5 pixels from the third
+    assert close_counts(truth, 16, gaps=(1, 2, 4, 5)) == (0, 2, 3, 4, 4)
+    assert close_counts(np.ones((8, 8), bool), 16) == (0, 0, 1)
 
 
 def test_merged_share_without_truth_or_prediction():
