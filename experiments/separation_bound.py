@@ -98,8 +98,10 @@ def scene_counts(predicted, truth, min_area):
 
 
 def f1(counts):
-    tp, fp, fn = counts
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    """Building F1 of (tp, fp, fn), as every score here (``inference.evaluation.building_scores``)."""
+    from inference.evaluation import building_scores
+
+    return building_scores(*counts)["building_f1"]
 
 
 def _against(value, base):

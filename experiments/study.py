@@ -28,6 +28,7 @@ import numpy as np
 
 from data.groups import DEFAULT_GROUP_PATTERN, group_of
 from experiments.aggregate import is_number, paired_interval
+from inference.evaluation import COUNTS
 
 SCORES = (("heldout_iou", "pixel IoU"), ("heldout_building_f1", "building F1"))
 RUN_NAME = re.compile(r"^(?P<recipe>.+)_s(?P<seed>\d+)$")
@@ -45,10 +46,9 @@ def load_study(*folders, by_place=False, recipes=None):
     """
     runs = {}
     for folder in folders:
-        for place, recipe, seed, path in _run_files(Path(folder)):
+        for place, recipe, seed, path, data in _run_files(Path(folder)):
             if recipes is not None and recipe not in recipes:
                 continue
-            data = json.loads(path.read_text())
             if path.name == "metrics.json":
                 data = {f"heldout_{key}": value for key, value in data["overall"].items()}
             per_place = place_scores(path.parent) if by_place and path.name == "results.json" else {place: data}
@@ -58,16 +58,17 @@ def load_study(*folders, by_place=False, recipes=None):
 
 
 def _run_files(folder):
-    """(place, recipe, seed, score file) of each finished run in either layout."""
+    """(place, recipe, seed, score file, its contents) of each finished run in either layout."""
     for path in sorted([*folder.glob("*/*/results.json"), *folder.glob("*/*/metrics.json")]):
         match = RUN_NAME.match(path.parent.name)
         if match and not FOLD_RUN_NAME.match(path.parent.parent.name):
-            yield path.parent.parent.name, match["recipe"], int(match["seed"]), path
+            yield path.parent.parent.name, match["recipe"], int(match["seed"]), path, json.loads(path.read_text())
     for path in sorted(folder.glob("*/results.json")):
         match = FOLD_RUN_NAME.match(path.parent.name)
         if match:
-            groups = json.loads(path.read_text()).get("heldout_groups") or [f"fold {match['fold']}"]
-            yield "+".join(groups), match["recipe"], int(match["seed"]), path
+            data = json.loads(path.read_text())
+            groups = data.get("heldout_groups") or [f"fold {match['fold']}"]
+            yield "+".join(groups), match["recipe"], int(match["seed"]), path, data
 
 
 def place_scores(run):
@@ -84,21 +85,19 @@ def place_scores(run):
     pattern = config.get("group_pattern") or DEFAULT_GROUP_PATTERN
     counts = {}
     for scene in json.loads(metrics_file.read_text())["scenes"]:
-        total = counts.setdefault(group_of(scene["scene"], pattern), dict.fromkeys(_COUNTS, 0.0))
-        for key in _COUNTS:
+        total = counts.setdefault(group_of(scene["scene"], pattern), dict.fromkeys(COUNTS, 0.0))
+        for key in COUNTS:
             total[key] += scene[key]
     return {place: _scores_from_counts(c) for place, c in counts.items()}
 
 
-_COUNTS = ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn")
-
-
 def _scores_from_counts(c):
-    union = c["tp"] + c["fp"] + c["fn"]
-    found = 2 * c["building_tp"] + c["building_fp"] + c["building_fn"]
+    from common.scores import scores_from_counts
+    from inference.evaluation import building_scores
+
     return {
-        "heldout_iou": c["tp"] / union if union else float("nan"),
-        "heldout_building_f1": 2 * c["building_tp"] / found if found else float("nan"),
+        "heldout_iou": scores_from_counts(c["tp"], c["fp"], c["fn"])["iou"],
+        "heldout_building_f1": building_scores(c["building_tp"], c["building_fp"], c["building_fn"])["building_f1"],
     }
 
 
