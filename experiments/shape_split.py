@@ -12,8 +12,10 @@ are the same both ways.
 
 Printed: per place (and for the training images), the building F1 of the patches and of each
 depth, mean over runs, and each depth against the patches paired by run (95% paired
-t-interval). The depth to use is the one with the highest building F1 on the training images,
-summed over the runs: a choice made without a held-out place. ``--counts`` keeps each run's
+t-interval); the last column splits each run at the depth that did best on its own training
+images (or not at all, unless a depth beat the patches there), as a run could choose for
+itself. The depth to use by default is the one with the highest building F1 on the training
+images, summed over the runs: a choice made without a held-out place. ``--counts`` keeps each run's
 counts in a JSON file as it finishes; a rerun reads the runs already there instead of predicting
 them again.
 """
@@ -26,6 +28,7 @@ import numpy as np
 
 TRAINING = "training images"
 PATCHES = "patches"
+OWN = "own choice"
 
 
 def parse_depths(text):
@@ -90,21 +93,26 @@ def summary(all_counts, depths):
     pooled = {v: np.sum([c[TRAINING][v] for c in all_counts.values() if TRAINING in c], axis=0) for v in variants}
     chosen = max(variants[1:], key=lambda v: (f1(pooled[v]), -float(v)))  # ties: the depth that splits more
     places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING}) + [TRAINING]
+    # what train.py-style choice would give: each run's own best on its training images (split only if strictly better)
+    own = {run: max(variants, key=lambda v: (f1(c[TRAINING][v]), v == PATCHES)) for run, c in all_counts.items()}
     lines = [
-        "| place | runs | patches | " + " | ".join(f"depth {v}" for v in variants[1:]) + " |",
-        "|---" * (len(variants) + 2) + "|",
+        "| place | runs | patches | "
+        + " | ".join(f"depth {v}" for v in variants[1:])
+        + " | depth chosen by each run on its training images |",
+        "|---" * (len(variants) + 3) + "|",
     ]
     for place in places:
         scores = {v: {run: f1(c[place][v]) for run, c in all_counts.items() if place in c} for v in variants}
+        scores[OWN] = {run: f1(c[place][own[run]]) for run, c in all_counts.items() if place in c}
         cells = []
-        for v in variants[1:]:
+        for v in variants[1:] + [OWN]:
             diff, low, high, _ = paired_interval(scores[v], scores[PATCHES])
             mean, base = np.mean(list(scores[v].values())), np.mean(list(scores[PATCHES].values()))
             ratio = f"{mean / base:.2f}x; " if base > 0 else ""
             cells.append(f"{mean:.3f} ({ratio}{diff:+.3f} [{low:+.3f}, {high:+.3f}])")
         mean = np.mean(list(scores[PATCHES].values()))
         lines.append(f"| {place} | {len(scores[PATCHES])} | {mean:.3f} | " + " | ".join(cells) + " |")
-    return lines, float(chosen)
+    return lines, float(chosen), own
 
 
 def main(argv=None):
@@ -128,8 +136,9 @@ def main(argv=None):
                 args.counts.write_text(json.dumps(saved, indent=1))
         all_counts[run_dir.name] = counts
         print(f"counted {run_dir}", flush=True)
-    lines, chosen = summary(all_counts, args.depths)
+    lines, chosen, own = summary(all_counts, args.depths)
     print("\n".join(lines))
+    print("each run's choice on its training images: " + ", ".join(f"{run} {v}" for run, v in own.items()))
     print(f"depth with the highest building F1 on the training images (all runs): {chosen:g}")
 
 

@@ -141,15 +141,17 @@ def test_shape_split_summary_pairs_runs_and_chooses_the_depth_on_training_images
 
     counts = {
         "r0": run([[2, 8, 8], [4, 6, 6], [3, 7, 7]], [[1, 9, 9], [2, 8, 8], [3, 7, 7]]),
-        "r1": run([[4, 6, 6], [5, 5, 5], [4, 6, 6]], [[1, 9, 9], [1, 9, 9], [2, 8, 8]]),
+        "r1": run([[4, 6, 6], [5, 5, 5], [5, 5, 5]], [[1, 9, 9], [1, 9, 9], [1, 9, 9]]),
     }
-    lines, chosen = summary(counts, [4.0, 8.0])
-    assert chosen == 8.0  # training images, both runs summed: F1 0.15 at depth 4, 0.25 at depth 8
+    lines, chosen, own = summary(counts, [4.0, 8.0])
+    # on its training images r0 scores 0.1 / 0.2 / 0.3 (patches, 4, 8): it splits; r1 0.1 everywhere: it does not
+    assert own == {"r0": "8", "r1": "patches"}
+    assert chosen == 8.0  # training images, both runs summed: F1 0.15 at depth 4, 0.2 at depth 8
     # t8 building F1 by run: patches 0.2, 0.4; depth 4: 0.4, 0.5 (differences 0.2, 0.1: mean 0.15, sd 0.0707,
-    # t(0.975, 1 df) = 12.706: +-0.635); depth 8: 0.3, 0.4
+    # t(0.975, 1 df) = 12.706: +-0.635); depth 8: 0.3, 0.5 (+0.1 both: exact); own choice: 0.3 (8), 0.4 (patches)
     t8 = next(line for line in lines if line.startswith("| dubai_t8 |"))
-    assert (
-        t8
-        == "| dubai_t8 | 2 | 0.300 | 0.450 (1.50x; +0.150 [-0.485, +0.785]) | 0.350 (1.17x; +0.050 [-0.585, +0.685]) |"
+    assert t8 == (
+        "| dubai_t8 | 2 | 0.300 | 0.450 (1.50x; +0.150 [-0.485, +0.785]) | 0.400 (1.33x; +0.100 [+0.100, +0.100]) "
+        "| 0.350 (1.17x; +0.050 [-0.585, +0.685]) |"
     )
     assert lines[-1].startswith(f"| {TRAINING} | 2 | 0.100 | 0.150 (1.50x; +0.050 [")
