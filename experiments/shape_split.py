@@ -10,14 +10,14 @@ counted as its connected patches and as ``predict.py --separate shape`` splits t
 depth (``inference.separation.split_by_shape``). The mask itself never changes, so pixel scores
 are the same both ways.
 
-Printed: per place (and for the training images), the building F1 of the patches and of each
-depth, mean over runs, and each depth against the patches paired by run (95% paired
-t-interval); the last column splits each run at the depth that did best on its own training
-images (or not at all, unless a depth beat the patches there), as a run could choose for
-itself. The depth to use by default is the one with the highest building F1 on the training
-images, summed over the runs: a choice made without a held-out place. ``--counts`` keeps each run's
-counts in a JSON file as it finishes; a rerun reads the runs already there instead of predicting
-them again.
+Printed: per place (then each run's held-out places together, and its training images), the
+building F1 of the patches and of each depth, mean over runs, and each depth against the
+patches paired by run (95% paired t-interval); the last column splits each run at the depth
+that did best on its own training images (or not at all, unless a depth beat the patches
+there), as a run could choose for itself. The depth to use by default is the one with the
+highest building F1 on the training images, summed over the runs: a choice made without a
+held-out place. ``--counts`` keeps each run's counts in a JSON file as it finishes; a rerun
+reads the runs already there instead of predicting them again.
 """
 
 import argparse
@@ -29,6 +29,7 @@ import numpy as np
 TRAINING = "training images"
 PATCHES = "patches"
 OWN = "own choice"
+HELD_OUT = "all held-out places"
 
 
 def parse_depths(text):
@@ -92,7 +93,11 @@ def summary(all_counts, depths):
     variants = [PATCHES] + [f"{depth:g}" for depth in depths]
     pooled = {v: np.sum([c[TRAINING][v] for c in all_counts.values() if TRAINING in c], axis=0) for v in variants}
     chosen = max(variants[1:], key=lambda v: (f1(pooled[v]), -float(v)))  # ties: the depth that splits more
-    places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING}) + [TRAINING]
+    places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING})
+    for counts in all_counts.values():  # each run's held-out places together, as its results.json counts them
+        held = [counts[place] for place in places if place in counts]
+        counts[HELD_OUT] = {v: np.sum([c[v] for c in held], axis=0).tolist() for v in variants}
+    places += [HELD_OUT, TRAINING]
     # what train.py-style choice would give: each run's own best on its training images (split only if strictly better)
     own = {run: max(variants, key=lambda v: (f1(c[TRAINING][v]), v == PATCHES)) for run, c in all_counts.items()}
     lines = [

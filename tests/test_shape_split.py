@@ -155,3 +155,4 @@ def test_shape_split_summary_pairs_runs_and_chooses_the_depth_on_training_images
         "| 0.350 (1.17x; +0.050 [-0.585, +0.685]) |"
     )
     assert lines[-1].startswith(f"| {TRAINING} | 2 | 0.100 | 0.150 (1.50x; +0.050 [")
+    assert lines[-2].startswith("| all held-out places | 2 | 0.300 | 0.450 ")  # one place: the same as t8
