@@ -16,8 +16,9 @@ patches paired by run (95% paired t-interval); the last column splits each run a
 that did best on its own training images (or not at all, unless a depth beat the patches
 there), as a run could choose for itself. The depth to use by default is the one with the
 highest building F1 on the training images, summed over the runs: a choice made without a
-held-out place. ``--counts`` keeps each run's counts in a JSON file as it finishes; a rerun
-reads the runs already there instead of predicting them again.
+held-out place. ``--counts`` keeps each run's counts in a JSON file as it finishes, by run
+folder name; a rerun reads the runs already there instead of predicting them again (so the
+table comes back from the committed counts on a clone without the models).
 """
 
 import argparse
@@ -130,7 +131,7 @@ def main(argv=None):
     wanted = [f"{depth:g}" for depth in args.depths]
     all_counts = {}
     for run_dir in args.runs:
-        key = str(run_dir)
+        key = run_dir.name  # runs are named by folder: counts kept in a results/ file serve any clone
         counts = saved.get(key)
         if counts is None or any(v not in counts.get(TRAINING, {}) for v in wanted):
             if not (run_dir / "model.keras").exists():
