@@ -15,7 +15,8 @@ inputs are read one window at a time and every output is written as rows finish,
 not grow with the scene. Outputs:
 - every scene: <stem>.gpkg, one polygon per building (area in pixels, CRS units and m², mean
   probability; --min-area drops specks), in pixel coordinates when the scene has no georeferencing;
-  a model trained with separation targets splits touching buildings first (--separate);
+  a model trained with separation targets splits touching buildings first (--separate), any
+  model can split them by the mask's shape (--separate shape);
 - georeferenced or large scenes: <stem>_prob.tif and <stem>_mask.tif (Cloud-Optimized
   GeoTIFFs with overviews and the input's georeferencing);
 - small scenes (up to 25 MP): <stem>_mask.png (0/255), <stem>_prob.png and <stem>_overlay.jpg,
@@ -91,11 +92,19 @@ def add_output_options(parser):
     )
     parser.add_argument(
         "--separate",
-        choices=("auto", "always", "none"),
+        choices=("auto", "always", "shape", "none"),
         default="auto",
         help="split touching buildings with the model's border/contact channels and a watershed (auto: when the "
         "model has them and its run found separation helped on its training images; always: whenever the model has "
-        "them; none: every connected patch of the mask is one building)",
+        "them; shape: any model, by the mask's shape, cut at narrow necks (--split-depth); none: every connected "
+        "patch of the mask is one building)",
+    )
+    parser.add_argument(
+        "--split-depth",
+        type=float,
+        default=defaults.SPLIT_DEPTH,
+        help="--separate shape: how distinct (in pixels of distance to the mask's edge, times the probability) a "
+        "part of a patch must be to become a building of its own; higher splits less",
     )
     parser.add_argument(
         "--instances", action="store_true", help="also write <stem>_instances.tif, the separated building ids"
@@ -203,7 +212,7 @@ def check_out_dir(out, files, inputs=()):
             )
 
 
-def scene_job(args, out, *, tile, fixed_size, precision, separate, markers=False):
+def scene_job(args, out, *, tile, fixed_size, precision, separation, markers=False):
     """The per-scene settings every scene of this command shares (``inference.job.SceneJob``)."""
     from inference.job import SceneJob
 
@@ -214,7 +223,8 @@ def scene_job(args, out, *, tile, fixed_size, precision, separate, markers=False
         squared=args.regularize,
         geojson=args.geojson,
         keep_mask=bool(args.labels),
-        separate=separate,
+        separate=bool(separation),
+        depth=args.split_depth if separation == "shape" else None,
         instances=args.instances,
     )
     return SceneJob(
@@ -241,7 +251,7 @@ def run_on_beam(args, files, out, **settings):
             f"predict.py --runner needs Apache Beam ({error}): pip install -r requirements-beam.txt"
         ) from None
     job = scene_job(
-        args, out, markers=True, **{k: settings[k] for k in ("tile", "fixed_size", "precision", "separate")}
+        args, out, markers=True, **{k: settings[k] for k in ("tile", "fixed_size", "precision", "separation")}
     )
     rows, failed = run_pipeline(
         files,
@@ -249,7 +259,7 @@ def run_on_beam(args, files, out, **settings):
         job,
         beam_args=args.beam_args,
         tta=args.tta,
-        separate=settings["separate"],
+        separate=settings["separation"] == "channels",  # the model's every channel is predicted
         merged_crs=args.merged_crs,
     )
     megapixels = sum(row["megapixels"] for row in rows)
@@ -264,7 +274,10 @@ def run_on_beam(args, files, out, **settings):
 
 
 def load_model(args, has_inputs):
-    """(model, fixed size, tile, targets, separate, precision), said in one line; a bad model or tiling exits."""
+    """(model, fixed size, tile, targets, separation, precision), said in one line; a bad model or tiling exits.
+
+    ``separation``: "channels" (the model's separation channels), "shape" (the mask's shape) or None.
+    """
     from inference.loading import load_segmenter, model_targets, separates
     from inference.tiling import check_tiling, cpu_has_amx, resolve_precision
 
@@ -273,27 +286,35 @@ def load_model(args, has_inputs):
         # an export alone has no windows to overlap: only the tile size is checked then
         tile = check_tiling(args.tile, args.overlap if has_inputs else 0, fixed_size=fixed_size)
         targets = model_targets(args.model)
-        separate = len(targets) > 1 and (
+        channels = len(targets) > 1 and (
             args.separate == "always" or (args.separate == "auto" and separates(args.model))
         )
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
+    if args.split_depth <= 0:
+        raise SystemExit(f"predict.py: --split-depth {args.split_depth} must be above 0 (pixels; e.g. 12)")
+    separation = "shape" if args.separate == "shape" else "channels" if channels else None
     amx = cpu_has_amx()
     precision = resolve_precision(args.precision)
     why = f" (auto: this CPU {'has' if amx else 'has no'} AMX)" if args.precision == "auto" else ""
+    said = {
+        "channels": "buildings separated",
+        "shape": f"buildings split by the mask's shape (--split-depth {args.split_depth:g})",
+        None: "no separation (connected patches are buildings)",
+    }
     print(
         f"model: {model.name} ({model.count_params():,} params) from {args.model}, {precision}{why}; "
         f"targets {', '.join(targets)}: "
-        + ("buildings separated" if separate else "no separation (connected patches are buildings)")
+        + said[separation]
         + (
             " (--separate auto: its run found separation did not help)"
-            if len(targets) > 1 and not separate and args.separate == "auto"
+            if len(targets) > 1 and not separation and args.separate == "auto"
             else ""
         )
     )
     if precision == "bfloat16" and not amx:
         print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)
-    return model, fixed_size, tile, targets, separate, precision
+    return model, fixed_size, tile, targets, separation, precision
 
 
 def export(kinds, model, out, *, tile, fixed_size):
@@ -377,20 +398,28 @@ def main(argv=None):
         raise SystemExit(f"predict.py: {error}") from None
     check_out_dir(args.out, files, args.inputs)
     out = prepare_out_dir(args.out)
-    model, fixed_size, tile, targets, separate, precision = load_model(args, bool(files))
+    model, fixed_size, tile, targets, separation, precision = load_model(args, bool(files))
     export(args.export, model, out, tile=tile, fixed_size=fixed_size)
+    settings = dict(tile=tile, fixed_size=fixed_size, precision=precision, separation=separation)
     if args.runner:
-        return run_on_beam(args, files, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
+        return run_on_beam(args, files, out, **settings)
 
     from inference.evaluation import evaluation_report, format_table
     from inference.tiling import make_logit_fn
 
-    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=separate)
-    job = scene_job(args, out, tile=tile, fixed_size=fixed_size, precision=precision, separate=separate)
+    all_channels = separation == "channels"
+    logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=all_channels)
+    job = scene_job(args, out, **settings)
     rows, failed = predict_scenes(files, logit_fn, job)
     if rows:
         report = evaluation_report(
-            rows, threshold=args.threshold, model=str(args.model), tta=args.tta, precision=precision, separated=separate
+            rows,
+            threshold=args.threshold,
+            model=str(args.model),
+            tta=args.tta,
+            precision=precision,
+            separated=bool(separation),
+            **({"split_depth": args.split_depth} if separation == "shape" else {}),
         )
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         print(format_table(report))

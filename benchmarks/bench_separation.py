@@ -1,11 +1,13 @@
-"""What separating buildings costs in predict.py: the same model and scene with --separate none and auto.
+"""What separating buildings costs in predict.py: the same model and scene with --separate none, auto, shape.
 
-The model must have separation channels (``train.py --targets building,border,contact``).
-Both runs go through predict.py's whole streaming path (GeoTIFF in, COGs and GeoPackage out),
-interleaved, in float32; the table gives the median wall time, MP/s and the buildings found.
+``auto`` separates with the model's separation channels (``train.py --targets
+building,border,contact``); ``shape`` splits any model's patches by their shape. Every mode goes
+through predict.py's whole streaming path (GeoTIFF in, COGs and GeoPackage out), interleaved, in
+float32; the table gives the median wall time, MP/s and the buildings found.
 
     S=../shared/data/buildings_sample/building_data/test
     python -m benchmarks.bench_separation --model runs/RUN --scene $S/src/dubai_image_part_007t8.tiff --labels $S/label
+    python -m benchmarks.bench_separation --modes none,shape --model runs/RUN ...   # a model without the channels
 """
 
 import argparse
@@ -38,18 +40,22 @@ def run(model, scene, separate, labels):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a run trained with separation targets")
+    parser.add_argument("--model", required=True, help="a run (trained with separation targets, for auto)")
     parser.add_argument("--scene", required=True)
     parser.add_argument("--labels", help="the folder of the scene's label, to count matched buildings too")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", default="none,auto", help="--separate modes compared, e.g. none,auto,shape")
     args = parser.parse_args()
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if not modes or set(modes) - {"none", "auto", "always", "shape"}:
+        raise SystemExit(f"--modes {args.modes!r}: comma-separated, of none, auto, always, shape")
     from inference.tiling import cpu_flags
 
     flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
     print(f"{Path(args.scene).name}, {args.repeats} interleaved runs each; {os.cpu_count()} cores, flags {flags}")
-    results = {"none": [], "auto": []}
+    results = {mode: [] for mode in modes}
     for repeat in range(args.repeats):
-        for mode in ("none", "auto") if repeat % 2 == 0 else ("auto", "none"):
+        for mode in modes if repeat % 2 == 0 else modes[::-1]:
             results[mode].append(run(args.model, args.scene, mode, args.labels))
     print("| --separate | wall s (median) | scene line | building F1 |")
     print("|---|---|---|---|")

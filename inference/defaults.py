@@ -10,4 +10,8 @@ OVERLAP = 64  # pixels shared by neighbouring windows
 BATCH_SIZE = 1  # windows per model call
 THRESHOLD = 0.5  # probability at which a pixel is a building
 MIN_AREA = 16  # buildings (and footprints) smaller than this many pixels are specks
+# --separate shape: a part of a patch becomes a building of its own when its relief (distance to the mask's edge
+# times the probability) rises this many pixels above the neck to its neighbour; chosen on training images
+# (python -m experiments.shape_split, docs/experiments.md)
+SPLIT_DEPTH = 12.0
 SMALL_SCENE_PIXELS = 25_000_000  # up to this size a scene also gets PNG outputs (whole-image formats)

@@ -80,13 +80,14 @@ def format_table(report):
 
 
 def score_scenes(
-    logit_fn, scenes, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, separate=False, **tiling
+    logit_fn, scenes, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, separate=False, depth=None, **tiling
 ):
     """Predict and score ``scenes``, an iterable of (name, uint8 (H, W, 3) image, (H, W) bool truth).
 
     ``logit_fn`` returns building logits, or every channel of a multi-target model; with
     ``separate`` the buildings counted are those ``inference.separation`` splits (as predict.py
-    writes them), else the mask's 4-connected components.
+    writes them), else the mask's 4-connected components; with ``depth`` too, separation splits
+    the mask by its shape (``inference.separation.split_by_shape``).
 
     Returns the ``evaluation_report`` of the scenes plus ``megapixels_per_second`` (the
     predictor's pace over all of them) and ``all_building_iou`` (the IoU of calling every
@@ -101,11 +102,15 @@ def score_scenes(
         probabilities = predict_probabilities(logit_fn, image, **tiling)
         seconds += time.perf_counter() - started
         building = probabilities if probabilities.ndim == 2 else probabilities[..., 0]
-        buildings = split_buildings(probabilities, threshold=threshold, min_area=min_area) if separate else None
+        buildings = (
+            split_buildings(probabilities, threshold=threshold, min_area=min_area, depth=depth) if separate else None
+        )
         rows.append(scene_scores(name, truth, building >= threshold, min_area=min_area, buildings=buildings))
     if not rows:
         raise ValueError("No scenes to score: the held-out set is empty. Check --holdout / --fold and the dataset.")
-    report = evaluation_report(rows, threshold=threshold, separated=bool(separate))
+    report = evaluation_report(
+        rows, threshold=threshold, separated=bool(separate), **({"shape_depth": depth} if separate and depth else {})
+    )
     overall = report["overall"]
     report["all_building_iou"] = (overall["tp"] + overall["fn"]) / overall["pixels"]
     report["megapixels_per_second"] = overall["pixels"] / 1e6 / seconds if seconds else 0.0

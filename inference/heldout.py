@@ -56,13 +56,14 @@ def threshold_of(results):
     return (results.get("calibration") or {}).get("threshold", defaults.THRESHOLD)
 
 
-def score_model(model, examples, fixed, *, separate=False):
-    """predict.py's scores of ``model`` on whole ``examples`` (a TFDS split of image / mask examples)."""
+def score_model(model, examples, fixed, *, separate=False, depth=None):
+    """predict.py's scores of ``model`` on whole ``examples`` (a TFDS split of image / mask examples); ``depth``:
+    separate by the mask's shape (``inference.separation.split_by_shape``), not the separation channels."""
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
 
-    logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=separate)
-    return score_scenes(logit_fn, decoded_scenes(examples), separate=separate, **tiling(fixed))
+    logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=separate and depth is None)
+    return score_scenes(logit_fn, decoded_scenes(examples), separate=separate, depth=depth, **tiling(fixed))
 
 
 SEPARATION_THRESHOLDS = (0.5, 0.35, 0.2, 0.1)  # where the separation channels may cut seeds apart

@@ -157,7 +157,8 @@ class SceneWriter:
         keep_mask: hold the whole mask for scoring against a label (``mask`` after ``close``;
             ``instances`` too, the separated building ids, when ``separate``).
         separate: split touching buildings with the model's separation channels (strips then
-            carry (rows, W, C) probabilities, the building channel first).
+            carry (rows, W, C) probabilities, the building channel first), or by the mask's shape.
+        depth: split by the mask's shape, seeds this high (``inference.separation.split_by_shape``).
         instances: also write ``<stem>_instances.tif``, the separated building ids (with ``separate``).
     """
 
@@ -173,6 +174,7 @@ class SceneWriter:
         geojson=False,
         keep_mask=False,
         separate=False,
+        depth=None,
         instances=False,
     ):
         from inference.separation import StripSeparator
@@ -185,7 +187,7 @@ class SceneWriter:
         self.probabilities = np.empty((source.height, source.width), "float32") if self.small else None
         self.mask = np.empty((source.height, source.width), bool) if keep_mask and not self.small else None
         self.tracer = StripTracer(source.transform, min_area=min_area, simplify=simplify, squared=squared)
-        self.separator = StripSeparator(threshold=threshold, min_area=min_area) if separate else None
+        self.separator = StripSeparator(threshold=threshold, min_area=min_area, depth=depth) if separate else None
         self.instances = np.zeros((source.height, source.width), "int32") if keep_mask and separate else None
         self.buildings = 0
         # no-data pixels of the scene: NaN (the nodata value) in the probabilities, outside the mask's internal

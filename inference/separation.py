@@ -8,6 +8,16 @@ watershed grows them back over the building mask, flooding an elevation that ris
 and contacts, so neighbours meet where the model saw the gap. A building component that holds
 no seed stays one building. The building mask itself is never changed: separation only splits it.
 
+A model without separation channels (or any model, by choice) can be split by the mask's shape
+instead (``depth``): the building probability times each pixel's distance to the mask's edge is
+a relief whose peaks are the parts of a patch; a peak rising at least ``depth`` above the pass to
+its neighbour is a building of its own, and the watershed from those peaks cuts the patch at its
+narrow necks (scikit-image's morphological reconstruction, regional maxima and watershed). Fused
+neighbours are often joined by such necks; a building with none stays whole. Each connected
+patch is split on its own, so streaming gives the same buildings; a patch over
+``MAX_SPLIT_PIXELS`` (no building is that large; an untrained model's mask can be) stays whole
+and memory stays bounded.
+
 ``separate`` works on a whole scene in memory. ``StripSeparator`` gives the same labels from
 strips handed over top to bottom: a component is separated once it no longer reaches the
 newest row (the watershed never crosses from one component to another, so one component's
@@ -23,7 +33,9 @@ import numpy as np
 from inference import defaults
 
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+EIGHT_CONNECTED = np.ones((3, 3), bool)
 MAX_ROWS = 4096  # rows a StripSeparator holds at most before it hands a giant component on as it is
+MAX_SPLIT_PIXELS = 1_000_000  # a patch larger than this is not split by shape (its relief would cost memory)
 
 
 def _elevation(probabilities):
@@ -45,11 +57,55 @@ def _seeds(probabilities, body, threshold, min_area):
     return markers
 
 
-def separate_components(probabilities, body, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA):
-    """(int32 labels, count) of the building pixels ``body`` split by the watershed; labels are 1..count."""
+def split_by_shape(building, own, depth):
+    """(int32 labels 1..count, count) of one connected patch ``own`` (bool, its bounding box) cut at its necks.
+
+    ``building``: the building probabilities over the same box. The relief is the distance to the
+    patch's edge (pixels outside the box count as outside the patch) times the probability; its
+    h-maxima of height ``depth`` are the seeds.
+    """
+    from scipy import ndimage
+    from skimage.morphology import local_maxima, reconstruction
+    from skimage.segmentation import watershed
+
+    if own.sum() > MAX_SPLIT_PIXELS:
+        return own.astype("int32"), 1
+    relief = ndimage.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1].astype("float32")
+    relief *= np.where(own, building, 0.0).astype("float32")
+    # the relief's domes cut ``depth`` below their tops: peaks joined above that level share one plateau (one seed);
+    # skimage's h_maxima would keep two equal peaks apart however high the pass between them
+    domes = reconstruction(relief - np.float32(depth), relief, method="dilation")
+    peaks, count = ndimage.label(local_maxima(domes, connectivity=2) & own, structure=EIGHT_CONNECTED)
+    if count < 2:
+        return own.astype("int32"), 1
+    return watershed(-relief, peaks, mask=own, connectivity=1).astype("int32"), count
+
+
+def _separate_by_shape(building, body, depth):
+    from scipy import ndimage
+
+    components, _ = ndimage.label(body, structure=FOUR_CONNECTED)
+    labels, count = np.zeros(body.shape, "int32"), 0
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        own = components[box] == index
+        split, found = split_by_shape(building[box], own, depth)
+        labels[box] = np.where(own, split + count, labels[box])
+        count += found
+    return labels, count
+
+
+def separate_components(probabilities, body, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, depth=None):
+    """(int32 labels, count) of the building pixels ``body`` split by the watershed; labels are 1..count.
+
+    ``depth``: split by the mask's shape (``split_by_shape``) instead of the separation channels.
+    """
     from scipy import ndimage
     from skimage.segmentation import watershed
 
+    if depth is not None:
+        return _separate_by_shape(probabilities[..., 0], body, depth)
     markers = _seeds(probabilities, body, threshold, min_area)
     labels = watershed(_elevation(probabilities), markers, mask=body, connectivity=1) if markers.any() else markers
     orphans, extra = ndimage.label(body & (labels == 0), structure=FOUR_CONNECTED)  # components without a seed
@@ -60,16 +116,17 @@ def separate_components(probabilities, body, *, threshold=defaults.THRESHOLD, mi
     return lookup[labels], len(ids)
 
 
-def separate(probabilities, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA):
+def separate(probabilities, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, depth=None):
     """Building labels (int32 (H, W), 0 = background) of (H, W, C) probabilities, building channel first.
 
-    With one channel this is the 4-connected components of the mask (nothing to separate by).
+    With one channel and no ``depth`` this is the 4-connected components of the mask (nothing to
+    separate by); with ``depth`` the mask's patches are split by their shape (``split_by_shape``).
     """
     probabilities = np.asarray(probabilities, dtype="float32")
     if probabilities.ndim == 2:
         probabilities = probabilities[..., None]
     body = probabilities[..., 0] >= threshold
-    return separate_components(probabilities, body, threshold=threshold, min_area=min_area)[0]
+    return separate_components(probabilities, body, threshold=threshold, min_area=min_area, depth=depth)[0]
 
 
 class StripSeparator:
@@ -80,8 +137,8 @@ class StripSeparator:
     the rest. Labels are numbered across the scene (1, 2, ...), each building once.
     """
 
-    def __init__(self, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, max_rows=MAX_ROWS):
-        self.threshold, self.min_area, self.max_rows = threshold, min_area, max_rows
+    def __init__(self, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, max_rows=MAX_ROWS, depth=None):
+        self.threshold, self.min_area, self.max_rows, self.depth = threshold, min_area, max_rows, depth
         self.top = 0  # scene row of the buffer's first row
         self.probabilities = None  # (rows, W, C) held
         self.labels = None  # (rows, W) int64: final ids, 0 where not (yet) a building
@@ -131,7 +188,7 @@ class StripSeparator:
                 continue
             own = components[box] == index
             labels, found = separate_components(
-                self.probabilities[box], own, threshold=self.threshold, min_area=self.min_area
+                self.probabilities[box], own, threshold=self.threshold, min_area=self.min_area, depth=self.depth
             )
             self.labels[box] = np.where(own, np.where(labels > 0, labels + (self.next_id - 1), 0), self.labels[box])
             self.next_id += found

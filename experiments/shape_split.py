@@ -1,0 +1,152 @@
+"""Splitting buildings by the mask's shape: building F1 with and without it, by place, paired by run.
+
+    python -m experiments.shape_split runs/questions/grid_unet_effnet-lite0_f{0,1,2,3}_s{0,1,2} \\
+        --depths 8,12,16 --counts runs/shape_split.json
+
+For each run folder (with model.keras and a held-out split): its kept model predicts its first 16
+training images (the images train.py calibrates on) and its held-out scenes, the way train.py
+scored them (predict.py's scorer, the calibrated threshold), and each mask's buildings are
+counted as its connected patches and as ``predict.py --separate shape`` splits them at every
+depth (``inference.separation.split_by_shape``). The mask itself never changes, so pixel scores
+are the same both ways.
+
+Printed: per place (then each run's held-out places together, and its training images), the
+building F1 of the patches and of each depth, mean over runs, and each depth against the
+patches paired by run (95% paired t-interval); the last column splits each run at the depth
+that did best on its own training images (or not at all, unless a depth beat the patches
+there), as a run could choose for itself. The depth to use by default is the one with the
+highest building F1 on the training images, summed over the runs: a choice made without a
+held-out place. ``--counts`` keeps each run's counts in a JSON file as it finishes, by run
+folder name; a rerun reads the runs already there instead of predicting them again (so the
+table comes back from the committed counts on a clone without the models).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+TRAINING = "training images"
+PATCHES = "patches"
+OWN = "own choice"
+HELD_OUT = "all held-out places"
+
+
+def parse_depths(text):
+    try:
+        depths = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        depths = []
+    if not depths or min(depths) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of depths above 0, e.g. 8,12,16")
+    return depths
+
+
+def scene_counts(building, truth, depths, min_area):
+    """{variant: (tp, fp, fn)} of one scene's building probabilities against its truth."""
+    from common.scores import building_matches
+    from inference.heldout import THRESHOLD
+    from inference.separation import separate
+
+    mask = building >= THRESHOLD
+    counts = {PATCHES: building_matches(truth, mask, min_area=min_area)}
+    for depth in depths:
+        split = separate(building[..., None], threshold=THRESHOLD, min_area=min_area, depth=depth)
+        counts[f"{depth:g}"] = building_matches(truth, split, min_area=min_area)
+    return counts
+
+
+def run_counts(run_dir, depths):
+    """{place or TRAINING: {variant: [tp, fp, fn]}} of one run, predicted with its kept model."""
+    from data.groups import DEFAULT_GROUP_PATTERN, group_of
+    from data.splits import run_examples
+    from inference import defaults
+    from inference.heldout import CALIBRATION_IMAGES, decoded_scenes, tiling
+    from inference.loading import load_segmenter
+    from inference.tiling import make_logit_fn, predict_probabilities
+
+    config, train_examples, heldout = run_examples(run_dir)
+    model, fixed = load_segmenter(run_dir)
+    logit_fn = make_logit_fn(model, fixed_size=fixed)
+    pattern = config.get("group_pattern") or DEFAULT_GROUP_PATTERN
+    totals = {}
+    for where, examples in ((TRAINING, train_examples.take(CALIBRATION_IMAGES)), (None, heldout)):
+        for name, image, truth in decoded_scenes(examples):
+            building = predict_probabilities(logit_fn, image, **tiling(fixed))
+            place = where or group_of(name, pattern)
+            for variant, counts in scene_counts(building, truth, depths, defaults.MIN_AREA).items():
+                total = totals.setdefault(place, {}).setdefault(variant, [0, 0, 0])
+                total[:] = [a + int(b) for a, b in zip(total, counts)]
+    return totals
+
+
+def f1(counts):
+    from inference.evaluation import building_scores
+
+    return building_scores(*counts)["building_f1"]
+
+
+def summary(all_counts, depths):
+    """(markdown table lines, chosen depth) of {run: run_counts}."""
+    from experiments.aggregate import paired_interval
+
+    variants = [PATCHES] + [f"{depth:g}" for depth in depths]
+    pooled = {v: np.sum([c[TRAINING][v] for c in all_counts.values() if TRAINING in c], axis=0) for v in variants}
+    chosen = max(variants[1:], key=lambda v: (f1(pooled[v]), -float(v)))  # ties: the depth that splits more
+    places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING})
+    for counts in all_counts.values():  # each run's held-out places together, as its results.json counts them
+        held = [counts[place] for place in places if place in counts]
+        counts[HELD_OUT] = {v: np.sum([c[v] for c in held], axis=0).tolist() for v in variants}
+    places += [HELD_OUT, TRAINING]
+    # what train.py-style choice would give: each run's own best on its training images (split only if strictly better)
+    own = {run: max(variants, key=lambda v: (f1(c[TRAINING][v]), v == PATCHES)) for run, c in all_counts.items()}
+    lines = [
+        "| place | runs | patches | "
+        + " | ".join(f"depth {v}" for v in variants[1:])
+        + " | depth chosen by each run on its training images |",
+        "|---" * (len(variants) + 3) + "|",
+    ]
+    for place in places:
+        scores = {v: {run: f1(c[place][v]) for run, c in all_counts.items() if place in c} for v in variants}
+        scores[OWN] = {run: f1(c[place][own[run]]) for run, c in all_counts.items() if place in c}
+        cells = []
+        for v in variants[1:] + [OWN]:
+            diff, low, high, _ = paired_interval(scores[v], scores[PATCHES])
+            mean, base = np.mean(list(scores[v].values())), np.mean(list(scores[PATCHES].values()))
+            ratio = f"{mean / base:.2f}x; " if base > 0 else ""
+            cells.append(f"{mean:.3f} ({ratio}{diff:+.3f} [{low:+.3f}, {high:+.3f}])")
+        mean = np.mean(list(scores[PATCHES].values()))
+        lines.append(f"| {place} | {len(scores[PATCHES])} | {mean:.3f} | " + " | ".join(cells) + " |")
+    return lines, float(chosen), own
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
+    parser.add_argument("--depths", type=parse_depths, default=parse_depths("8,12,16"), help="e.g. 8,12,16")
+    parser.add_argument("--counts", type=Path, help="JSON file that keeps each run's counts (read again on a rerun)")
+    args = parser.parse_args(argv)
+    saved = json.loads(args.counts.read_text()) if args.counts and args.counts.exists() else {}
+    wanted = [f"{depth:g}" for depth in args.depths]
+    all_counts = {}
+    for run_dir in args.runs:
+        key = run_dir.name  # runs are named by folder: counts kept in a results/ file serve any clone
+        counts = saved.get(key)
+        if counts is None or any(v not in counts.get(TRAINING, {}) for v in wanted):
+            if not (run_dir / "model.keras").exists():
+                raise SystemExit(f"experiments.shape_split: {run_dir} has no model.keras; pass finished run folders")
+            counts = run_counts(run_dir, args.depths)
+            if args.counts:
+                saved[key] = counts
+                args.counts.write_text(json.dumps(saved, indent=1))
+        all_counts[run_dir.name] = counts
+        print(f"counted {run_dir}", flush=True)
+    lines, chosen, own = summary(all_counts, args.depths)
+    print("\n".join(lines))
+    print("each run's choice on its training images: " + ", ".join(f"{run} {v}" for run, v in own.items()))
+    print(f"depth with the highest building F1 on the training images (all runs): {chosen:g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Splitting buildings by the mask's shape (predict.py --separate shape): any model, no separation channels."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inference import separation
+from inference.separation import StripSeparator, separate
+
+
+def _discs(height=40, width=70, neck_rows=(18, 23), gap=(28, 42)):
+    """Two discs of radius 12 (centres 32 px apart) joined by a horizontal neck: one 4-connected patch."""
+    yy, xx = np.mgrid[:height, :width]
+    left = (yy - 20) ** 2 + (xx - 18) ** 2 <= 144
+    right = (yy - 20) ** 2 + (xx - 50) ** 2 <= 144
+    mask = left | right
+    mask[neck_rows[0] : neck_rows[1], gap[0] : gap[1]] = True
+    return mask, left, right
+
+
+def _split(mask, probabilities=None, **kwargs):
+    building = mask.astype("float32") if probabilities is None else probabilities
+    return separate(building[..., None], **kwargs)
+
+
+def test_two_discs_joined_by_a_neck_become_two_buildings_with_their_areas():
+    mask, left, right = _discs()
+    assert _split(mask).max() == 1  # without a depth: the connected patch is one building
+    labels = _split(mask, depth=4)
+    assert labels.max() == 2 and ((labels > 0) == mask).all()  # split, never changed
+    areas = sorted(np.bincount(labels.ravel())[1:].tolist())
+    assert (left.sum(), right.sum(), mask.sum()) == (441, 441, 925)  # the neck: 43 pixels outside both discs
+    assert sum(areas) == 925 and all(441 <= area <= 441 + 43 for area in areas)
+    assert len({int(v) for v in labels[left]}) == 1 and len({int(v) for v in labels[right]}) == 1
+    assert labels[20, 18] != labels[20, 50]
+
+
+def test_plain_shapes_stay_whole():
+    scene = np.zeros((60, 120), bool)
+    scene[5:25, 5:25] = True  # a square
+    scene[30:40, 5:95] = True  # a long bar
+    scene[45:58, 60:110] = True  # an L: a bar with a foot
+    scene[30:58, 100:110] = True
+    labels = _split(scene, depth=2)
+    assert labels.max() == 3 and sorted(np.bincount(labels.ravel())[1:].tolist()) == [400, 800, 900]
+
+
+def test_depth_decides_how_distinct_a_part_must_be():
+    # a thick neck (15 rows): the pass between the discs' peaks (12.04) is at 8, 4.04 below them
+    mask, _, _ = _discs(neck_rows=(13, 28))
+    assert _split(mask, depth=2).max() == 2 and _split(mask, depth=4).max() == 2
+    assert _split(mask, depth=4.1).max() == 1 and _split(mask, depth=8).max() == 1
+
+
+def test_a_dip_in_probability_is_a_neck_too():
+    bar = np.zeros((30, 90), bool)
+    bar[5:25, 5:85] = True  # one 20 x 80 block: no neck in its shape
+    probabilities = bar.astype("float32")
+    assert _split(bar, probabilities, depth=3).max() == 1
+    probabilities[5:25, 43:47] = 0.55  # the model is unsure along a line across it: two buildings
+    labels = _split(bar, probabilities, depth=3)
+    assert labels.max() == 2 and labels[15, 20] != labels[15, 70]
+
+
+def test_a_patch_too_large_to_split_stays_whole(monkeypatch):
+    mask, _, _ = _discs()
+    monkeypatch.setattr(separation, "MAX_SPLIT_PIXELS", 924)
+    assert _split(mask, depth=4).max() == 1
+    monkeypatch.setattr(separation, "MAX_SPLIT_PIXELS", 925)
+    assert _split(mask, depth=4).max() == 2
+
+
+def _partition(labels):
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(flat[order])) + 1)
+    return {frozenset(g.tolist()) for g in groups if flat[g[0]] > 0}
+
+
+@pytest.mark.parametrize("strip_rows", [5, 33])
+def test_streaming_shape_split_equals_the_whole_scene(strip_rows):
+    rng = np.random.default_rng(1)
+    pair, _, _ = _discs()
+    scene = np.zeros((300, 400), bool)
+    for top, left in zip(rng.integers(0, 260, 12), rng.integers(0, 330, 12)):
+        scene[top : top + 40, left : left + 70] |= pair  # overlapping pairs: odd shapes across many strips
+    probabilities = (scene * rng.uniform(0.6, 1.0, scene.shape)).astype("float32")[..., None]
+    whole = separate(probabilities, depth=3)
+    separator, pieces = StripSeparator(depth=3), []
+    for y in range(0, len(scene), strip_rows):
+        pieces += separator.add(y, probabilities[y : y + strip_rows])
+    pieces += separator.finish()
+    streamed = np.concatenate([labels for _, labels, _ in pieces])
+    assert _partition(streamed) == _partition(whole)
+    assert len(_partition(whole)) > len(_partition(separate(probabilities)))  # something was split
+
+
+def test_predict_separate_shape_splits_what_the_patches_keep_whole(tmp_path):
+    """A model that calls red pixels buildings, on a scene of two red discs joined by a neck."""
+    import keras
+    from PIL import Image
+
+    import predict
+
+    inputs = keras.Input((None, None, 3))
+    logits = keras.layers.Conv2D(1, 1, name="logits")(inputs)
+    model = keras.Model(inputs, logits)
+    model.get_layer("logits").set_weights([np.array([0.1, 0.0, 0.0], "float32").reshape(1, 1, 3, 1), np.array([-12.7])])
+    model.save(tmp_path / "red.keras")
+    mask, left, right = _discs(height=64, width=96)
+    scenes, labels = tmp_path / "scenes", tmp_path / "labels"
+    scenes.mkdir()
+    labels.mkdir()
+    Image.fromarray(np.where(mask[..., None], [255, 0, 0], [0, 0, 0]).astype("uint8")).save(scenes / "two.png")
+    Image.fromarray((left | right).astype("uint8") * 255).save(labels / "two.png")  # two buildings, no neck
+    written = {}
+    for how in ("none", "shape"):
+        out = tmp_path / how
+        predict.main(["--model", str(tmp_path / "red.keras"), str(scenes), "--out", str(out), "--separate", how,
+                      "--split-depth", "4", "--labels", str(labels)])  # fmt: skip
+        written[how] = (np.array(Image.open(out / "two_mask.png")) > 0, json.loads((out / "metrics.json").read_text()))
+    assert (written["none"][0] == mask).all() and (written["shape"][0] == mask).all()  # the same mask both ways
+    none, shape = written["none"][1]["overall"], written["shape"][1]["overall"]
+    # the blob matches neither disc (IoU 0.47); split, each part is its disc and half the neck
+    assert (none["building_tp"], none["building_fp"], none["building_fn"]) == (0, 1, 2)
+    assert (shape["building_tp"], shape["building_fp"], shape["building_fn"]) == (2, 0, 0)
+    assert shape["iou"] == none["iou"]
+    assert written["shape"][1]["separated"] and written["shape"][1]["split_depth"] == 4
+    assert not written["none"][1]["separated"]
+    with pytest.raises(SystemExit, match="--split-depth 0.0 must be above 0"):
+        predict.main(["--model", str(tmp_path / "red.keras"), str(scenes), "--out", str(tmp_path / "x"),
+                      "--separate", "shape", "--split-depth", "0"])  # fmt: skip
+
+
+def test_shape_split_summary_pairs_runs_and_chooses_the_depth_on_training_images():
+    from experiments.shape_split import PATCHES, TRAINING, summary
+
+    def run(t8, training):
+        return {"dubai_t8": dict(zip([PATCHES, "4", "8"], t8)), TRAINING: dict(zip([PATCHES, "4", "8"], training))}
+
+    counts = {
+        "r0": run([[2, 8, 8], [4, 6, 6], [3, 7, 7]], [[1, 9, 9], [2, 8, 8], [3, 7, 7]]),
+        "r1": run([[4, 6, 6], [5, 5, 5], [5, 5, 5]], [[1, 9, 9], [1, 9, 9], [1, 9, 9]]),
+    }
+    lines, chosen, own = summary(counts, [4.0, 8.0])
+    # on its training images r0 scores 0.1 / 0.2 / 0.3 (patches, 4, 8): it splits; r1 0.1 everywhere: it does not
+    assert own == {"r0": "8", "r1": "patches"}
+    assert chosen == 8.0  # training images, both runs summed: F1 0.15 at depth 4, 0.2 at depth 8
+    # t8 building F1 by run: patches 0.2, 0.4; depth 4: 0.4, 0.5 (differences 0.2, 0.1: mean 0.15, sd 0.0707,
+    # t(0.975, 1 df) = 12.706: +-0.635); depth 8: 0.3, 0.5 (+0.1 both: exact); own choice: 0.3 (8), 0.4 (patches)
+    t8 = next(line for line in lines if line.startswith("| dubai_t8 |"))
+    assert t8 == (
+        "| dubai_t8 | 2 | 0.300 | 0.450 (1.50x; +0.150 [-0.485, +0.785]) | 0.400 (1.33x; +0.100 [+0.100, +0.100]) "
+        "| 0.350 (1.17x; +0.050 [-0.585, +0.685]) |"
+    )
+    assert lines[-1].startswith(f"| {TRAINING} | 2 | 0.100 | 0.150 (1.50x; +0.050 [")
+    assert lines[-2].startswith("| all held-out places | 2 | 0.300 | 0.450 ")  # one place: the same as t8
