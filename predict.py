@@ -32,7 +32,6 @@ scene (its unfinished files removed, the scenes before it complete).
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -181,37 +180,6 @@ def parse_args(argv=None):
     return args
 
 
-def prepare_out_dir(out):
-    """Create the output folder and prove it is writable before any work."""
-    from common.files import make_writable_folder, remove_stale_staging
-
-    try:
-        folder = make_writable_folder(out, option="--out")
-    except ValueError as error:
-        raise SystemExit(f"predict.py: {error}") from None
-    stale = remove_stale_staging(folder)  # what a killed predict.py left unfinished
-    if stale:
-        print(f"removed {len(stale)} unfinished file(s) a stopped predict.py left in {folder}")
-    return folder
-
-
-def check_out_dir(out, files, inputs=()):
-    """Refuse an --out that holds an input or lies in an input folder: outputs could replace or join the inputs."""
-    out = Path(out).resolve()
-    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
-        if out == folder or folder in out.parents:
-            raise SystemExit(
-                f"predict.py: --out {out} lies in the input folder {folder}; outputs would mix with the "
-                "inputs (and could be read as inputs by the next run). Choose an --out outside the input folders."
-            )
-    for path in files:
-        if out == path.resolve().parent or out in path.resolve().parents:
-            raise SystemExit(
-                f"predict.py: --out {out} holds the input {path}; outputs (<name>_mask.png, ...) could "
-                "replace inputs or be taken for inputs. Choose an --out outside the input folders."
-            )
-
-
 def scene_job(args, out, *, tile, fixed_size, precision, separation, markers=False):
     """The per-scene settings every scene of this command shares (``inference.job.SceneJob``)."""
     from inference.job import SceneJob
@@ -330,67 +298,11 @@ def export(kinds, model, out, *, tile, fixed_size):
                 print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
 
 
-def stop_run(error, path, done, out):
-    """End the run on an interruption or a full disk (any other error propagates), naming the scene whose
-    unfinished files were removed and what is complete."""
-    import errno
-    import shutil
-
-    if isinstance(error, OSError) and error.errno != errno.ENOSPC:
-        raise error
-    interrupted = isinstance(error, KeyboardInterrupt)
-    why = (
-        "interrupted" if interrupted else f"the disk is full ({shutil.disk_usage(out).free / 1e6:.0f} MB free in {out})"
-    )
-    print(
-        f"predict.py: {why} while predicting {path}; its unfinished files were removed. "
-        f"The {done} scene(s) before it are complete in {out}.",
-        file=sys.stderr,
-    )
-    raise SystemExit(130 if interrupted else 1) from None
-
-
-def predict_scenes(files, logit_fn, job):
-    """(score rows, failed inputs): every scene in turn. One that cannot be read is named and skipped, and
-    earlier and later scenes are not lost; a full disk, Ctrl-C or SIGTERM stop the run after removing the
-    unfinished scene's files, naming it and what is complete."""
-    import rasterio
-
-    from inference.job import predict_scene
-    from inference.rasters import SceneReadError, gdal_options
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    rows, failed, megapixels, seconds = [], [], 0.0, 0.0
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        with rasterio.Env(**gdal_options()):
-            for done, path in enumerate(files):
-                try:
-                    pace = megapixels / seconds if seconds else None
-                    manifest, row, line, label_error = predict_scene(path, logit_fn, job, pace=pace)
-                except SceneReadError as error:
-                    print(f"skipped {path}: {error}", file=sys.stderr)
-                    failed.append(str(path))
-                    continue
-                except (KeyboardInterrupt, OSError) as error:
-                    stop_run(error, path, done, job.out)
-                megapixels, seconds = megapixels + manifest["megapixels"], seconds + manifest["seconds"]
-                print(line)
-                if label_error:
-                    print(f"not scored {path} (its outputs are written): {label_error}", file=sys.stderr)
-                    failed.append(str(path))
-                elif row is not None:
-                    rows.append(row)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return rows, failed
-
-
 def main(argv=None):
     args = parse_args(argv)
-    from inference.scenes import expand_inputs, list_inputs
+    from inference.job import predict_scenes
+    from inference.outputs import prepare_out_dir
+    from inference.scenes import check_out_dir, expand_inputs, list_inputs
 
     try:
         files = list_inputs(expand_inputs(args.inputs, args.inputs_from))

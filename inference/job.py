@@ -1,15 +1,16 @@
 """One scene's work: predict it strip by strip, write its outputs, score it against a label.
 
-predict.py runs it for each scene in turn; the Beam pipeline (``inference.beam``) runs the same
-function on workers, one scene per element. A finished scene leaves ``<stem>.scene.json`` (its
-manifest row, written last and atomically), so a rerun can tell finished scenes from
-interrupted ones.
+``predict_scenes`` runs it for each scene in turn (predict.py without ``--runner``); the Beam
+pipeline (``inference.beam``) runs the same function on workers, one scene per element. A
+finished scene leaves ``<stem>.scene.json`` (its manifest row, written last and atomically), so a
+rerun can tell finished scenes from interrupted ones.
 """
 
 import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -216,3 +217,61 @@ class ProgressLines:
 
     def __exit__(self, *exc):
         return False
+
+
+def stop_run(error, path, done, out):
+    """End the run on an interruption or a full disk (any other error propagates), naming the scene whose
+    unfinished files were removed and what is complete."""
+    import errno
+    import shutil
+
+    if isinstance(error, OSError) and error.errno != errno.ENOSPC:
+        raise error
+    interrupted = isinstance(error, KeyboardInterrupt)
+    why = (
+        "interrupted" if interrupted else f"the disk is full ({shutil.disk_usage(out).free / 1e6:.0f} MB free in {out})"
+    )
+    print(
+        f"predict.py: {why} while predicting {path}; its unfinished files were removed. "
+        f"The {done} scene(s) before it are complete in {out}.",
+        file=sys.stderr,
+    )
+    raise SystemExit(130 if interrupted else 1) from None
+
+
+def predict_scenes(files, logit_fn, job):
+    """(score rows, failed inputs): every scene in turn. One that cannot be read is named and skipped, and
+    earlier and later scenes are not lost; a full disk, Ctrl-C or SIGTERM stop the run after removing the
+    unfinished scene's files, naming it and what is complete."""
+    import rasterio
+
+    from inference.job import predict_scene
+    from inference.rasters import SceneReadError, gdal_options
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    rows, failed, megapixels, seconds = [], [], 0.0, 0.0
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with rasterio.Env(**gdal_options()):
+            for done, path in enumerate(files):
+                try:
+                    pace = megapixels / seconds if seconds else None
+                    manifest, row, line, label_error = predict_scene(path, logit_fn, job, pace=pace)
+                except SceneReadError as error:
+                    print(f"skipped {path}: {error}", file=sys.stderr)
+                    failed.append(str(path))
+                    continue
+                except (KeyboardInterrupt, OSError) as error:
+                    stop_run(error, path, done, job.out)
+                megapixels, seconds = megapixels + manifest["megapixels"], seconds + manifest["seconds"]
+                print(line)
+                if label_error:
+                    print(f"not scored {path} (its outputs are written): {label_error}", file=sys.stderr)
+                    failed.append(str(path))
+                elif row is not None:
+                    rows.append(row)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return rows, failed

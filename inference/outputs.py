@@ -325,3 +325,17 @@ def write_strips(writer, strips):
         if pending is not None:
             pending.result()
     return writer
+
+
+def prepare_out_dir(out):
+    """Create the output folder and prove it is writable before any work."""
+    from common.files import make_writable_folder, remove_stale_staging
+
+    try:
+        folder = make_writable_folder(out, option="--out")
+    except ValueError as error:
+        raise SystemExit(f"predict.py: {error}") from None
+    stale = remove_stale_staging(folder)  # what a killed predict.py left unfinished
+    if stale:
+        print(f"removed {len(stale)} unfinished file(s) a stopped predict.py left in {folder}")
+    return folder

@@ -114,3 +114,20 @@ def check_label_grid(label, crs, transform):
             f"{label_transform.f:.6g}) with pixels of {label_transform.a:.6g} x {label_transform.e:.6g}, the scene at "
             f"({transform.c:.6g}, {transform.f:.6g}) with {transform.a:.6g} x {transform.e:.6g}. {advice}"
         )
+
+
+def check_out_dir(out, files, inputs=()):
+    """Refuse an --out that holds an input or lies in an input folder: outputs could replace or join the inputs."""
+    out = Path(out).resolve()
+    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
+        if out == folder or folder in out.parents:
+            raise SystemExit(
+                f"predict.py: --out {out} lies in the input folder {folder}; outputs would mix with the "
+                "inputs (and could be read as inputs by the next run). Choose an --out outside the input folders."
+            )
+    for path in files:
+        if out == path.resolve().parent or out in path.resolve().parents:
+            raise SystemExit(
+                f"predict.py: --out {out} holds the input {path}; outputs (<name>_mask.png, ...) could "
+                "replace inputs or be taken for inputs. Choose an --out outside the input folders."
+            )

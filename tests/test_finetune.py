@@ -58,6 +58,7 @@ def test_freeze_encoder_keeps_encoder_bit_identical_then_trains_it():
     assert encoder_of(model).trainable
 
 
+@pytest.mark.slow  # ~22 s; the freeze test below also checks that the encoder trains once unfrozen
 def test_no_freeze_trains_the_encoder_from_the_first_epoch():
     _, before, snapshots = _fit_with_freeze(freeze_epochs=0, epochs=1)
     state = snapshots[0][0]

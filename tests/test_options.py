@@ -78,6 +78,7 @@ def random_model_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # ~20 s; the TTA average itself is tested exactly in test_predict (default suite)
 def test_predict_tta_from_the_command_line(random_model_file, tmp_path):
     import keras
 
@@ -98,6 +99,7 @@ def test_predict_tta_from_the_command_line(random_model_file, tmp_path):
     assert (outputs["tta"] != outputs["plain"]).mean() > 0.01  # and not the plain prediction
 
 
+@pytest.mark.slow  # ~18 s; the exports themselves are tested in test_predict (default suite)
 def test_predict_export_from_the_command_line(random_model_file, tmp_path):
     import keras
     import tensorflow as tf
