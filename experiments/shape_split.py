@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.separation_bound import f1
+
 TRAINING = "training images"
 PATCHES = "patches"
 OWN = "own choice"
@@ -81,12 +83,6 @@ def run_counts(run_dir, depths):
     return totals
 
 
-def f1(counts):
-    from inference.evaluation import building_scores
-
-    return building_scores(*counts)["building_f1"]
-
-
 def summary(all_counts, depths):
     """(markdown table lines, chosen depth) of {run: run_counts}."""
     from experiments.aggregate import paired_interval
@@ -95,9 +91,10 @@ def summary(all_counts, depths):
     pooled = {v: np.sum([c[TRAINING][v] for c in all_counts.values() if TRAINING in c], axis=0) for v in variants}
     chosen = max(variants[1:], key=lambda v: (f1(pooled[v]), -float(v)))  # ties: the depth that splits more
     places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING})
-    for counts in all_counts.values():  # each run's held-out places together, as its results.json counts them
-        held = [counts[place] for place in places if place in counts]
-        counts[HELD_OUT] = {v: np.sum([c[v] for c in held], axis=0).tolist() for v in variants}
+    all_counts = {  # each run's held-out places together, as its results.json counts them (the input is not changed)
+        run: {**counts, HELD_OUT: {v: np.sum([counts[p][v] for p in places if p in counts], axis=0) for v in variants}}
+        for run, counts in all_counts.items()
+    }
     places += [HELD_OUT, TRAINING]
     # what train.py-style choice would give: each run's own best on its training images (split only if strictly better)
     own = {run: max(variants, key=lambda v: (f1(c[TRAINING][v]), v == PATCHES)) for run, c in all_counts.items()}
