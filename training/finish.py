@@ -161,6 +161,7 @@ def finish_run(
             "freeze_encoder": config.freeze_encoder,
             "targets": config.targets,
             "target_weights": config.target_weights,
+            "gap_weight": config.gap_weight,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

@@ -26,6 +26,7 @@ REFERENCE_RECIPE = {
     "calibrate": "train",
     "standardize": "none",
     "targets": "building",
+    "gap_weight": 0.0,
     "loss": "dice+focal",
     "lr": 2e-3,
     "steps": 210,

@@ -83,6 +83,7 @@ def make_datasets(config, dataset, run_dir):
         crops_per_image=config.crops_per_image,
         augmentation=config.augment,
         targets=parse_targets(config.targets),
+        gap_weight=config.gap_weight,
     ).with_options(options)
     val_ds = None
     if counts[1]:
