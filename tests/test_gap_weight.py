@@ -85,3 +85,13 @@ def test_train_refuses_a_negative_gap_weight_before_any_write(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "--gap-weight -1.0: must be at least 0" in done.stderr
     assert not run.exists()
+
+
+def test_a_dataset_without_building_ids_is_refused_with_what_to_do():
+    from data.pipeline import train_dataset
+
+    png = tf.io.encode_png(tf.zeros((32, 32, 1), tf.uint8))
+    old = tf.data.Dataset.from_tensors({"image": tf.io.encode_png(tf.zeros((32, 32, 3), tf.uint8)), "mask": png})
+    assert len(next(iter(train_dataset(old, size=32, batch_size=1, crops_per_image=1)))) == 2  # building alone: fine
+    with pytest.raises(ValueError, match=r"--gap-weight need the building ids.*python -m data.build"):
+        train_dataset(old, size=32, batch_size=1, gap_weight=1.0)
