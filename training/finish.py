@@ -62,6 +62,7 @@ def finish_run(
         input_shape=shape if fixed else (None, None, 3),
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
+        fine_skip=config.fine_skip,
     )
     tiling = scorer.tiling(fixed)
     reports, calibrations, separations = {}, {}, {}
@@ -162,6 +163,7 @@ def finish_run(
             "targets": config.targets,
             "target_weights": config.target_weights,
             "gap_weight": config.gap_weight,
+            "fine_skip": config.fine_skip,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

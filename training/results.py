@@ -27,6 +27,7 @@ REFERENCE_RECIPE = {
     "standardize": "none",
     "targets": "building",
     "gap_weight": 0.0,
+    "fine_skip": False,
     "loss": "dice+focal",
     "lr": 2e-3,
     "steps": 210,

@@ -115,6 +115,7 @@ def build_model(config, strategy, train_ds):
             encoder_weights=weights,
             bn_momentum=config.bn_momentum,
             standardize=config.standardize == "image",
+            fine_skip=config.fine_skip,
         )
         if config.init:
             load_init_weights(model, config.init)
