@@ -86,6 +86,8 @@ class Config:
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
+    fine_skip: bool = False  # U-Net: the input image joins the last, full-resolution stage (one-pixel gaps)
+    gap_weight: float = 0.0  # > 0: pixels between neighbouring buildings count 1 + this in the loss (data.targets)
     init: str = ""  # a finished run (or its model.keras) of the same arch and encoder to fine-tune
     freeze_encoder: int = (
         0  # train the decoder alone (encoder weights and BatchNorm statistics frozen) this many epochs
@@ -155,6 +157,7 @@ def parsing_problems(config):
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
     from models import list_encoders
+    from models.decoders import takes_fine_skip
     from models.registry import OUTPUT_STRIDE
 
     problems = []
@@ -167,6 +170,10 @@ def check_config(config):
             problems.append(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
     if config.lr <= 0:
         problems.append(f"--lr {config.lr}: must be positive")
+    if config.fine_skip and not takes_fine_skip(config.arch):
+        problems.append(f"--fine-skip: the {config.arch} decoder has no full-resolution stage; use --arch unet")
+    if not config.gap_weight >= 0:
+        problems.append(f"--gap-weight {config.gap_weight}: must be at least 0 (0: every pixel counts once)")
     if config.encoder_weights not in ("none", "imagenet", "auto") and not config.encoder_weights.endswith(
         ".weights.h5"
     ):

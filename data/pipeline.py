@@ -15,7 +15,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data.targets import separation_targets
+from data.targets import gap_weights, separation_targets
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -78,14 +78,16 @@ def decode_instances(example):
     return image, tf.cast(ids, tf.float32)
 
 
-def _label_source(examples, targets):
-    """(the example keys to keep, the decoder) for a target list: the mask alone, or the building ids."""
-    if tuple(targets) == ("building",):
+def _label_source(examples, targets, need_ids=False):
+    """(the example keys to keep, the decoder) for a target list: the mask alone, or the building ids
+    (also for building alone when ``need_ids``: the gap weights are computed from them)."""
+    if tuple(targets) == ("building",) and not need_ids:
         return ("image", "mask"), decode
     if "instances" not in examples.element_spec:
         raise ValueError(
-            "Separation targets need the building ids that the dataset builder stores from version 1.1.0 on "
-            "(feature 'instances'); this dataset has none. Rebuild it with this code (python -m data.build)."
+            "Separation targets and --gap-weight need the building ids that the dataset builder stores from "
+            "version 1.1.0 on (feature 'instances'); this dataset has none. "
+            "Rebuild it with this code (python -m data.build)."
         )
     return ("image", "instances"), decode_instances
 
@@ -274,8 +276,10 @@ def train_dataset(
     cache_decoded=None,
     augmentation="basic",
     targets=("building",),
+    gap_weight=0.0,
 ):
-    """Endless batches of (image float32 0..255 (B, size, size, 3), targets float32 {0, 1} (B, size, size, T)).
+    """Endless batches of (image float32 0..255 (B, size, size, 3), targets float32 {0, 1} (B, size, size, T)),
+    and with ``gap_weight`` > 0 a third element, the per-pixel loss weight (B, size, size, 1).
 
     Args:
         examples: a dataset from ``load_split`` (PNG bytes).
@@ -292,6 +296,8 @@ def train_dataset(
         targets: ("building",) gives the mask; more names (``data.targets.TARGETS``) carry the
             building ids through crops and augmentation (nearest-neighbour) and compute the
             targets after it.
+        gap_weight: > 0: also yield ``data.targets.gap_weights`` (1, and 1 + gap_weight on the pixels
+            between neighbouring buildings), which Keras passes to the loss as ``sample_weight``.
     """
     if augmentation not in AUGMENTATIONS:
         raise ValueError(
@@ -301,7 +307,9 @@ def train_dataset(
     if cache_decoded is None:
         count = int(examples.cardinality())
         cache_decoded = 0 <= count <= DECODED_CACHE_MAX_EXAMPLES
-    keys, decoder = _label_source(examples, targets)
+    if gap_weight < 0:
+        raise ValueError(f"gap_weight must be at least 0. Received: gap_weight={gap_weight!r}")
+    keys, decoder = _label_source(examples, targets, need_ids=gap_weight > 0)
     ds = examples.map(lambda ex: {key: ex[key] for key in keys})
     if cache_decoded:
         ds = ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
@@ -327,9 +335,11 @@ def train_dataset(
         images, masks = tf.cast(pair[0], tf.float32), tf.cast(pair[1], tf.float32)
         if settings is not None:
             images, masks = augment_batch(images, masks, tf.stack([tf.cast(seed, tf.int64) + 7919, index]), **settings)
-        if keys[1] == "instances":
-            masks = separation_targets(masks, targets)
-        return images, masks
+        if keys[1] != "instances":
+            return images, masks
+        if gap_weight > 0:
+            return images, separation_targets(masks, targets), gap_weights(masks, gap_weight)
+        return images, separation_targets(masks, targets)
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 

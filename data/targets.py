@@ -11,6 +11,10 @@ output pixels:
 - ``contact``: pixels within ``CONTACT_RADIUS`` pixels of two different buildings: the narrow
   gaps between neighbours (and, where ids touch, both sides of the shared wall).
 
+The contact pixels also serve as a loss weight for the building channel alone (``gap_weights``,
+``train.py --gap-weight``): the original U-Net's idea of weighting the background between touching
+objects, here with a cheap binary map instead of its exponential of the two nearest distances.
+
 At prediction, seeds are building pixels that are neither border nor contact, and a
 watershed grows them back over the building mask (``inference.separation``). The idea is the
 SpaceNet-4 winner's and RAMP's (body, border and contact masks); the code is written here.
@@ -74,3 +78,16 @@ def separation_targets(ids, targets=TARGETS):
         else:
             raise ValueError(f"Unknown target. Valid targets: {', '.join(TARGETS)}. Received: target={name!r}")
     return tf.cast(tf.concat(channels, axis=-1), tf.float32)
+
+
+def gap_weights(ids, weight):
+    """float32 (B, H, W, 1) per-pixel loss weights: 1, and 1 + ``weight`` on ``contact`` pixels.
+
+    ``ids``: float32 (B, H, W, 1) building ids as ``separation_targets`` takes them. A pixel within
+    ``CONTACT_RADIUS`` of two different buildings (the gap between neighbours and both sides of a
+    shared wall) then counts 1 + ``weight`` times in the building loss, so a mask that bridges the
+    gap costs more than one that misses a building's interior by the same area.
+    """
+    if weight < 0:
+        raise ValueError(f"the gap weight must be at least 0. Received: weight={weight!r}")
+    return 1.0 + float(weight) * separation_targets(ids, ("contact",))

@@ -61,6 +61,10 @@ def recipe_label(recipe, selection):
         parts.append(f"standardize {recipe['standardize']}")
     if recipe.get("targets", reference["targets"]) != reference["targets"]:
         parts.append(f"targets {recipe['targets']}")
+    if recipe.get("gap_weight", reference["gap_weight"]) != reference["gap_weight"]:
+        parts.append(f"gap weight {recipe['gap_weight']:g}")
+    if recipe.get("fine_skip", reference["fine_skip"]):
+        parts.append("fine skip")
     if recipe.get("loss", reference["loss"]) != reference["loss"]:
         parts.append(f"loss {recipe['loss']}")
     if recipe.get("lr", reference["lr"]) != reference["lr"]:

@@ -19,10 +19,21 @@ highest building F1 on the training images, summed over the runs: a choice made 
 held-out place. ``--counts`` keeps each run's counts in a JSON file as it finishes, by run
 folder name; a rerun reads the runs already there instead of predicting them again (so the
 table comes back from the committed counts on a clone without the models).
+
+``--baseline PREFIX`` compares two recipes instead: the runs whose folder name starts with PREFIX
+are the baseline, every other run is paired with the baseline run of the same fold and seed (the
+``_f<fold>_s<seed>`` ending of grid-style names), and a second table gives, by place, both
+recipes' building F1 as patches and split at ``inference.defaults.SPLIT_DEPTH``, and the other
+recipe's split against the baseline's patches and split (paired).
+
+    python -m experiments.shape_split runs/gap/lite0gap10_f0_s{0,1,2} \
+        runs/questions/grid_unet_effnet-lite0_f0_s{0,1,2} --depths 12 \
+        --counts results/shape_split/counts.json --baseline grid_unet_effnet-lite0
 """
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +129,71 @@ def summary(all_counts, depths):
     return lines, float(chosen), own
 
 
+def pair_key(run):
+    """'lite0gap10_f0_s2' -> 'f0_s2': what pairs a run with the baseline's run on the same fold and seed."""
+    match = re.search(r"_(f\d+_s\d+)$", run)
+    if not match:
+        raise ValueError(f"{run!r} is not a grid-style run name ending in _f<fold>_s<seed>; --baseline pairs by it")
+    return match.group(1)
+
+
+def versus(all_counts, baseline, depth):
+    """Markdown lines: by place, the baseline's and the other runs' building F1 as patches and split at ``depth``."""
+    from experiments.aggregate import paired_interval
+
+    split = f"{depth:g}"
+    base = {pair_key(run): c for run, c in all_counts.items() if run.startswith(baseline)}
+    other = {pair_key(run): c for run, c in all_counts.items() if not run.startswith(baseline)}
+    if not base or not other:
+        raise ValueError(
+            f"--baseline {baseline!r}: need runs of the baseline and of another recipe (got {len(base)}, {len(other)})"
+        )
+    places = sorted({p for c in other.values() for p in c} - {TRAINING}) + [TRAINING]
+    lines = [
+        f"| place | pairs | baseline patches | baseline split {split} | patches | split {split} | "
+        "split vs baseline patches | split vs baseline split |",
+        "|---" * 8 + "|",
+    ]
+    for place in places:
+        keys = [k for k in other if k in base and place in other[k] and place in base[k]]
+        if not keys:
+            continue
+        scores = {
+            name: {k: f1(source[k][place][variant]) for k in keys}
+            for name, source, variant in (
+                ("base patches", base, PATCHES),
+                ("base split", base, split),
+                ("patches", other, PATCHES),
+                ("split", other, split),
+            )
+        }
+        means = {name: np.mean(list(v.values())) for name, v in scores.items()}
+        cells = []
+        for reference in ("base patches", "base split"):
+            diff, low, high, _ = paired_interval(scores["split"], scores[reference])
+            ratio = f"{means['split'] / means[reference]:.2f}x; " if means[reference] > 0 else ""
+            cells.append(f"{ratio}{diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+        lines.append(
+            f"| {place} | {len(keys)} | "
+            + " | ".join(f"{means[n]:.3f}" for n in ("base patches", "base split", "patches", "split"))
+            + " | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
     parser.add_argument("--depths", type=parse_depths, default=parse_depths("8,12,16"), help="e.g. 8,12,16")
     parser.add_argument("--counts", type=Path, help="JSON file that keeps each run's counts (read again on a rerun)")
+    parser.add_argument("--baseline", help="folder-name prefix of the baseline recipe's runs: compare the others to it")
     args = parser.parse_args(argv)
+    from inference.defaults import SPLIT_DEPTH
+
+    if args.baseline and SPLIT_DEPTH not in args.depths:
+        parser.error(f"--baseline compares at the default split depth {SPLIT_DEPTH:g}: include it in --depths")
     saved = json.loads(args.counts.read_text()) if args.counts and args.counts.exists() else {}
     wanted = [f"{depth:g}" for depth in args.depths]
     all_counts = {}
@@ -143,6 +213,19 @@ def main(argv=None):
     print("\n".join(lines))
     print("each run's choice on its training images: " + ", ".join(f"{run} {v}" for run, v in own.items()))
     print(f"depth with the highest building F1 on the training images (all runs): {chosen:g}")
+    if args.baseline:
+        try:
+            print(
+                "\n".join(
+                    [
+                        "",
+                        f"against {args.baseline} (paired by fold and seed):",
+                        *versus(all_counts, args.baseline, SPLIT_DEPTH),
+                    ]
+                )
+            )
+        except ValueError as error:
+            raise SystemExit(f"experiments.shape_split: {error}") from None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from keras import layers
 from blocks.calibration import logit_offset, set_offset
 from blocks.normalization import standardize_image
 from blocks.upsampling import upsample
-from models.decoders import DECODERS, list_archs
+from models.decoders import DECODERS, list_archs, takes_fine_skip
 from models.encoders import create_encoder, list_encoders
 from models.encoders.registry import pyramid_channels
 from models.walk import leaf_layers
@@ -31,6 +31,7 @@ def create_model(
     encoder_weights=None,
     bn_momentum=DEFAULT_BN_MOMENTUM,
     standardize=False,
+    fine_skip=False,
 ):
     """Build a segmentation model from a registered decoder and encoder.
 
@@ -44,6 +45,9 @@ def create_model(
         bn_momentum: momentum of every BatchNormalization layer.
         standardize: give each input image one per-channel mean and spread before the
             encoder (``blocks.normalization.ImageStandardization``).
+        fine_skip: also hand the decoder the input image at stride 1 ("P0": the standardised
+            image, or the raw one scaled to -1..1), for decoders that use it (``takes_fine_skip``:
+            U-Net).
 
     Returns:
         A keras.Model: raw RGB (N, H, W, 3) -> logits (N, H, W, num_classes), float32.
@@ -56,9 +60,16 @@ def create_model(
         )
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int. Received: num_classes={num_classes!r}")
+    if fine_skip and not takes_fine_skip(arch):
+        archs = ", ".join(a for a in list_archs() if takes_fine_skip(a))
+        raise ValueError(f"fine_skip: the {arch} decoder has no full-resolution stage; use it with {archs}")
     backbone = create_encoder(encoder, input_shape=input_shape, weights=encoder_weights)
     inputs = keras.Input(shape=input_shape, name="image")
-    pyramid = backbone(standardize_image(inputs) if standardize else inputs)
+    image = standardize_image(inputs) if standardize else inputs
+    pyramid = backbone(image)
+    if fine_skip:
+        fine = image if standardize else layers.Rescaling(1 / 127.5, -1.0, name="fine_skip")(image)
+        pyramid = {**pyramid, "P0": fine}
     logits, stride = DECODERS[arch](pyramid, pyramid_channels(pyramid), num_classes)
     if stride > 1:
         logits = upsample(logits, stride, name="head_upsample")

@@ -156,3 +156,29 @@ def test_shape_split_summary_pairs_runs_and_chooses_the_depth_on_training_images
     )
     assert lines[-1].startswith(f"| {TRAINING} | 2 | 0.100 | 0.150 (1.50x; +0.050 [")
     assert lines[-2].startswith("| all held-out places | 2 | 0.300 | 0.450 ")  # one place: the same as t8
+
+
+def test_versus_pairs_two_recipes_by_fold_and_seed():
+    from experiments.shape_split import PATCHES, pair_key, versus
+
+    def run(patches, split):
+        return {"t8": {PATCHES: patches, "12": split}}
+
+    counts = {
+        "base_f0_s0": run([1, 1, 2], [2, 1, 1]),  # F1 2/5 and 4/6
+        "base_f0_s1": run([1, 0, 1], [1, 0, 1]),  # 2/3 and 2/3
+        "gap_f0_s0": run([2, 2, 2], [3, 1, 0]),  # 4/8 and 6/7
+        "gap_f0_s1": run([1, 1, 1], [2, 0, 0]),  # 1/2 and 1
+        "gap_f1_s0": run([9, 0, 0], [9, 0, 0]),  # no baseline run on fold 1: left out
+    }
+    lines = versus(counts, "base", 12.0)
+    assert len(lines) == 3
+    cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert cells[:6] == ["t8", "2", "0.533", "0.667", "0.500", "0.929"]
+    # split vs baseline patches: diffs 6/7 - 2/5 and 1 - 2/3, mean 0.395; 0.929 / 0.533 = 1.74x
+    assert cells[6].startswith("1.74x; +0.395 [") and cells[7].startswith("1.39x; +0.262 [")
+    assert pair_key("lite0gap10_f3_s12") == "f3_s12"
+    with pytest.raises(ValueError, match="_f<fold>_s<seed>"):
+        pair_key("lite0gap10")
+    with pytest.raises(ValueError, match="need runs of the baseline"):
+        versus({k: v for k, v in counts.items() if k.startswith("gap")}, "base", 12.0)

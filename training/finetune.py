@@ -66,7 +66,7 @@ def load_init_weights(model, path):
         raise ValueError(
             f"--init {model_file} does not fit this model ({len(theirs)} weights against {len(ours)}"
             + (f"; first difference: {mismatch[0]}" if mismatch else "")
-            + "). Use the same --arch, --encoder and --standardize as the run it comes from."
+            + "). Use the same --arch, --encoder, --standardize and --fine-skip as the run it comes from."
         )
     model.set_weights(source.get_weights())
     return len(ours)

@@ -62,6 +62,7 @@ def finish_run(
         input_shape=shape if fixed else (None, None, 3),
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
+        fine_skip=config.fine_skip,
     )
     tiling = scorer.tiling(fixed)
     reports, calibrations, separations = {}, {}, {}
@@ -161,6 +162,8 @@ def finish_run(
             "freeze_encoder": config.freeze_encoder,
             "targets": config.targets,
             "target_weights": config.target_weights,
+            "gap_weight": config.gap_weight,
+            "fine_skip": config.fine_skip,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

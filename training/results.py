@@ -26,6 +26,8 @@ REFERENCE_RECIPE = {
     "calibrate": "train",
     "standardize": "none",
     "targets": "building",
+    "gap_weight": 0.0,
+    "fine_skip": False,
     "loss": "dice+focal",
     "lr": 2e-3,
     "steps": 210,

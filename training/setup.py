@@ -83,6 +83,7 @@ def make_datasets(config, dataset, run_dir):
         crops_per_image=config.crops_per_image,
         augmentation=config.augment,
         targets=parse_targets(config.targets),
+        gap_weight=config.gap_weight,
     ).with_options(options)
     val_ds = None
     if counts[1]:
@@ -114,6 +115,7 @@ def build_model(config, strategy, train_ds):
             encoder_weights=weights,
             bn_momentum=config.bn_momentum,
             standardize=config.standardize == "image",
+            fine_skip=config.fine_skip,
         )
         if config.init:
             load_init_weights(model, config.init)
