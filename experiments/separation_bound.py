@@ -16,7 +16,9 @@ scorer, the calibrated threshold), and the mask is counted three ways, per place
 - **merged**: the share of true buildings whose pixels fall in a predicted patch that covers two
   or more true buildings (the errors separation exists to fix);
 - **close**: the share of true buildings with another one at most 1 (and 4) pixels away, the gaps
-  the contact target marks (``data.targets.CONTACT_RADIUS``).
+  the contact target marks (``data.targets.CONTACT_RADIUS``);
+- **gaps bridged**: the share of the true gaps between neighbouring buildings (the background
+  pixels of the ``contact`` target, what ``--gap-weight`` weights) that the mask covers.
 
 Nothing is written; the table is printed.
 """
@@ -86,6 +88,17 @@ def close_counts(truth, min_area, gaps=(1, 4)):
     return (*close, len(sizes) - 1)
 
 
+def gap_counts(predicted, truth):
+    """(gap pixels the mask covers, gap pixels): the background pixels the contact target marks in ``truth``."""
+    import tensorflow as tf
+
+    from data.targets import instance_ids, separation_targets
+
+    ids = tf.constant(instance_ids(truth)[None].astype("float32"))
+    gaps = (separation_targets(ids, ("contact",)).numpy()[0, ..., 0] > 0) & ~truth
+    return int(np.sum(gaps & predicted)), int(np.sum(gaps))
+
+
 def scene_counts(predicted, truth, min_area):
     """{"patches", "split", "bound": (tp, fp, fn), "merged": (merged, true)} of one scene."""
     return {
@@ -94,6 +107,7 @@ def scene_counts(predicted, truth, min_area):
         "bound": np.array(best_split_counts(predicted, truth, min_area)),
         "merged": np.array(merged_share(predicted, truth, min_area)),
         "close": np.array(close_counts(truth, min_area)),
+        "gaps": np.array(gap_counts(predicted, truth)),
     }
 
 
@@ -142,9 +156,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(
         "| run | place | true buildings | building F1, patches | split by the truth | at most | merged "
-        "| close (1 px / 4 px) |"
+        "| close (1 px / 4 px) | gaps bridged |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
         for place, counts in sorted(run_counts(run_dir).items()):
             plain, split, bound = f1(counts["patches"]), f1(counts["split"]), f1(counts["bound"])
@@ -153,7 +167,7 @@ def main(argv=None):
                 f"| {run_dir.name} | {place} | {true} | {plain:.3f} | {_against(split, plain)} | "
                 f"{_against(bound, plain)} | "
                 f"{merged / max(true, 1):.0%} | {counts['close'][0] / max(true, 1):.0%} / "
-                f"{counts['close'][1] / max(true, 1):.0%} |",
+                f"{counts['close'][1] / max(true, 1):.0%} | {counts['gaps'][0] / max(counts['gaps'][1], 1):.0%} |",
                 flush=True,
             )
 

@@ -47,6 +47,9 @@ def test_scene_counts_by_hand():
     assert counts["bound"].tolist() == [3, 1, 0]
     # the first two are one pixel apart, the third is 10 rows from the second
     assert counts["close"].tolist() == [2, 2, 3]
+    # true gaps (background within 3 pixels of both of the first two): the gap column's 10 pixels, and
+    # 3 rows x 5 columns (13..17) above and below it; the fused patch covers the 10 of the column
+    assert counts["gaps"].tolist() == [10, 10 + 2 * 3 * 5]
     assert f1(counts["patches"]) == 2 / (2 + 2 + 2) and f1(counts["split"]) == 6 / 7
 
 
