@@ -17,8 +17,9 @@ that did best on its own training images (or not at all, unless a depth beat the
 there), as a run could choose for itself. The depth to use by default is the one with the
 highest building F1 on the training images, summed over the runs: a choice made without a
 held-out place. ``--counts`` keeps each run's counts in a JSON file as it finishes, by run
-folder name; a rerun reads the runs already there instead of predicting them again (so the
-table comes back from the committed counts on a clone without the models).
+folder name (several ``--counts`` are all read; new counts go to the last); a rerun reads the
+runs already there instead of predicting them again (so the table comes back from the committed
+counts on a clone without the models).
 
 ``--baseline PREFIX`` compares two recipes instead: the runs whose folder name starts with PREFIX
 are the baseline, every other run is paired with the baseline run of the same fold and seed (the
@@ -187,14 +188,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
     parser.add_argument("--depths", type=parse_depths, default=parse_depths("8,12,16"), help="e.g. 8,12,16")
-    parser.add_argument("--counts", type=Path, help="JSON file that keeps each run's counts (read again on a rerun)")
+    parser.add_argument(
+        "--counts",
+        type=Path,
+        action="append",
+        help="JSON file that keeps each run's counts (read again on a rerun); give several to read them all, "
+        "new counts go to the last",
+    )
     parser.add_argument("--baseline", help="folder-name prefix of the baseline recipe's runs: compare the others to it")
     args = parser.parse_args(argv)
     from inference.defaults import SPLIT_DEPTH
 
     if args.baseline and SPLIT_DEPTH not in args.depths:
         parser.error(f"--baseline compares at the default split depth {SPLIT_DEPTH:g}: include it in --depths")
-    saved = json.loads(args.counts.read_text()) if args.counts and args.counts.exists() else {}
+    files = args.counts or []
+    kept = json.loads(files[-1].read_text()) if files and files[-1].exists() else {}  # the file new counts go to
+    saved = {}
+    for path in files[:-1]:
+        saved.update(json.loads(path.read_text()) if path.exists() else {})
+    saved.update(kept)
     wanted = [f"{depth:g}" for depth in args.depths]
     all_counts = {}
     for run_dir in args.runs:
@@ -204,9 +216,9 @@ def main(argv=None):
             if not (run_dir / "model.keras").exists():
                 raise SystemExit(f"experiments.shape_split: {run_dir} has no model.keras; pass finished run folders")
             counts = run_counts(run_dir, args.depths)
-            if args.counts:
-                saved[key] = counts
-                args.counts.write_text(json.dumps(saved, indent=1))
+            if files:
+                kept[key] = counts
+                files[-1].write_text(json.dumps(kept, indent=1))
         all_counts[run_dir.name] = counts
         print(f"counted {run_dir}", flush=True)
     lines, chosen, own = summary(all_counts, args.depths)

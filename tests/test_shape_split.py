@@ -182,3 +182,25 @@ def test_versus_pairs_two_recipes_by_fold_and_seed():
         pair_key("lite0gap10")
     with pytest.raises(ValueError, match="need runs of the baseline"):
         versus({k: v for k, v in counts.items() if k.startswith("gap")}, "base", 12.0)
+
+
+def test_counts_from_several_files_are_read_and_new_ones_go_to_the_last(tmp_path, capsys):
+    import json
+
+    from experiments.shape_split import PATCHES, TRAINING, main
+
+    def counts(tp):
+        return {TRAINING: {PATCHES: [tp, 1, 1], "12": [tp + 1, 1, 1]}, "t8": {PATCHES: [tp, 2, 2], "12": [tp, 2, 2]}}
+
+    first, last = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"base_f0_s0": counts(1), "base_f0_s1": counts(2)}))
+    last.write_text(json.dumps({"new_f0_s0": counts(3), "new_f0_s1": counts(4)}))
+    before = (first.read_text(), last.read_text())
+    runs = [str(tmp_path / name) for name in ("base_f0_s0", "base_f0_s1", "new_f0_s0", "new_f0_s1")]  # no models
+    main([*runs, "--depths", "12", "--counts", str(first), "--counts", str(last), "--baseline", "base"])
+    out = capsys.readouterr().out
+    # all four runs came from the files (none has a model to predict with), and neither file was rewritten
+    assert out.count("counted ") == 4 and (first.read_text(), last.read_text()) == before
+    row = next(line for line in out.splitlines() if line.startswith("| t8 | 2 |"))
+    # t8 patches: base F1 2/6 and 4/8, new 6/10 and 8/12 -> means 0.417 and 0.633
+    assert "| 0.417 | 0.417 | 0.633 | 0.633 |" in row
