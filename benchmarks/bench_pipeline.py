@@ -89,11 +89,17 @@ def main():
     ours = train_dataset(examples, size=args.size, batch_size=args.batch, seed=0)
     targets = ("building", "border", "contact")
     with_targets = train_dataset(examples, size=args.size, batch_size=args.batch, seed=0, targets=targets)
+    with_gaps = train_dataset(examples, size=args.size, batch_size=args.batch, seed=0, gap_weight=10.0)
     reference = NumpyLoader(args.sample, size=args.size, batch_size=args.batch)
-    results = {"tf.data (ours)": [], "tf.data (ours), 3 targets": [], "PyDataset + PIL/NumPy": []}
+    loaders = {
+        "tf.data (ours)": ours,
+        "tf.data (ours), 3 targets": with_targets,
+        "tf.data (ours), gap weights": with_gaps,
+    }
+    results = {name: [] for name in [*loaders, "PyDataset + PIL/NumPy"]}
     for _ in range(args.repeats):  # interleaved
-        results["tf.data (ours)"].append(images_per_second(ours, args.batches, args.batch))
-        results["tf.data (ours), 3 targets"].append(images_per_second(with_targets, args.batches, args.batch))
+        for name, batches in loaders.items():
+            results[name].append(images_per_second(batches, args.batches, args.batch))
         results["PyDataset + PIL/NumPy"].append(
             images_per_second((reference[i] for i in range(10_000)), args.batches, args.batch)
         )
