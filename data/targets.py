@@ -11,9 +11,10 @@ output pixels:
 - ``contact``: pixels within ``CONTACT_RADIUS`` pixels of two different buildings: the narrow
   gaps between neighbours (and, where ids touch, both sides of the shared wall).
 
-The contact pixels also serve as a loss weight for the building channel alone (``gap_weights``,
-``train.py --gap-weight``): the original U-Net's idea of weighting the background between touching
-objects, here with a cheap binary map instead of its exponential of the two nearest distances.
+The background pixels of the contact band (the gaps) also serve as a loss weight for the building
+channel alone (``gap_weights``, ``train.py --gap-weight``): the original U-Net's idea of weighting
+the background between touching objects, here with a cheap binary map instead of its exponential
+of the two nearest distances.
 
 At prediction, seeds are building pixels that are neither border nor contact, and a
 watershed grows them back over the building mask (``inference.separation``). The idea is the
@@ -81,13 +82,15 @@ def separation_targets(ids, targets=TARGETS):
 
 
 def gap_weights(ids, weight):
-    """float32 (B, H, W, 1) per-pixel loss weights: 1, and 1 + ``weight`` on ``contact`` pixels.
+    """float32 (B, H, W, 1) per-pixel loss weights: 1, and 1 + ``weight`` on the gaps between buildings.
 
-    ``ids``: float32 (B, H, W, 1) building ids as ``separation_targets`` takes them. A pixel within
-    ``CONTACT_RADIUS`` of two different buildings (the gap between neighbours and both sides of a
-    shared wall) then counts 1 + ``weight`` times in the building loss, so a mask that bridges the
-    gap costs more than one that misses a building's interior by the same area.
+    ``ids``: float32 (B, H, W, 1) building ids as ``separation_targets`` takes them. The gaps are
+    the background pixels of the ``contact`` band (within ``CONTACT_RADIUS`` of two different
+    buildings): a mask that bridges them costs 1 + ``weight`` times more there. Building pixels
+    beside a gap keep weight 1: weighting them too (the whole band) pushed the masks to cover the
+    gaps more, not less (docs/experiments.md).
     """
     if weight < 0:
         raise ValueError(f"the gap weight must be at least 0. Received: weight={weight!r}")
-    return 1.0 + float(weight) * separation_targets(ids, ("contact",))
+    background_gap = separation_targets(ids, ("contact",)) * tf.cast(ids <= 0, tf.float32)
+    return 1.0 + float(weight) * background_gap

@@ -23,12 +23,16 @@ def _two_bars():
 
 def test_gap_weights_by_hand():
     weights = gap_weights(_two_bars(), 10.0).numpy()[0, ..., 0]
-    # a pixel is in the gap when both bars lie within 3 pixels (a 7 x 7 window): columns 4-7, every row
+    # the contact band (both bars within 3 pixels, a 7 x 7 window) is columns 4-7 on every row; its
+    # background pixels are the gap columns 5-6 on every row and columns 4 and 7 above and below the bars
     expected = np.ones((12, 12), np.float32)
-    expected[:, 4:8] = 11.0
+    expected[:, 5:7] = 11.0
+    expected[[0, 1, 10, 11], 4] = expected[[0, 1, 10, 11], 7] = 11.0
     np.testing.assert_array_equal(weights, expected)
-    assert weights.sum() == 144 + 10 * 48
-    np.testing.assert_array_equal(weights, 1 + 10 * separation_targets(_two_bars(), ("contact",)).numpy()[0, ..., 0])
+    assert weights.sum() == 144 + 10 * (24 + 8)
+    band = separation_targets(_two_bars(), ("contact",)).numpy()[0, ..., 0]
+    on_buildings = (band == 1) & (_two_bars().numpy()[0, ..., 0] > 0)
+    assert band.sum() == 48 and on_buildings.sum() == 16 and (weights[on_buildings] == 1).all()
     # one building alone has no gap: every weight is 1
     alone = np.where(_two_bars().numpy() == 2, 0, _two_bars().numpy())
     assert (gap_weights(tf.constant(alone), 10.0).numpy() == 1).all()
@@ -36,7 +40,7 @@ def test_gap_weights_by_hand():
         gap_weights(_two_bars(), -1.0)
 
 
-def test_pipeline_yields_weights_equal_to_one_plus_weight_times_contact(synthetic_dir):
+def test_pipeline_yields_weights_equal_to_one_plus_weight_on_the_gaps(synthetic_dir):
     from data.pipeline import load_split, train_dataset
 
     examples = load_split("buildings/synthetic", "train", data_dir=synthetic_dir)
@@ -44,7 +48,8 @@ def test_pipeline_yields_weights_equal_to_one_plus_weight_times_contact(syntheti
     gap_images, masks, weights = next(iter(train_dataset(examples, size=64, batch_size=4, seed=3, gap_weight=4.0)))
     np.testing.assert_array_equal(gap_images.numpy(), images.numpy())  # same crops and augmentation
     np.testing.assert_array_equal(masks.numpy(), labels.numpy()[..., :1])
-    np.testing.assert_array_equal(weights.numpy(), 1.0 + 4.0 * labels.numpy()[..., 1:])
+    background_contact = labels.numpy()[..., 1:] * (1 - labels.numpy()[..., :1])
+    np.testing.assert_array_equal(weights.numpy(), 1.0 + 4.0 * background_contact)
     assert weights.shape == (4, 64, 64, 1) and (weights.numpy() == 5.0).sum() > 0
     # without a gap weight the batches stay (image, mask) pairs, as before
     assert len(next(iter(train_dataset(examples, size=64, batch_size=4, seed=3)))) == 2
