@@ -122,8 +122,12 @@ def _against(value, base):
     return f"{value:.3f} ({value / base:.2f}x)" if base > 0 else f"{value:.3f}"
 
 
-def run_counts(run_dir):
-    """{place: summed scene_counts} of one run's held-out scenes, predicted with its kept weights."""
+def run_counts(run_dir, threshold=None):
+    """{place: summed scene_counts} of one run's held-out scenes, predicted with its kept weights.
+
+    ``threshold``: None scores the mask as train.py did (its calibrated threshold); a probability
+    removes the calibration and cuts the model's own probabilities there instead.
+    """
     import json
 
     from data.groups import DEFAULT_GROUP_PATTERN, group_of
@@ -138,10 +142,14 @@ def run_counts(run_dir):
     if results.get("separated"):
         raise SystemExit(f"experiments.separation_bound: {run_dir} separates its buildings already; pass runs without")
     model, fixed = load_segmenter(run_dir)
+    if threshold is not None:
+        from models.segmenter import set_logit_offset
+
+        set_logit_offset(model, 0.0)
     logit_fn = make_logit_fn(model, fixed_size=fixed)
     totals = {}
     for name, image, truth in decoded_scenes(heldout):
-        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= THRESHOLD
+        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= (threshold or THRESHOLD)
         place = group_of(name, config.get("group_pattern") or DEFAULT_GROUP_PATTERN)
         counts = scene_counts(predicted, truth, defaults.MIN_AREA)
         total = totals.setdefault(place, {key: np.zeros_like(value) for key, value in counts.items()})
@@ -153,14 +161,21 @@ def run_counts(run_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
+    parser.add_argument(
+        "--raw-threshold",
+        type=float,
+        help="cut the uncalibrated probabilities here (e.g. 0.5) instead of at the run's calibrated threshold",
+    )
     args = parser.parse_args(argv)
+    if args.raw_threshold is not None and not 0 < args.raw_threshold < 1:
+        parser.error(f"--raw-threshold {args.raw_threshold}: a probability between 0 and 1, e.g. 0.5")
     print(
         "| run | place | true buildings | building F1, patches | split by the truth | at most | merged "
         "| close (1 px / 4 px) | gaps bridged |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
-        for place, counts in sorted(run_counts(run_dir).items()):
+        for place, counts in sorted(run_counts(run_dir, args.raw_threshold).items()):
             plain, split, bound = f1(counts["patches"]), f1(counts["split"]), f1(counts["bound"])
             merged, true = counts["merged"]
             print(

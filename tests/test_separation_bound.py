@@ -79,3 +79,13 @@ def test_merged_share_without_truth_or_prediction():
     full = np.ones((8, 8), bool)
     assert merged_share(empty, full, 16) == (0, 1) and merged_share(full, empty, 16) == (0, 0)
     assert (split_by_truth(full, empty) == 1).all()
+
+
+def test_raw_threshold_must_be_a_probability(capsys):
+    import pytest
+
+    from experiments.separation_bound import main
+
+    with pytest.raises(SystemExit):
+        main(["runs/none", "--raw-threshold", "1.5"])
+    assert "--raw-threshold 1.5: a probability between 0 and 1" in capsys.readouterr().err
