@@ -18,7 +18,8 @@ scorer, the calibrated threshold), and the mask is counted three ways, per place
 - **close**: the share of true buildings with another one at most 1 (and 4) pixels away, the gaps
   the contact target marks (``data.targets.CONTACT_RADIUS``);
 - **gaps bridged**: the share of the true gaps between neighbouring buildings (the background
-  pixels of the ``contact`` target, what ``--gap-weight`` weights) that the mask covers.
+  pixels of the ``contact`` target, what ``--gap-weight`` weights) that the mask covers;
+- **pixel IoU** of the mask, over the place's scenes together.
 
 Nothing is written; the table is printed.
 """
@@ -108,6 +109,7 @@ def scene_counts(predicted, truth, min_area):
         "merged": np.array(merged_share(predicted, truth, min_area)),
         "close": np.array(close_counts(truth, min_area)),
         "gaps": np.array(gap_counts(predicted, truth)),
+        "pixels": np.array([np.sum(predicted & truth), np.sum(predicted & ~truth), np.sum(~predicted & truth)]),
     }
 
 
@@ -171,9 +173,9 @@ def main(argv=None):
         parser.error(f"--raw-threshold {args.raw_threshold}: a probability between 0 and 1, e.g. 0.5")
     print(
         "| run | place | true buildings | building F1, patches | split by the truth | at most | merged "
-        "| close (1 px / 4 px) | gaps bridged |"
+        "| close (1 px / 4 px) | gaps bridged | pixel IoU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
         for place, counts in sorted(run_counts(run_dir, args.raw_threshold).items()):
             plain, split, bound = f1(counts["patches"]), f1(counts["split"]), f1(counts["bound"])
@@ -182,7 +184,8 @@ def main(argv=None):
                 f"| {run_dir.name} | {place} | {true} | {plain:.3f} | {_against(split, plain)} | "
                 f"{_against(bound, plain)} | "
                 f"{merged / max(true, 1):.0%} | {counts['close'][0] / max(true, 1):.0%} / "
-                f"{counts['close'][1] / max(true, 1):.0%} | {counts['gaps'][0] / max(counts['gaps'][1], 1):.0%} |",
+                f"{counts['close'][1] / max(true, 1):.0%} | {counts['gaps'][0] / max(counts['gaps'][1], 1):.0%} | "
+                f"{counts['pixels'][0] / max(counts['pixels'].sum(), 1):.3f} |",
                 flush=True,
             )
 

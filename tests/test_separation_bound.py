@@ -50,6 +50,9 @@ def test_scene_counts_by_hand():
     # true gaps (background within 3 pixels of both of the first two): the gap column's 10 pixels, and
     # 3 rows x 5 columns (13..17) above and below it; the fused patch covers the 10 of the column
     assert counts["gaps"].tolist() == [10, 10 + 2 * 3 * 5]
+    # pixels: 200 of the fused patch's 210 and the third's 90 are true; the gap column's 10 and the
+    # 24-pixel false building are extra; the third building's first row (10) is missed
+    assert counts["pixels"].tolist() == [290, 34, 10]
     assert f1(counts["patches"]) == 2 / (2 + 2 + 2) and f1(counts["split"]) == 6 / 7
 
 
