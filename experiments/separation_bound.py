@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.scores import building_matches
+from common.scores import building_matches, confusion_counts, scores_from_counts
 
 
 def split_by_truth(predicted, truth):
@@ -109,7 +109,7 @@ def scene_counts(predicted, truth, min_area):
         "merged": np.array(merged_share(predicted, truth, min_area)),
         "close": np.array(close_counts(truth, min_area)),
         "gaps": np.array(gap_counts(predicted, truth)),
-        "pixels": np.array([np.sum(predicted & truth), np.sum(predicted & ~truth), np.sum(~predicted & truth)]),
+        "pixels": np.array(confusion_counts(truth, predicted)),
     }
 
 
@@ -149,9 +149,10 @@ def run_counts(run_dir, threshold=None):
 
         set_logit_offset(model, 0.0)
     logit_fn = make_logit_fn(model, fixed_size=fixed)
+    cut = THRESHOLD if threshold is None else threshold
     totals = {}
     for name, image, truth in decoded_scenes(heldout):
-        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= (threshold or THRESHOLD)
+        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= cut
         place = group_of(name, config.get("group_pattern") or DEFAULT_GROUP_PATTERN)
         counts = scene_counts(predicted, truth, defaults.MIN_AREA)
         total = totals.setdefault(place, {key: np.zeros_like(value) for key, value in counts.items()})
@@ -185,7 +186,7 @@ def main(argv=None):
                 f"{_against(bound, plain)} | "
                 f"{merged / max(true, 1):.0%} | {counts['close'][0] / max(true, 1):.0%} / "
                 f"{counts['close'][1] / max(true, 1):.0%} | {counts['gaps'][0] / max(counts['gaps'][1], 1):.0%} | "
-                f"{counts['pixels'][0] / max(counts['pixels'].sum(), 1):.3f} |",
+                f"{scores_from_counts(*counts['pixels'])['iou']:.3f} |",
                 flush=True,
             )
 

@@ -18,15 +18,17 @@ def list_archs():
     return sorted(DECODERS)
 
 
-def needs_fixed_size(arch):
-    """True when ``arch`` is tied to the input size it was built with (train.py saves it at the crop size)."""
+def _property(arch, name):
     if arch not in DECODER_PROPERTIES:
         raise ValueError(f"Unknown arch. Valid archs: {', '.join(list_archs())}. Received: arch={arch!r}")
-    return DECODER_PROPERTIES[arch]["fixed_size"]
+    return DECODER_PROPERTIES[arch][name]
+
+
+def needs_fixed_size(arch):
+    """True when ``arch`` is tied to the input size it was built with (train.py saves it at the crop size)."""
+    return _property(arch, "fixed_size")
 
 
 def takes_fine_skip(arch):
     """True when ``arch`` can use the input image at full resolution as its last skip (``fine_skip``)."""
-    if arch not in DECODER_PROPERTIES:
-        raise ValueError(f"Unknown arch. Valid archs: {', '.join(list_archs())}. Received: arch={arch!r}")
-    return DECODER_PROPERTIES[arch]["fine_skip"]
+    return _property(arch, "fine_skip")
