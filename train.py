@@ -87,6 +87,7 @@ class Config:
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
     fine_skip: bool = False  # U-Net: the input image joins the last, full-resolution stage (one-pixel gaps)
+    zoom: int = 1  # > 1: the network sees the image enlarged this many times, its logits pooled back (zoom**2 compute)
     gap_weight: float = 0.0  # > 0: pixels between neighbouring buildings count 1 + this in the loss (data.targets)
     init: str = ""  # a finished run (or its model.keras) of the same arch and encoder to fine-tune
     freeze_encoder: int = (
@@ -172,6 +173,8 @@ def check_config(config):
         problems.append(f"--lr {config.lr}: must be positive")
     if config.fine_skip and not takes_fine_skip(config.arch):
         problems.append(f"--fine-skip: the {config.arch} decoder has no full-resolution stage; use --arch unet")
+    if config.zoom < 1 or config.zoom > 4:
+        problems.append(f"--zoom {config.zoom}: use 1 (the image as it is) to 4; each step costs zoom**2 times as much")
     if not config.gap_weight >= 0:
         problems.append(f"--gap-weight {config.gap_weight}: must be at least 0 (0: every pixel counts once)")
     if config.encoder_weights not in ("none", "imagenet", "auto") and not config.encoder_weights.endswith(

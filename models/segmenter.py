@@ -32,6 +32,7 @@ def create_model(
     bn_momentum=DEFAULT_BN_MOMENTUM,
     standardize=False,
     fine_skip=False,
+    zoom=1,
 ):
     """Build a segmentation model from a registered decoder and encoder.
 
@@ -48,6 +49,9 @@ def create_model(
         fine_skip: also hand the decoder the input image at stride 1 ("P0": the standardised
             image, or the raw one scaled to -1..1), for decoders that use it (``takes_fine_skip``:
             U-Net).
+        zoom: the network sees the image enlarged this many times (bilinear), so its finest
+            features are finer than the image's pixels, and its logits are averaged back onto
+            them (``zoom`` x ``zoom`` pooling): same contract, ``zoom ** 2`` times the compute.
 
     Returns:
         A keras.Model: raw RGB (N, H, W, 3) -> logits (N, H, W, num_classes), float32.
@@ -63,9 +67,14 @@ def create_model(
     if fine_skip and not takes_fine_skip(arch):
         archs = ", ".join(a for a in list_archs() if takes_fine_skip(a))
         raise ValueError(f"fine_skip: the {arch} decoder has no full-resolution stage; use it with {archs}")
-    backbone = create_encoder(encoder, input_shape=input_shape, weights=encoder_weights)
+    if not isinstance(zoom, int) or zoom < 1:
+        raise ValueError(f"zoom must be a positive int (1: the image as it is). Received: zoom={zoom!r}")
+    zoomed = tuple(None if side is None else side * zoom for side in input_shape[:2]) + tuple(input_shape[2:])
+    backbone = create_encoder(encoder, input_shape=zoomed, weights=encoder_weights)
     inputs = keras.Input(shape=input_shape, name="image")
     image = standardize_image(inputs) if standardize else inputs
+    if zoom > 1:
+        image = layers.UpSampling2D(zoom, interpolation="bilinear", name="zoom_in")(image)
     pyramid = backbone(image)
     if fine_skip:
         fine = image if standardize else layers.Rescaling(1 / 127.5, -1.0, name="fine_skip")(image)
@@ -73,6 +82,8 @@ def create_model(
     logits, stride = DECODERS[arch](pyramid, pyramid_channels(pyramid), num_classes)
     if stride > 1:
         logits = upsample(logits, stride, name="head_upsample")
+    if zoom > 1:
+        logits = layers.AveragePooling2D(zoom, name="zoom_out")(logits)
     logits = logit_offset(logits, name="logits")  # float32; train.py may calibrate its offset
     model = keras.Model(inputs, logits, name=f"{arch}_{encoder}")
     set_bn_momentum(model, bn_momentum)

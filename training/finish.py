@@ -63,6 +63,7 @@ def finish_run(
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
         fine_skip=config.fine_skip,
+        zoom=config.zoom,
     )
     tiling = scorer.tiling(fixed)
     reports, calibrations, separations = {}, {}, {}
@@ -164,6 +165,7 @@ def finish_run(
             "target_weights": config.target_weights,
             "gap_weight": config.gap_weight,
             "fine_skip": config.fine_skip,
+            "zoom": config.zoom,
             "loss": config.loss,
             "lr": config.lr,
             "steps": config.epochs * config.steps_per_epoch,

@@ -28,6 +28,7 @@ REFERENCE_RECIPE = {
     "targets": "building",
     "gap_weight": 0.0,
     "fine_skip": False,
+    "zoom": 1,
     "loss": "dice+focal",
     "lr": 2e-3,
     "steps": 210,

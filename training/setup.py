@@ -116,6 +116,7 @@ def build_model(config, strategy, train_ds):
             bn_momentum=config.bn_momentum,
             standardize=config.standardize == "image",
             fine_skip=config.fine_skip,
+            zoom=config.zoom,
         )
         if config.init:
             load_init_weights(model, config.init)
