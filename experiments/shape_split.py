@@ -71,8 +71,11 @@ def scene_counts(building, truth, depths, min_area):
     return counts
 
 
-def run_counts(run_dir, depths):
-    """{place or TRAINING: {variant: [tp, fp, fn]}} of one run, predicted with its kept model."""
+def run_counts(run_dir, depths, counter=scene_counts):
+    """{place or TRAINING: {variant: [tp, fp, fn]}} of one run, predicted with its kept model.
+
+    ``counter(building, truth, depths, min_area)`` counts one scene's variants (``scene_counts``).
+    """
     from data.groups import DEFAULT_GROUP_PATTERN, group_of
     from data.splits import run_examples
     from inference import defaults
@@ -89,7 +92,7 @@ def run_counts(run_dir, depths):
         for name, image, truth in decoded_scenes(examples):
             building = predict_probabilities(logit_fn, image, **tiling(fixed))
             place = where or group_of(name, pattern)
-            for variant, counts in scene_counts(building, truth, depths, defaults.MIN_AREA).items():
+            for variant, counts in counter(building, truth, depths, defaults.MIN_AREA).items():
                 total = totals.setdefault(place, {}).setdefault(variant, [0, 0, 0])
                 total[:] = [a + int(b) for a, b in zip(total, counts)]
     return totals
@@ -184,6 +187,32 @@ def versus(all_counts, baseline, depth):
     return lines
 
 
+def counted_runs(runs, files, wanted, count, tool="experiments.shape_split"):
+    """{run folder name: counts}: read from the ``--counts`` files, else ``count(run_dir)`` and kept in the last file.
+
+    A run is counted again when its kept counts lack a ``wanted`` variant.
+    """
+    kept = json.loads(files[-1].read_text()) if files and files[-1].exists() else {}  # the file new counts go to
+    saved = {}
+    for path in files[:-1]:
+        saved.update(json.loads(path.read_text()) if path.exists() else {})
+    saved.update(kept)
+    all_counts = {}
+    for run_dir in runs:
+        key = run_dir.name  # runs are named by folder: counts kept in a results/ file serve any clone
+        counts = saved.get(key)
+        if counts is None or any(v not in counts.get(TRAINING, {}) for v in wanted):
+            if not (run_dir / "model.keras").exists():
+                raise SystemExit(f"{tool}: {run_dir} has no model.keras; pass finished run folders")
+            counts = count(run_dir)
+            if files:
+                kept[key] = counts
+                files[-1].write_text(json.dumps(kept, indent=1))
+        all_counts[key] = counts
+        print(f"counted {run_dir}", flush=True)
+    return all_counts
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
@@ -201,26 +230,9 @@ def main(argv=None):
 
     if args.baseline and SPLIT_DEPTH not in args.depths:
         parser.error(f"--baseline compares at the default split depth {SPLIT_DEPTH:g}: include it in --depths")
-    files = args.counts or []
-    kept = json.loads(files[-1].read_text()) if files and files[-1].exists() else {}  # the file new counts go to
-    saved = {}
-    for path in files[:-1]:
-        saved.update(json.loads(path.read_text()) if path.exists() else {})
-    saved.update(kept)
-    wanted = [f"{depth:g}" for depth in args.depths]
-    all_counts = {}
-    for run_dir in args.runs:
-        key = run_dir.name  # runs are named by folder: counts kept in a results/ file serve any clone
-        counts = saved.get(key)
-        if counts is None or any(v not in counts.get(TRAINING, {}) for v in wanted):
-            if not (run_dir / "model.keras").exists():
-                raise SystemExit(f"experiments.shape_split: {run_dir} has no model.keras; pass finished run folders")
-            counts = run_counts(run_dir, args.depths)
-            if files:
-                kept[key] = counts
-                files[-1].write_text(json.dumps(kept, indent=1))
-        all_counts[run_dir.name] = counts
-        print(f"counted {run_dir}", flush=True)
+    all_counts = counted_runs(
+        args.runs, args.counts or [], [f"{depth:g}" for depth in args.depths], lambda run: run_counts(run, args.depths)
+    )
     lines, chosen, own = summary(all_counts, args.depths)
     print("\n".join(lines))
     print("each run's choice on its training images: " + ", ".join(f"{run} {v}" for run, v in own.items()))
