@@ -1,4 +1,4 @@
-"""Helpers only the tests use: TensorFlow's own op count, single-image augmentation, building counts."""
+"""Helpers only the tests use: TensorFlow's own op count, single-image augmentation, building counts, refusals."""
 
 import tensorflow as tf
 
@@ -33,3 +33,15 @@ def augment(image, mask, seed, **kwargs):
 def count_buildings(mask, *, min_area=16):
     """Buildings in a bool mask: 4-connected components of at least ``min_area`` pixels."""
     return len(_components(mask, min_area)[1]) - 1
+
+
+def assert_train_refuses(run_dir, args, message):
+    """``python train.py ARGS --run-dir RUN_DIR`` exits non-zero, says ``message`` and writes nothing there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cmd = [sys.executable, "train.py", *args, "--run-dir", str(run_dir)]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+    assert not Path(run_dir).exists()

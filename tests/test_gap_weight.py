@@ -1,7 +1,5 @@
 """The gap-weighted building loss: weights from the building ids, through tf.data and Keras into the loss."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data.targets import gap_weights, separation_targets
+from tests.helpers import assert_train_refuses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,11 +84,7 @@ def test_recipe_label_names_the_gap_weight():
 
 
 def test_train_refuses_a_negative_gap_weight_before_any_write(tmp_path):
-    run = tmp_path / "run"
-    cmd = [sys.executable, "train.py", "--gap-weight", "-1", "--run-dir", str(run)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "--gap-weight -1.0: must be at least 0" in done.stderr
-    assert not run.exists()
+    assert_train_refuses(tmp_path / "run", ["--gap-weight", "-1"], "--gap-weight -1.0: must be at least 0")
 
 
 def test_a_dataset_without_building_ids_is_refused_with_what_to_do():

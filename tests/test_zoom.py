@@ -1,7 +1,5 @@
 """The network on an enlarged image: ``create_model(zoom=2)`` and ``train.py --zoom``."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -9,6 +7,7 @@ import numpy as np
 import pytest
 
 from models import create_model
+from tests.helpers import assert_train_refuses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +43,7 @@ def test_a_zoom_that_is_not_a_positive_int_is_refused(zoom):
 
 
 def test_train_py_refuses_a_zoom_out_of_range_before_any_write(tmp_path):
-    run = tmp_path / "run"
-    cmd = [sys.executable, "train.py", "--zoom", "5", "--run-dir", str(run)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "--zoom 5: use 1 (the image as it is) to 4" in done.stderr
-    assert not run.exists()
+    assert_train_refuses(tmp_path / "run", ["--zoom", "5"], "--zoom 5: use 1 (the image as it is) to 4")
 
 
 def test_recipe_label_names_the_zoom():
