@@ -18,12 +18,11 @@ training images of all runs (a choice made without a held-out place).
 """
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
 from experiments.separation_bound import f1
-from experiments.shape_split import HELD_OUT, PATCHES, TRAINING, counted_runs, run_counts
+from experiments.shape_split import HELD_OUT, PATCHES, TRAINING, counted_runs, run_counts, runs_parser
 
 SHAPE = "shape"
 
@@ -118,15 +117,8 @@ def table(all_counts, levels):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
+    parser = runs_parser(__doc__)
     parser.add_argument("--levels", type=parse_levels, default=parse_levels("0.7,0.8,0.9"), help="e.g. 0.7,0.8,0.9")
-    parser.add_argument(
-        "--counts",
-        type=Path,
-        action="append",
-        help="JSON file keeping each run's counts (as in experiments.shape_split)",
-    )
     args = parser.parse_args(argv)
     wanted = [PATCHES, SHAPE] + [level_name(level) for level in args.levels]
     all_counts = counted_runs(

@@ -213,10 +213,10 @@ def counted_runs(runs, files, wanted, count, tool="experiments.shape_split"):
     return all_counts
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def runs_parser(description):
+    """The command line both split studies share: run folders and the ``--counts`` files (``counted_runs``)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
-    parser.add_argument("--depths", type=parse_depths, default=parse_depths("8,12,16"), help="e.g. 8,12,16")
     parser.add_argument(
         "--counts",
         type=Path,
@@ -224,6 +224,12 @@ def main(argv=None):
         help="JSON file that keeps each run's counts (read again on a rerun); give several to read them all, "
         "new counts go to the last",
     )
+    return parser
+
+
+def main(argv=None):
+    parser = runs_parser(__doc__)
+    parser.add_argument("--depths", type=parse_depths, default=parse_depths("8,12,16"), help="e.g. 8,12,16")
     parser.add_argument("--baseline", help="folder-name prefix of the baseline recipe's runs: compare the others to it")
     args = parser.parse_args(argv)
     from inference.defaults import SPLIT_DEPTH
