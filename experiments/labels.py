@@ -20,14 +20,10 @@ MASK_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def part_areas(mask, min_area):
-    """Areas (pixels) of the 4-connected parts of a bool mask, specks under ``min_area`` left out."""
-    from scipy import ndimage
+    """Areas (pixels) of the buildings the score counts in a bool mask (``common.scores``: 4-connected, no specks)."""
+    from common.scores import _components
 
-    from inference.separation import FOUR_CONNECTED
-
-    labels, count = ndimage.label(mask, structure=FOUR_CONNECTED)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    return areas[areas >= min_area]
+    return _components(mask, min_area)[1][1:]
 
 
 def place_table(folder, *, min_area, large, pattern=None):

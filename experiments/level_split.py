@@ -22,7 +22,7 @@ import argparse
 import numpy as np
 
 from experiments.separation_bound import f1
-from experiments.shape_split import HELD_OUT, PATCHES, TRAINING, counted_runs, run_counts, runs_parser
+from experiments.shape_split import PATCHES, TRAINING, counted_runs, run_counts, runs_parser, with_held_out
 
 SHAPE = "shape"
 
@@ -45,23 +45,9 @@ def parse_levels(text):
 
 def split_by_level(building, body, level, min_area):
     """(int32 labels, count): the mask ``body`` split by a watershed from its parts where ``building >= level``."""
-    from scipy import ndimage
-    from skimage.segmentation import watershed
+    from inference.separation import grow_seeds, seed_markers
 
-    from inference.separation import FOUR_CONNECTED
-
-    seeds, count = ndimage.label(body & (building >= level), structure=FOUR_CONNECTED)
-    if count:
-        small = np.bincount(seeds.ravel(), minlength=count + 1) < max(min_area, 1)
-        small[0] = False
-        seeds[small[seeds]] = 0
-    labels = watershed(-building, seeds, mask=body, connectivity=1) if seeds.any() else seeds
-    orphans, _ = ndimage.label(body & (labels == 0), structure=FOUR_CONNECTED)  # patches without a seed stay whole
-    labels = np.where(orphans > 0, orphans + labels.max(), labels)
-    ids = np.unique(labels[labels > 0])
-    lookup = np.zeros(int(labels.max()) + 1, "int32")
-    lookup[ids] = np.arange(1, len(ids) + 1, dtype="int32")
-    return lookup[labels], len(ids)
+    return grow_seeds(-building, seed_markers(body & (building >= level), min_area), body)
 
 
 def scene_counts(building, truth, levels, min_area):
@@ -87,24 +73,14 @@ def table(all_counts, levels):
     variants = [SHAPE] + [level_name(level) for level in levels]
     pooled = {v: np.sum([c[TRAINING][v] for c in all_counts.values() if TRAINING in c], axis=0) for v in variants}
     chosen = max(levels, key=lambda level: f1(pooled[level_name(level)]))
-    places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING})
+    places, all_counts = with_held_out(all_counts, [PATCHES] + variants)
     lines = [
         "| place | runs | patches | split by shape | " + " | ".join(variants[1:]) + " |",
         "|---" * (len(variants) + 3) + "|",
     ]
-    for place in places + [HELD_OUT, TRAINING]:
-        runs = [run for run, c in all_counts.items() if place in c or (place == HELD_OUT and set(c) - {TRAINING})]
-        scores = {
-            v: {
-                run: f1(
-                    np.sum([all_counts[run][p][v] for p in places if p in all_counts[run]], axis=0)
-                    if place == HELD_OUT
-                    else all_counts[run][place][v]
-                )
-                for run in runs
-            }
-            for v in [PATCHES] + variants
-        }
+    for place in places:
+        runs = [run for run, c in all_counts.items() if place in c]
+        scores = {v: {run: f1(all_counts[run][place][v]) for run in runs} for v in [PATCHES] + variants}
         base = np.mean(list(scores[PATCHES].values()))
         cells = []
         for v in variants:

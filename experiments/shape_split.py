@@ -98,6 +98,17 @@ def run_counts(run_dir, depths, counter=scene_counts):
     return totals
 
 
+def with_held_out(all_counts, variants):
+    """(places + [HELD_OUT, TRAINING], a copy of ``all_counts`` with each run's held-out places summed as HELD_OUT,
+    as its results.json counts them)."""
+    places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING})
+    together = {
+        run: {**counts, HELD_OUT: {v: np.sum([counts[p][v] for p in places if p in counts], axis=0) for v in variants}}
+        for run, counts in all_counts.items()
+    }
+    return places + [HELD_OUT, TRAINING], together
+
+
 def summary(all_counts, depths):
     """(markdown table lines, chosen depth) of {run: run_counts}."""
     from experiments.aggregate import paired_interval
@@ -105,12 +116,7 @@ def summary(all_counts, depths):
     variants = [PATCHES] + [f"{depth:g}" for depth in depths]
     pooled = {v: np.sum([c[TRAINING][v] for c in all_counts.values() if TRAINING in c], axis=0) for v in variants}
     chosen = max(variants[1:], key=lambda v: (f1(pooled[v]), -float(v)))  # ties: the depth that splits more
-    places = sorted({place for counts in all_counts.values() for place in counts} - {TRAINING})
-    all_counts = {  # each run's held-out places together, as its results.json counts them (the input is not changed)
-        run: {**counts, HELD_OUT: {v: np.sum([counts[p][v] for p in places if p in counts], axis=0) for v in variants}}
-        for run, counts in all_counts.items()
-    }
-    places += [HELD_OUT, TRAINING]
+    places, all_counts = with_held_out(all_counts, variants)
     # what train.py-style choice would give: each run's own best on its training images (split only if strictly better)
     own = {run: max(variants, key=lambda v: (f1(c[TRAINING][v]), v == PATCHES)) for run, c in all_counts.items()}
     lines = [

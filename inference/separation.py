@@ -43,18 +43,36 @@ def _elevation(probabilities):
     return (1.0 - probabilities[..., 0]) + probabilities[..., 1:].sum(axis=-1)
 
 
-def _seeds(probabilities, body, threshold, min_area):
-    """Seed markers (int32, 0 = none): building pixels below ``threshold`` on every other channel."""
+def seed_markers(core, min_area):
+    """Seed markers (int32, 0 = none): the 4-connected parts of the bool ``core``, specks under ``min_area`` dropped."""
     from scipy import ndimage
 
-    core = body & np.all(probabilities[..., 1:] < threshold, axis=-1)
     markers, count = ndimage.label(core, structure=FOUR_CONNECTED)
     if count:
-        sizes = np.bincount(markers.ravel(), minlength=count + 1)
-        small = sizes < max(min_area, 1)
+        small = np.bincount(markers.ravel(), minlength=count + 1) < max(min_area, 1)
         small[0] = False
         markers[small[markers]] = 0
     return markers
+
+
+def grow_seeds(elevation, markers, body):
+    """(int32 labels 1..count, count): ``markers`` grown over ``body`` by a watershed of ``elevation``;
+    a component of ``body`` without a seed stays one building."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    labels = watershed(elevation, markers, mask=body, connectivity=1) if markers.any() else markers
+    orphans, _ = ndimage.label(body & (labels == 0), structure=FOUR_CONNECTED)  # components without a seed
+    labels = np.where(orphans > 0, orphans + labels.max(), labels).astype("int32")
+    ids = np.unique(labels[labels > 0])
+    lookup = np.zeros(int(labels.max()) + 1, "int32")
+    lookup[ids] = np.arange(1, len(ids) + 1, dtype="int32")
+    return lookup[labels], len(ids)
+
+
+def _seeds(probabilities, body, threshold, min_area):
+    """Seed markers: building pixels below ``threshold`` on every other channel."""
+    return seed_markers(body & np.all(probabilities[..., 1:] < threshold, axis=-1), min_area)
 
 
 def split_by_shape(building, own, depth):
@@ -101,19 +119,9 @@ def separate_components(probabilities, body, *, threshold=defaults.THRESHOLD, mi
 
     ``depth``: split by the mask's shape (``split_by_shape``) instead of the separation channels.
     """
-    from scipy import ndimage
-    from skimage.segmentation import watershed
-
     if depth is not None:
         return _separate_by_shape(probabilities[..., 0], body, depth)
-    markers = _seeds(probabilities, body, threshold, min_area)
-    labels = watershed(_elevation(probabilities), markers, mask=body, connectivity=1) if markers.any() else markers
-    orphans, extra = ndimage.label(body & (labels == 0), structure=FOUR_CONNECTED)  # components without a seed
-    labels = np.where(orphans > 0, orphans + labels.max(), labels).astype("int32")
-    ids = np.unique(labels[labels > 0])
-    lookup = np.zeros(int(labels.max()) + 1, "int32")
-    lookup[ids] = np.arange(1, len(ids) + 1, dtype="int32")
-    return lookup[labels], len(ids)
+    return grow_seeds(_elevation(probabilities), _seeds(probabilities, body, threshold, min_area), body)
 
 
 def separate(probabilities, *, threshold=defaults.THRESHOLD, min_area=defaults.MIN_AREA, depth=None):

@@ -1,14 +1,10 @@
 """U-Net's full-resolution skip: the input image joins the last decoder stage (``create_model(fine_skip=True)``)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from models import create_model
 from tests.helpers import assert_train_refuses
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("standardize", [True, False])

@@ -1,15 +1,11 @@
 """The gap-weighted building loss: weights from the building ids, through tf.data and Keras into the loss."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from data.targets import gap_weights, separation_targets
 from tests.helpers import assert_train_refuses
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _two_bars():

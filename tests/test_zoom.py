@@ -1,15 +1,11 @@
 """The network on an enlarged image: ``create_model(zoom=2)`` and ``train.py --zoom``."""
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
 from models import create_model
 from tests.helpers import assert_train_refuses
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_zoom_adds_no_weights_and_keeps_the_input_resolution():
