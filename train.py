@@ -82,6 +82,7 @@ class Config:
     folds: int = 0  # > 1: split the groups into this many folds and hold out fold --fold
     fold: int = 0
     group_pattern: str = DEFAULT_GROUP_PATTERN  # regex naming an image's group (data/groups.py)
+    train_on: str = "train"  # all (with --holdout/--folds): every image not held out trains, no validation split
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
@@ -108,6 +109,7 @@ def parse_args(argv=None):
         "augment": tuple(AUGMENTATIONS),
         "standardize": ("none", "image"),
         "calibrate": CALIBRATIONS,
+        "train_on": ("train", "all"),
     }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
@@ -190,6 +192,8 @@ def check_config(config):
             f"--manual-dir {config.manual_dir}: no such folder; pass the folder holding the Kaggle zip or "
             "its extracted folder"
         )
+    if config.train_on == "all" and not (config.holdout or config.folds):
+        problems.append("--train-on all trains on every image that is not held out: pass --holdout or --folds")
     if config.holdout and config.folds:
         problems.append("--holdout and --folds both choose the held-out groups; pass one of them")
     if config.folds and not 0 <= config.fold < config.folds:

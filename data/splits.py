@@ -43,6 +43,10 @@ def split_examples(config, dataset, run_dir):
         raise SystemExit(f"train.py: {error}") from None
     away = set(away)
     keep = {split: [n for n in split_names if n not in away] for split, split_names in names.items()}
+    train_splits = ("train",)
+    if getattr(config, "train_on", "train") == "all":  # the held-out places are the score: nothing left to validate
+        train_splits = ("train", "validation", "test")
+        keep = {"train": [n for split in train_splits for n in keep[split]], "validation": [], "test": []}
     if not keep["train"]:
         raise SystemExit(f"train.py: holding out {', '.join(held)} leaves no training image. Hold out fewer groups.")
     held_out = [only_files(examples, [n for n in names[split] if n in away]) for split, examples in splits.items()]
@@ -53,8 +57,11 @@ def split_examples(config, dataset, run_dir):
     )
     description = {"kind": "groups", "groups": sorted(held)}
     counts = [len(keep["train"]), len(keep["validation"]), len(away)]
+    train = splits[train_splits[0]]
+    for split in train_splits[1:]:
+        train = train.concatenate(splits[split])
     return (
-        only_files(splits["train"], keep["train"]),
+        only_files(train, keep["train"]),
         only_files(splits["validation"], keep["validation"]),
         scored,
         description,
@@ -88,6 +95,7 @@ def run_examples(run_dir):
         "data_dir": "",
         "manual_dir": "",
         "group_pattern": DEFAULT_GROUP_PATTERN,
+        "train_on": "train",
     }
     train_examples, _, heldout_examples, _, _ = split_examples(
         SimpleNamespace(**{**defaults, **saved}), saved["dataset"], Path(run_dir)

@@ -1,7 +1,11 @@
 """Offline ImageNet EfficientNet-Lite: the shipped checkpoints, read safely, mapped exactly, classifying photos."""
 
+import json
+import os
 import pickle
+import stat
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +168,34 @@ def test_truncated_and_foreign_checkpoints_are_named(tmp_path):
         read_state_dict(tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not found"):
         read_state_dict(tmp_path / "missing.pth")
+
+
+def test_cache_entry_records_its_source_is_group_readable_and_is_checked_before_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDINGS_ZOO_CACHE", str(tmp_path))
+    previous = os.umask(0o022)
+    try:
+        converted = pretrained_lite_classifier("effnet-lite0")
+    finally:
+        os.umask(previous)
+    (entry,) = tmp_path.glob("effnet-lite0_imagenet_*.weights.h5")
+    record = json.loads(Path(f"{entry}.json").read_text())
+    assert record["bytes"] == checkpoint_file("effnet-lite0").stat().st_size and len(record["sha256"]) == 64
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o644 and stat.S_IMODE(Path(f"{entry}.json").stat().st_mode) == 0o644
+    # an entry made from another checkpoint is not used: the weights are converted again and the record rewritten
+    Path(f"{entry}.json").write_text(json.dumps({**record, "sha256": "0" * 64}))
+    entry.write_bytes(b"weights of something else")
+    again = pretrained_lite_classifier("effnet-lite0")
+    np.testing.assert_array_equal(again.get_weights()[0], converted.get_weights()[0])
+    assert json.loads(Path(f"{entry}.json").read_text()) == record
+
+
+def test_an_unwritable_cache_is_a_note_and_the_converted_weights_are_used(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BUILDINGS_ZOO_CACHE", str(blocker / "cache"))  # cannot be made, whoever runs the test
+    first = pretrained_lite_classifier("effnet-lite0")
+    second = pretrained_lite_classifier("effnet-lite0")
+    said = capsys.readouterr().out
+    assert said.count("cannot be written") == 1 and str(blocker / "cache") in said  # said once
+    np.testing.assert_array_equal(first.get_weights()[0], second.get_weights()[0])
+    assert blocker.read_text() == "not a folder"

@@ -63,7 +63,9 @@ def make_datasets(config, dataset, run_dir):
         f"examples: {counts[0]} train, {counts[1]} validation, {counts[2]} held out for the final score "
         f"({heldout['kind']})"
     )
-    if not counts[1]:
+    if not counts[1] and config.train_on == "all":
+        print("note: --train-on all: every image that is not held out trains; no validation scores per epoch")
+    elif not counts[1]:
         print(
             "note: the validation split is empty (the held-out groups took all of its images): no validation "
             "scores per epoch and no best epoch; the final score is still on the held-out places"

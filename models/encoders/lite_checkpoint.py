@@ -139,22 +139,72 @@ def pretrained_lite_classifier(encoder_name, *, refresh=False):
     path = checkpoint_file(encoder_name)
     model = efficientnet(variant, include_top=True)
     cached = cache_dir() / f"{encoder_name}_imagenet_{path.stem}.weights.h5"
-    if cached.is_file() and not refresh:
+    source = cache_source(path)
+    if cached.is_file() and not refresh and cache_entry_source(cached) == source:
         try:
             model.load_weights(cached)
             return model
         except Exception as error:  # a damaged cache is rebuilt, never trusted
             print(f"note: the cached weights {cached} could not be read ({type(error).__name__}); converting again")
     assign_state_dict(model, read_state_dict(path), variant, source=str(path))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.stem}.", suffix=".weights.h5")
-    os.close(handle)
-    try:
-        model.save_weights(staging)
-        os.replace(staging, cached)
-    finally:
-        Path(staging).unlink(missing_ok=True)
+    write_cache_entry(model, cached, source)
     return model
+
+
+# the cache is an optimisation: when it cannot be written the weights converted in memory are used, said once
+_UNWRITABLE_SAID = set()
+
+
+def cache_source(checkpoint):
+    """What a cache entry is made from: the checkpoint's name, size and SHA-256 (checked before the entry is used)."""
+    import hashlib
+
+    data = Path(checkpoint).read_bytes()
+    return {"checkpoint": Path(checkpoint).name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def cache_entry_source(cached):
+    """The source recorded beside a cache entry (``<entry>.json``), or None when there is none or it is damaged."""
+    import json
+
+    try:
+        recorded = json.loads(Path(f"{cached}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def write_cache_entry(model, cached, source):
+    """Save the converted weights and what they were made from, each through a rename, readable by the group
+    sharing the cache (the umask decides, as for any new file); an unwritable cache is a note, never an error."""
+    import json
+
+    umask = os.umask(0)
+    os.umask(umask)
+    staged = []
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        for target, suffix, write in (
+            (cached, ".weights.h5", model.save_weights),
+            (Path(f"{cached}.json"), ".json", lambda name: Path(name).write_text(json.dumps(source, indent=2))),
+        ):
+            handle, staging = tempfile.mkstemp(dir=cached.parent, prefix=f".{target.name}.", suffix=suffix)
+            os.close(handle)
+            staged.append(staging)
+            write(staging)
+            os.chmod(staging, 0o666 & ~umask)
+            os.replace(staging, target)
+    except OSError as error:
+        if str(cached.parent) not in _UNWRITABLE_SAID:
+            _UNWRITABLE_SAID.add(str(cached.parent))
+            print(
+                f"note: the weights cache {cached.parent} cannot be written ({error.strerror or error}); the "
+                f"weights converted now are used, and converted again next time. Set {CACHE_ENV} to a writable "
+                "folder to keep them."
+            )
+    finally:
+        for staging in staged:
+            Path(staging).unlink(missing_ok=True)
 
 
 def copy_by_name(source, target):
