@@ -23,6 +23,7 @@ is that threshold in every tool (Dice/focal-trained models over-predict at the p
 
 import argparse
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -148,12 +149,33 @@ def parsing_problems(config):
             problems.append(f"{option}: {error}")
     try:
         targets = parse_targets(config.targets)
-        if config.target_weights and len(target_weights(config)) != len(targets):
+        weights = target_weights(config)
+        if config.target_weights and len(weights) != len(targets):
             problems.append(f"--target-weights {config.target_weights!r}: give one weight per target ({len(targets)})")
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+            problems.append(
+                f"--target-weights {config.target_weights!r}: each weight must be a finite number of at least 0, "
+                "and one above 0 (a negative weight would train that target backwards)"
+            )
         if config.init:
             check_init(config.init, config.arch, config.encoder)
     except ValueError as error:
         problems.append(str(error))
+    return problems
+
+
+def weight_problems(config):
+    """--encoder-weights FILE and --init, loaded into the model this run builds before anything is written:
+    a missing, damaged or unfitting file is named here, not after the run folder exists."""
+    from training.finetune import check_init_fits
+    from training.setup import check_encoder_weights
+
+    problems = []
+    for option, check in (("--encoder-weights", check_encoder_weights), ("--init", check_init_fits)):
+        try:
+            check(config)
+        except ValueError as error:
+            problems.append(f"{option}: {error}" if not str(error).startswith(option) else str(error))
     return problems
 
 
@@ -205,6 +227,8 @@ def check_config(config):
     if not 0 <= config.freeze_encoder <= config.epochs:
         problems.append(f"--freeze-encoder {config.freeze_encoder}: must lie in [0, --epochs] = [0, {config.epochs}]")
     problems += group_pattern_problems(config.group_pattern) + parsing_problems(config)
+    if not problems:  # the weights are loaded only into a model whose options all make sense
+        problems += weight_problems(config)
     if problems:
         raise SystemExit("train.py: invalid arguments:\n  " + "\n  ".join(problems))
 

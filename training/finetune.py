@@ -52,6 +52,58 @@ def check_init(path, arch, encoder):
         )
 
 
+# options of the run an --init model comes from that decide whether its weights fit (as config.json keeps them)
+INIT_OPTIONS = ("targets", "standardize", "fine_skip", "zoom")
+
+
+def check_init_fits(config):
+    """Everything that decides whether ``--init`` fits this run, checked before anything is written: the
+    options its run was trained with (its folder's config.json, when there is one), its targets (the archive's
+    metadata), then its weights loaded into the model this run builds. A ValueError names what differs."""
+    from data.targets import parse_targets
+    from models import create_model
+    from models.metadata import read_metadata
+
+    if not config.init:
+        return
+    model_file = init_model_file(config.init)
+    saved = {}
+    try:
+        saved = json.loads((model_file.parent / "config.json").read_text())
+    except (OSError, ValueError):
+        pass  # a model.keras alone: its metadata and weights still decide
+    differs = [
+        f"--{name.replace('_', '-')} {saved[name]!r} (this run: {getattr(config, name)!r})"
+        for name in INIT_OPTIONS
+        if isinstance(saved, dict) and name in saved and saved[name] != getattr(config, name)
+    ]
+    theirs = read_metadata(model_file)["targets"]
+    if not differs and list(theirs) != list(parse_targets(config.targets)):
+        differs.append(f"--targets {','.join(theirs)!r} (this run: {config.targets!r})")
+    if differs:
+        raise ValueError(
+            f"--init {config.init} was trained with {'; '.join(differs)}. Pass the same to fine-tune it."
+        )
+    model = create_model(
+        config.arch,
+        config.encoder,
+        num_classes=len(parse_targets(config.targets)),
+        input_shape=(config.image_size, config.image_size, 3),
+        standardize=config.standardize == "image",
+        fine_skip=config.fine_skip,
+        zoom=config.zoom,
+    )
+    try:
+        load_init_weights(model, config.init)
+    except ValueError:
+        raise
+    except Exception as error:  # a damaged archive: Keras and h5py raise many kinds
+        raise ValueError(
+            f"--init {model_file} could not be loaded ({type(error).__name__}: {str(error)[:200]}). Pass a finished "
+            "run directory of train.py or its model.keras."
+        ) from None
+
+
 def load_init_weights(model, path):
     """Copy the weights of the ``--init`` model into ``model`` (same structure, every shape checked)."""
     model_file = init_model_file(path)

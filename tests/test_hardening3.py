@@ -1,0 +1,71 @@
+"""Hardening, round three: options checked for meaning and weights loaded before the run folder exists."""
+
+import json
+
+import pytest
+
+from models import create_model
+from models.encoders import create_encoder
+import train
+from tests.tiny import TINY_TRAIN
+
+
+def assert_train_refuses(run_dir, args, message):
+    """train.main(ARGS --run-dir RUN_DIR) stops with ``message`` before writing anything (in this process: the
+    checks run before TensorFlow trains; tests/test_finetune.py runs the same refusal as a subprocess)."""
+    with pytest.raises(SystemExit) as stopped:
+        train.main([*args, "--run-dir", str(run_dir)])
+    assert message in str(stopped.value), str(stopped.value)
+    assert not run_dir.exists()
+
+
+def _synthetic(synthetic_dir):
+    return [*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1"]
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [("1,-5", "--target-weights '1,-5': each weight must be a finite number of at least 0"),
+     ("1,nan", "--target-weights '1,nan': each weight must be a finite number"),
+     ("0,0", "and one above 0")],
+)  # fmt: skip
+def test_target_weights_are_checked_for_meaning(synthetic_dir, tmp_path, weights, message):
+    args = [*_synthetic(synthetic_dir), "--targets", "building,border", "--target-weights", weights]
+    assert_train_refuses(tmp_path / "run", args, message)
+
+
+def test_encoder_weights_file_is_loaded_before_the_run_folder(synthetic_dir, tmp_path):
+    args = _synthetic(synthetic_dir)
+    missing = tmp_path / "no_such.weights.h5"
+    assert_train_refuses(tmp_path / "a", [*args, "--encoder-weights", str(missing)], f"{missing}: no such file")
+    text = tmp_path / "text.weights.h5"
+    text.write_text("not weights")
+    assert_train_refuses(tmp_path / "b", [*args, "--encoder-weights", str(text)], f"{text} is not an HDF5 file")
+    other = tmp_path / "resnet34.weights.h5"  # HDF5, but another encoder's
+    create_encoder("resnet34").save_weights(other)
+    assert_train_refuses(
+        tmp_path / "c", [*args, "--encoder-weights", str(other)], f"{other} does not load into a resnet18 encoder"
+    )
+
+
+def test_init_is_loaded_and_compared_before_the_run_folder(synthetic_dir, tmp_path):
+    args = _synthetic(synthetic_dir)
+    base = tmp_path / "base"
+    base.mkdir()
+    create_model("fcn32", "resnet18", input_shape=(None, None, 3)).save(base / "model.keras")
+    (base / "config.json").write_text(json.dumps({"arch": "fcn32", "encoder": "resnet18", "standardize": "none",
+                                                  "targets": "building", "fine_skip": False, "zoom": 1}))  # fmt: skip
+    assert_train_refuses(
+        tmp_path / "a", [*args, "--init", str(base), "--standardize", "image"],
+        "--init " + str(base) + " was trained with --standardize 'none' (this run: 'image')",
+    )  # fmt: skip
+    (base / "config.json").unlink()  # a model.keras alone: its metadata and weights decide
+    assert_train_refuses(
+        tmp_path / "b", [*args, "--init", str(base), "--targets", "building,border"],
+        "was trained with --targets 'building' (this run: 'building,border')",
+    )  # fmt: skip
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    data = (base / "model.keras").read_bytes()
+    (damaged / "model.keras").write_bytes(data[: len(data) // 2])  # cut short: the zip's directory is gone
+    assert_train_refuses(tmp_path / "c", [*args, "--init", str(damaged)], "--init")
