@@ -72,7 +72,9 @@ def _run(args):
 def test_init_fine_tunes_a_run_and_refuses_another_model(synthetic_dir, tmp_path):
     common = [*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--calibrate", "none"]
     base = tmp_path / "base"
-    assert _run([*common, "--epochs", "1", "--run-dir", str(base)]).returncode == 0
+    first = _run([*common, "--epochs", "1", "--run-dir", str(base)])
+    assert first.returncode == 0
+    assert "ran out of data" not in first.stdout + first.stderr  # fit is fed exactly the batches it asks for
     tuned = tmp_path / "tuned"
     done = _run([*common, "--epochs", "2", "--freeze-encoder", "1", "--init", str(base), "--run-dir", str(tuned)])
     assert done.returncode == 0, done.stderr[-2000:]

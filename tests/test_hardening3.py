@@ -69,3 +69,13 @@ def test_init_is_loaded_and_compared_before_the_run_folder(synthetic_dir, tmp_pa
     data = (base / "model.keras").read_bytes()
     (damaged / "model.keras").write_bytes(data[: len(data) // 2])  # cut short: the zip's directory is gone
     assert_train_refuses(tmp_path / "c", [*args, "--init", str(damaged)], "--init")
+
+
+def test_validation_batches_are_counted_when_tf_data_cannot_tell():
+    import tensorflow as tf
+
+    from training.fit import validation_batches
+
+    filtered = tf.data.Dataset.range(23).filter(lambda x: x % 2 == 0).batch(4)  # 12 items: 3 batches
+    assert int(filtered.cardinality()) < 0 and validation_batches(filtered) == 3
+    assert validation_batches(tf.data.Dataset.range(10).batch(4)) == 3 and validation_batches(None) == 0

@@ -4,6 +4,17 @@ import signal
 import sys
 
 
+def validation_batches(val_ds):
+    """How many batches the validation data holds: its cardinality, counted once when tf.data cannot tell (a
+    filtered split), so fit asks for exactly what there is and Keras never runs out of data."""
+    if val_ds is None:
+        return 0
+    batches = int(val_ds.cardinality())
+    if batches < 0:  # unknown: the split is cached in memory, so one pass costs a decode of a few images
+        batches = sum(1 for _ in val_ds)
+    return batches
+
+
 def fit(config, model, run_dir, train_ds, val_ds, *, initial_epoch, callbacks):
     """model.fit; Ctrl-C or SIGTERM saves interrupted.weights.h5 and exits 130 (resume with --resume)."""
 
@@ -12,7 +23,7 @@ def fit(config, model, run_dir, train_ds, val_ds, *, initial_epoch, callbacks):
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     # every validation batch, said explicitly: without it Keras warns each epoch that the (finite) data ran out
-    batches = int(val_ds.cardinality()) if val_ds is not None else 0
+    batches = validation_batches(val_ds)
     try:
         model.fit(
             train_ds,
