@@ -30,6 +30,7 @@ scene (its unfinished files removed, the scenes before it complete).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -211,17 +212,25 @@ def scene_job(args, out, *, tile, fixed_size, precision, separation, markers=Fal
 
 
 def run_on_beam(args, files, out, **settings):
-    """The scenes as a Beam pipeline (``inference.beam``); exits non-zero when a scene failed."""
+    """The scenes as a Beam pipeline (``inference.beam``): the same outputs, messages and exit status as the
+    plain runner, plus manifest.jsonl, failed.jsonl and buildings.gpkg; scenes finished earlier with the same
+    input, model and options are skipped, and said so."""
     try:
         from inference.beam import run_pipeline
     except ImportError as error:
         raise SystemExit(
             f"predict.py --runner needs Apache Beam ({error}): pip install -r requirements-beam.txt"
         ) from None
+    from inference.job import run_identity
+
     job = scene_job(
         args, out, markers=True, **{k: settings[k] for k in ("tile", "fixed_size", "precision", "separation")}
     )
-    rows, failed = run_pipeline(
+    options = {**dataclasses.asdict(job), "tta": args.tta, "separation": settings["separation"]}
+    for name in ("out", "markers", "run", "local_only"):  # where and how, not what: a rerun may change them
+        options.pop(name)
+    job = dataclasses.replace(job, run=run_identity(args.model, options))
+    outputs = run_pipeline(
         files,
         str(args.model),
         job,
@@ -230,13 +239,52 @@ def run_on_beam(args, files, out, **settings):
         separate=settings["separation"] == "channels",  # the model's every channel is predicted
         merged_crs=args.merged_crs,
     )
+    rows, notes = outputs["manifest"], outputs["notes"]
+    skipped = sum(1 for note in notes if note.get("skipped"))
+    for note in notes:
+        if note.get("skipped") is False:
+            print(f"done again {note['scene']}: {note['why']}")
     megapixels = sum(row["megapixels"] for row in rows)
-    print(f"{len(rows)} scene(s) done ({megapixels:.1f} MP, {sum(r['buildings'] for r in rows)} buildings); manifest "
-          f"{out / 'manifest.jsonl'}, footprints of all georeferenced scenes in {out / 'buildings.gpkg'}")  # fmt: skip
+    print(f"{len(rows)} scene(s) done ({megapixels:.1f} MP, {sum(r['buildings'] for r in rows)} buildings"
+          + (f"; {skipped} of them skipped: finished earlier with the same input, model and options, every output "
+             "in place" if skipped else "")
+          + f"); manifest {out / 'manifest.jsonl'}, footprints of all georeferenced scenes in "
+          f"{out / 'buildings.gpkg'}")  # fmt: skip
+    failed = []
+    for row in outputs["failed"]:
+        print(f"skipped {row['scene']}: {row['error']}", file=sys.stderr)
+        failed.append(row["scene"])
+    for note in notes:
+        if note.get("unscored"):
+            print(f"not scored {note['scene']} (its outputs are written): {note['unscored']}", file=sys.stderr)
+            failed.append(note["scene"])
+    also = f" (dead letters in {out / 'failed.jsonl'})" if outputs["failed"] else ""
+    return finish(args, out, files, outputs["scores"], failed, settings, also=also)
+
+
+def finish(args, out, files, rows, failed, settings, also=""):
+    """The end of either runner: metrics.json and its table when scenes were scored, a non-zero exit naming
+    how many inputs could not be read or scored, else the output folder."""
+    if rows:
+        from inference.evaluation import evaluation_report, format_table
+
+        separation, order = settings["separation"], {Path(f).stem: i for i, f in enumerate(files)}
+        report = evaluation_report(
+            sorted(rows, key=lambda row: order.get(row["scene"], len(order))),  # the inputs' order, on any runner
+            threshold=args.threshold,
+            model=str(args.model),
+            tta=args.tta,
+            precision=settings["precision"],
+            separated=bool(separation),
+            **({"split_depth": args.split_depth} if separation == "shape" else {}),
+        )
+        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+        print(format_table(report))
     if failed:
-        for row in failed:
-            print(f"failed {row['scene']}: {row['error']}", file=sys.stderr)
-        raise SystemExit(f"predict.py: {len(failed)} of {len(files)} scene(s) failed (in {out / 'failed.jsonl'}).")
+        raise SystemExit(
+            f"predict.py: {len(failed)} of {len(files)} input(s) could not be read or scored (named above); "
+            f"every other output is in {out}{also}."
+        )
     print(out)
     return out
 
@@ -279,6 +327,12 @@ def load_model(args, has_inputs):
             if len(targets) > 1 and not separation and args.separate == "auto"
             else ""
         )
+        + (
+            " (--separate always: this model has no separation channels, only the building mask; train with "
+            "--targets building,border,contact to separate, or use --separate shape)"
+            if len(targets) == 1 and args.separate == "always"
+            else ""
+        )
     )
     if precision == "bfloat16" and not amx:
         print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)
@@ -316,32 +370,12 @@ def main(argv=None):
     if args.runner:
         return run_on_beam(args, files, out, **settings)
 
-    from inference.evaluation import evaluation_report, format_table
     from inference.tiling import make_logit_fn
 
     all_channels = separation == "channels"
     logit_fn = make_logit_fn(model, tta=args.tta, fixed_size=fixed_size, precision=precision, all_channels=all_channels)
-    job = scene_job(args, out, **settings)
-    rows, failed = predict_scenes(files, logit_fn, job)
-    if rows:
-        report = evaluation_report(
-            rows,
-            threshold=args.threshold,
-            model=str(args.model),
-            tta=args.tta,
-            precision=precision,
-            separated=bool(separation),
-            **({"split_depth": args.split_depth} if separation == "shape" else {}),
-        )
-        (out / "metrics.json").write_text(json.dumps(report, indent=2))
-        print(format_table(report))
-    if failed:
-        raise SystemExit(
-            f"predict.py: {len(failed)} of {len(files)} input(s) could not be read or scored (named above); "
-            f"every other output is in {out}."
-        )
-    print(out)
-    return out
+    rows, failed = predict_scenes(files, logit_fn, scene_job(args, out, **settings))
+    return finish(args, out, files, rows, failed, settings)
 
 
 if __name__ == "__main__":

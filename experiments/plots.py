@@ -97,7 +97,9 @@ def plot_prediction_grid(rows, runs_dir, path, *, count=4):
             print(f"prediction grid: skipped {row['run']}: no readable config.json ({type(error).__name__})")
             continue
         if not (run / "model.keras").exists():
-            print(f"prediction grid: skipped {row['run']}: no model.keras (resume the run to write it)")
+            # a finished run writes model.keras; committed summaries (results/) keep only the small files by design
+            why = "finished, but its weights are not kept here" if (run / "results.json").exists() else "not finished"
+            print(f"prediction grid: skipped {row['run']}: no model.keras ({why}; the grid draws runs that have one)")
             continue
         usable.append((row, config if isinstance(config, dict) else {}))
     if not usable:

@@ -33,6 +33,7 @@ from common.files import staging_path
 
 NAMESPACE = "buildings_zoo"
 MERGED = "buildings.gpkg"
+MANIFEST, FAILED = "manifest.jsonl", "failed.jsonl"
 
 
 class _LoadedModel:
@@ -72,16 +73,20 @@ class PredictScene(beam.DoFn):
     def process(self, scene):
         import rasterio
 
-        from inference.job import finished_row, predict_scene
+        from inference.job import finished_record, predict_scene
         from inference.rasters import gdal_options
 
-        row = finished_row(self.job, scene)
-        if row is not None:
+        record, why = finished_record(self.job, scene)
+        if record is not None:
             self.skipped.inc()
+            yield beam.pvalue.TaggedOutput("notes", {"scene": str(scene), "skipped": True})
+            row, score, label_error = record["manifest"], record["score"], record["label_error"]
         else:
+            if why != "no marker":  # done again, and said why
+                yield beam.pvalue.TaggedOutput("notes", {"scene": str(scene), "skipped": False, "why": why})
             try:
                 with rasterio.Env(**gdal_options()):
-                    row, _, line, _ = predict_scene(scene, self.model.logit_fn, self.job)
+                    row, score, line, label_error = predict_scene(scene, self.model.logit_fn, self.job)
             except Exception as error:  # a dead letter: named with its error, the pipeline goes on
                 self.failed.inc()
                 yield beam.pvalue.TaggedOutput(
@@ -93,6 +98,10 @@ class PredictScene(beam.DoFn):
             self.megapixels.inc(int(round(row["megapixels"])))
             self.buildings.inc(row["buildings"])
         yield row
+        if score is not None:
+            yield beam.pvalue.TaggedOutput("scores", score)
+        if label_error:
+            yield beam.pvalue.TaggedOutput("notes", {"scene": str(scene), "unscored": label_error})
         footprints = reprojected_footprints(Path(self.job.out) / f"{row['stem']}.gpkg", row["crs"], self.merged_crs)
         if footprints is not None:
             yield beam.pvalue.TaggedOutput("footprints", (row["stem"], footprints))
@@ -149,16 +158,19 @@ def write_merged(scene_footprints, path, crs):
 
 def _write_lines(rows, path):
     partial = staging_path(path)
-    partial.write_text("".join(json.dumps(row) + "\n" for row in sorted(rows, key=lambda r: r["scene"])))
+    key = lambda row: str(row.get("scene"))  # noqa: E731
+    partial.write_text("".join(json.dumps(row) + "\n" for row in sorted(rows, key=key)))
     os.replace(partial, path)
 
 
 def run_pipeline(scenes, model_path, job, *, beam_args, tta=False, separate=False, merged_crs="EPSG:4326"):
-    """Run the scenes through Beam; returns (manifest rows, dead letters). ``beam_args``: Beam's own options."""
+    """Run the scenes through Beam; returns {"manifest": rows, "failed": dead letters, "scores": score rows of
+    the scenes with labels, "notes": skipped, redone and unscored scenes}. ``beam_args``: Beam's own options."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     out = Path(job.out)
-    outputs = {}
+    kept = {"manifest": MANIFEST, "failed": FAILED, "scores": staging_path(out / "scores.jsonl"),
+            "notes": staging_path(out / "notes.jsonl")}  # fmt: skip
     with beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline:
         results = (
             pipeline
@@ -167,14 +179,16 @@ def run_pipeline(scenes, model_path, job, *, beam_args, tta=False, separate=Fals
             | "predict"
             >> beam.ParDo(
                 PredictScene(model_path, job, tta=tta, separate=separate, merged_crs=merged_crs)
-            ).with_outputs("failed", "footprints", main="done")
+            ).with_outputs("failed", "footprints", "scores", "notes", main="manifest")
         )
-        done = results.done | "manifest" >> beam.combiners.ToList()
-        failed = results.failed | "dead letters" >> beam.combiners.ToList()
+        for name, path in kept.items():
+            rows = results[name] | f"collect {name}" >> beam.combiners.ToList()
+            rows | f"write {name}" >> beam.Map(_write_lines, str(out / path))
         merged = results.footprints | "footprints" >> beam.combiners.ToList()
-        done | "write manifest" >> beam.Map(_write_lines, str(out / "manifest.jsonl"))
-        failed | "write dead letters" >> beam.Map(_write_lines, str(out / "failed.jsonl"))
         merged | "merge footprints" >> beam.Map(write_merged, str(out / MERGED), merged_crs)
-    for name in ("manifest.jsonl", "failed.jsonl"):
-        outputs[name] = [json.loads(line) for line in (out / name).read_text().splitlines() if line]
-    return outputs["manifest.jsonl"], outputs["failed.jsonl"]
+    outputs = {}
+    for name, path in kept.items():
+        outputs[name] = [json.loads(line) for line in (out / path).read_text().splitlines() if line]
+        if name in ("scores", "notes"):  # passed to predict.py, which writes metrics.json from them
+            (out / path).unlink()
+    return outputs

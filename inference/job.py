@@ -35,18 +35,54 @@ class SceneJob:
     writer: dict = dataclasses.field(default_factory=dict)  # options of inference.outputs.SceneWriter
     markers: bool = False  # leave <stem>.scene.json when a scene is done (the Beam pipeline's restart rule)
     local_only: bool = False  # refuse scenes (VRTs) that read sources over the network
+    run: dict = dataclasses.field(default_factory=dict)  # the model and options a marker records (run_identity)
 
     def marker(self, path):
         return Path(self.out) / f"{Path(path).stem}{MARKER_SUFFIX}"
 
 
-def finished_row(job, path):
-    """The manifest row of a scene finished earlier (its marker), or None."""
-    marker = job.marker(path)
+def file_identity(path):
+    """What says a file is the same one: its resolved path, size and modification time (a path GDAL reads over
+    the network: the path alone)."""
     try:
-        return json.loads(marker.read_text()) if marker.is_file() else None
+        stat = Path(path).stat()
     except (OSError, ValueError):
-        return None  # a damaged marker: the scene is done again
+        return {"path": str(path)}
+    return {"path": str(Path(path).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def run_identity(model_path, options):
+    """The model (its SHA-256) and the options of a run, as a marker records them (JSON types only)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return json.loads(json.dumps({"model_sha256": digest.hexdigest(), "options": options}, default=str))
+
+
+def finished_record(job, path):
+    """(the marker's record, None) when the scene finished earlier with the same input, model and options and
+    every output it wrote is still there; else (None, why it is done again), "no marker" for a new scene."""
+    marker = job.marker(path)
+    if not marker.is_file():
+        return None, "no marker"
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None, f"its marker {marker.name} is damaged"
+    if not isinstance(record, dict) or not isinstance(record.get("manifest"), dict):
+        return None, f"its marker {marker.name} was written by an older predict.py"
+    if record.get("input") != file_identity(path):
+        was = (record.get("input") or {}).get("path", "another file")
+        return None, f"the input is not the one finished earlier ({was}: other path, size or modification time)"
+    if record.get("run") != job.run:
+        return None, "it was finished with another model or other options"
+    missing = [name for name in record["manifest"].get("files", []) if not (Path(job.out) / name).is_file()]
+    if missing:
+        return None, f"its output {missing[0]} is missing"
+    return record, None
 
 
 def predict_scene(path, logit_fn, job, pace=None):
@@ -127,9 +163,11 @@ def predict_scene(path, logit_fn, job, pace=None):
         "files": sorted(p.name for p in written.values()),
         "error": None,
     }
-    if job.markers:
-        write_marker(job.marker(path), manifest)
-    return manifest, row, line + (f"  [{' '.join(kinds)}]" if kinds else ""), label_error
+    line += f"  [{' '.join(kinds)}]" if kinds else ""
+    if job.markers:  # what the scene was and gave: a rerun skips it only if all of this still holds
+        record = {"manifest": manifest, "score": row, "label_error": label_error, "line": line}
+        write_marker(job.marker(path), {**record, "input": file_identity(path), "run": job.run})
+    return manifest, row, line, label_error
 
 
 def write_marker(marker, row):

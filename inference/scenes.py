@@ -30,10 +30,14 @@ def expand_inputs(paths, list_file=None):
         entries += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     expanded = []
     for entry in entries:
-        if any(ch in entry for ch in "*?[") and not entry.startswith(REMOTE_PREFIXES):
+        # an existing file or folder is itself, whatever characters its name holds ("a[1].tif"); else a pattern
+        if any(ch in entry for ch in "*?[") and not entry.startswith(REMOTE_PREFIXES) and not Path(entry).exists():
             matches = sorted(glob.glob(entry))
             if not matches:
-                raise ValueError(f"Input pattern {entry!r} matches no file. Check the pattern (quote it in the shell).")
+                raise ValueError(
+                    f"Input pattern {entry!r} matches no file, and no file has that name. Check the pattern "
+                    "(quote it in the shell)."
+                )
             expanded += matches
         else:
             expanded.append(entry)

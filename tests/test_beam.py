@@ -76,7 +76,7 @@ def test_direct_runner_matches_predict_py_and_sends_a_corrupt_scene_to_the_dead_
     beam = tmp_path / "beam"
     done = _predict("--model", model, scenes, "--out", beam, "--precision", "float32", "--runner", "DirectRunner",
                     "--direct_num_workers", "2", "--direct_running_mode", "multi_processing", check=False)  # fmt: skip
-    assert done.returncode != 0 and "1 of 3 scene(s) failed" in done.stderr
+    assert done.returncode != 0 and "1 of 3 input(s) could not be read or scored" in done.stderr
     failed = [json.loads(line) for line in (beam / "failed.jsonl").read_text().splitlines()]
     assert [Path(row["scene"]).name for row in failed] == ["b.tif"] and failed[0]["error"]
     manifest = [json.loads(line) for line in (beam / "manifest.jsonl").read_text().splitlines()]
@@ -139,3 +139,61 @@ def test_globs_list_files_and_folders_name_the_same_scenes(scenes_and_model, tmp
         expand_inputs([str(scenes / "*.png")])
     with pytest.raises(ValueError, match="--inputs-from"):
         expand_inputs([], tmp_path / "missing.txt")
+
+
+def test_a_rerun_skips_only_the_same_input_model_and_options_with_every_output_present(scenes_and_model, tmp_path):
+    pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
+    scenes, model = scenes_and_model
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    (first / "x.tif").write_bytes((scenes / "a.tif").read_bytes())
+    (second / "x.tif").write_bytes((scenes / "c.tif").read_bytes())  # another scene of the same name
+    out = tmp_path / "out"
+    beam = ["--out", out, "--precision", "float32", "--runner", "DirectRunner"]
+
+    def run(scene, *more):
+        done = _predict("--model", model, scene, *beam, *more)
+        manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        return done.stdout, manifest, _read_band(out / "x_prob.tif")
+
+    said, manifest, from_a = run(first / "x.tif")
+    assert manifest[0]["scene"] == str(first / "x.tif")
+    said, manifest, again = run(first / "x.tif")  # the same: skipped, and said so
+    assert "1 of them skipped: finished earlier with the same input, model and options" in said
+    np.testing.assert_array_equal(again, from_a)
+    said, manifest, from_b = run(second / "x.tif")  # another input of the same name: predicted
+    assert "done again" in said and "the input is not the one finished earlier" in said and "skipped" not in said
+    assert manifest[0]["scene"] == str(second / "x.tif") and not np.array_equal(from_b, from_a)
+    said, _, _ = run(second / "x.tif", "--threshold", "0.7")  # other options: predicted again
+    assert "finished with another model or other options" in said
+    (out / "x.gpkg").unlink()  # an output gone: predicted again
+    said, _, _ = run(second / "x.tif", "--threshold", "0.7")
+    assert "its output x.gpkg is missing" in said and (out / "x.gpkg").is_file()
+
+
+def test_labels_under_beam_give_the_plain_runners_metrics_messages_and_exit(scenes_and_model, tmp_path):
+    pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
+    scenes, model = scenes_and_model
+    src, label = tmp_path / "src", tmp_path / "label"
+    src.mkdir(), label.mkdir()
+    for name in ("a", "c"):
+        (src / f"{name}.tif").write_bytes((scenes / f"{name}.tif").read_bytes())
+    import rasterio
+
+    with rasterio.open(scenes / "a.tif") as source:  # a's roofs as its label; c has none
+        profile, roofs = {**source.profile, "count": 1}, (source.read(1) > 100).astype(np.uint8) * 255
+    with rasterio.open(label / "a.tif", "w", **profile) as target:
+        target.write(roofs, 1)
+    results = {}
+    for runner in ([], ["--runner", "DirectRunner"]):
+        out = tmp_path / ("beam" if runner else "plain")
+        done = _predict("--model", model, src, "--labels", label, "--out", out, "--precision", "float32", *runner,
+                        check=False)  # fmt: skip
+        report = json.loads((out / "metrics.json").read_text())
+        results[bool(runner)] = (done.returncode, done.stderr, report)
+    for returncode, stderr, report in results.values():
+        assert returncode == 1 and f"not scored {src / 'c.tif'}" in stderr
+        assert "1 of 2 input(s) could not be read or scored" in stderr
+        assert [row["scene"] for row in report["scenes"]] == ["a"]
+    assert results[True][2]["overall"] == results[False][2]["overall"]
+    assert not list((tmp_path / "beam").glob(".*"))

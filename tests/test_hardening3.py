@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+import train
 from models import create_model
 from models.encoders import create_encoder
-import train
 from tests.tiny import TINY_TRAIN
 
 
@@ -79,3 +79,18 @@ def test_validation_batches_are_counted_when_tf_data_cannot_tell():
     filtered = tf.data.Dataset.range(23).filter(lambda x: x % 2 == 0).batch(4)  # 12 items: 3 batches
     assert int(filtered.cardinality()) < 0 and validation_batches(filtered) == 3
     assert validation_batches(tf.data.Dataset.range(10).batch(4)) == 3 and validation_batches(None) == 0
+
+
+def test_an_existing_literal_path_wins_over_a_glob(tmp_path):
+    from inference.scenes import expand_inputs
+
+    for name in ("a[1].tif", "b?.tif", "c*.tif"):  # names that are also patterns
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "a1.tif").write_bytes(b"")  # what "a[1].tif" matches as a pattern
+    assert expand_inputs([str(tmp_path / "a[1].tif")]) == [str(tmp_path / "a[1].tif")]
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"{tmp_path / 'b?.tif'}\n{tmp_path / 'c*.tif'}\n")
+    assert expand_inputs([], listing) == [str(tmp_path / "b?.tif"), str(tmp_path / "c*.tif")]
+    assert expand_inputs([str(tmp_path / "a[0-9].tif")]) == [str(tmp_path / "a1.tif")]  # no such file: a pattern
+    with pytest.raises(ValueError, match="matches no file, and no file has that name"):
+        expand_inputs([str(tmp_path / "z[1].tif")])

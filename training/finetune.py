@@ -81,9 +81,7 @@ def check_init_fits(config):
     if not differs and list(theirs) != list(parse_targets(config.targets)):
         differs.append(f"--targets {','.join(theirs)!r} (this run: {config.targets!r})")
     if differs:
-        raise ValueError(
-            f"--init {config.init} was trained with {'; '.join(differs)}. Pass the same to fine-tune it."
-        )
+        raise ValueError(f"--init {config.init} was trained with {'; '.join(differs)}. Pass the same to fine-tune it.")
     model = create_model(
         config.arch,
         config.encoder,
