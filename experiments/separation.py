@@ -11,7 +11,6 @@ threshold was chosen cut at 0.5). Nothing is written.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -21,6 +20,7 @@ def main(argv=None):
     from inference.heldout import choose_separation, score_model
     from inference.loading import load_segmenter
     from models.segmenter import set_logit_offset
+    from training.results import finished_results
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
@@ -31,7 +31,7 @@ def main(argv=None):
     )
     print("|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
-        results = json.loads((run_dir / "results.json").read_text())
+        results = finished_results(run_dir, "experiments.separation")
         _, train_examples, heldout_examples = run_examples(run_dir)
         model, fixed = load_segmenter(run_dir)
         building_offset = -float(model.get_layer("logits").offset[0])

@@ -130,7 +130,6 @@ def run_counts(run_dir, threshold=None):
     ``threshold``: None scores the mask as train.py did (its calibrated threshold); a probability
     removes the calibration and cuts the model's own probabilities there instead.
     """
-    import json
 
     from data.groups import DEFAULT_GROUP_PATTERN, group_of
     from data.splits import run_examples
@@ -138,9 +137,10 @@ def run_counts(run_dir, threshold=None):
     from inference.heldout import THRESHOLD, decoded_scenes, tiling
     from inference.loading import load_segmenter
     from inference.tiling import make_logit_fn, predict_probabilities
+    from training.results import finished_results
 
     config, _, heldout = run_examples(run_dir)
-    results = json.loads((Path(run_dir) / "results.json").read_text())
+    results = finished_results(run_dir, "experiments.separation_bound")
     if results.get("separated"):
         raise SystemExit(f"experiments.separation_bound: {run_dir} separates its buildings already; pass runs without")
     model, fixed = load_segmenter(run_dir)

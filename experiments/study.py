@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from inference.evaluation import COUNTS
 
 SCORES = (("heldout_iou", "pixel IoU"), ("heldout_building_f1", "building F1"))
 RUN_NAME = re.compile(r"^(?P<recipe>.+)_s(?P<seed>\d+)$")
+TOOL = "experiments.study"
 FOLD_RUN_NAME = re.compile(r"^(?:grid_)?(?P<recipe>.+)_f(?P<fold>\d+)_s(?P<seed>\d+)$")
 
 
@@ -42,32 +44,43 @@ def load_study(*folders, by_place=False, recipes=None):
     whose overall scores count as the held-out ones), in ``<place>/<recipe>_s<seed>/`` or
     ``<recipe>_f<fold>_s<seed>/`` (place: the groups the fold held out). ``by_place``: each
     train.py run counts once per place it was scored on (``place_scores``). ``recipes``: keep
-    only these.
+    only these. A damaged or partial run is read through ``training.results``: named, skipped and
+    counted in a closing note, as compare.py does.
     """
-    runs = {}
+    from training.results import skipped_note
+
+    runs, skipped = {}, 0
     for folder in folders:
         for place, recipe, seed, path, data in _run_files(Path(folder)):
             if recipes is not None and recipe not in recipes:
                 continue
-            if path.name == "metrics.json":
-                data = {f"heldout_{key}": value for key, value in data["overall"].items()}
+            if data is None:
+                skipped += 1
+                continue
             per_place = place_scores(path.parent) if by_place and path.name == "results.json" else {place: data}
+            if per_place is None:
+                skipped += 1
+                continue
             for name, scores in per_place.items():
                 runs.setdefault((name, recipe), {})[seed] = scores
+    if skipped:
+        print(skipped_note("experiments.study", skipped), file=sys.stderr)
     return runs
 
 
 def _run_files(folder):
-    """(place, recipe, seed, score file, its contents) of each finished run in either layout."""
+    """(place, recipe, seed, score file, its scores or None when damaged) of each run in either layout."""
+    from training.results import read_run
+
     for path in sorted([*folder.glob("*/*/results.json"), *folder.glob("*/*/metrics.json")]):
         match = RUN_NAME.match(path.parent.name)
         if match and not FOLD_RUN_NAME.match(path.parent.parent.name):
-            yield path.parent.parent.name, match["recipe"], int(match["seed"]), path, json.loads(path.read_text())
+            yield path.parent.parent.name, match["recipe"], int(match["seed"]), path, read_run(path, tool=TOOL)
     for path in sorted(folder.glob("*/results.json")):
         match = FOLD_RUN_NAME.match(path.parent.name)
         if match:
-            data = json.loads(path.read_text())
-            groups = data.get("heldout_groups") or [f"fold {match['fold']}"]
+            data = read_run(path, tool=TOOL)
+            groups = (data or {}).get("heldout_groups") or [f"fold {match['fold']}"]
             yield "+".join(groups), match["recipe"], int(match["seed"]), path, data
 
 
@@ -81,13 +94,18 @@ def place_scores(run):
     if not metrics_file.exists():
         raise SystemExit(f"experiments.study: {metrics_file} is missing, so {run} cannot be split by place")
     config_file = Path(run) / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
-    pattern = config.get("group_pattern") or DEFAULT_GROUP_PATTERN
-    counts = {}
-    for scene in json.loads(metrics_file.read_text())["scenes"]:
-        total = counts.setdefault(group_of(scene["scene"], pattern), dict.fromkeys(COUNTS, 0.0))
-        for key in COUNTS:
-            total[key] += scene[key]
+    try:
+        config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        pattern = config.get("group_pattern") or DEFAULT_GROUP_PATTERN
+        counts = {}
+        for scene in json.loads(metrics_file.read_text())["scenes"]:
+            total = counts.setdefault(group_of(scene["scene"], pattern), dict.fromkeys(COUNTS, 0.0))
+            for key in COUNTS:
+                total[key] += float(scene[key])
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        print(f"{TOOL}: skipped {run}: its heldout_metrics.json or config.json is damaged ({type(error).__name__})",
+              file=sys.stderr)  # fmt: skip
+        return None
     return {place: _scores_from_counts(c) for place, c in counts.items()}
 
 

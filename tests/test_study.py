@@ -8,6 +8,10 @@ import pytest
 from experiments.aggregate import difference_interval, paired_interval
 from experiments.study import comparison_lines, load_study, summary_table
 
+# what every results.json holds besides its scores (training.results.REQUIRED)
+RUN = {"arch": "unet", "encoder": "effnet-lite0", "params": 1, "gmacs": 1.0, "epochs": 1, "wall_seconds": 1.0,
+       "dataset": "buildings/kaggle"}  # fmt: skip
+
 
 def test_paired_interval_equals_a_hand_computation():
     a = {0: 0.50, 1: 0.60, 2: 0.70}
@@ -36,7 +40,7 @@ def test_study_report_pairs_runs_by_place_and_seed(tmp_path):
         for seed, value in enumerate(values):
             run = tmp_path / place / f"{recipe}_s{seed}"
             run.mkdir(parents=True)
-            (run / "results.json").write_text(json.dumps({"heldout_iou": value, "heldout_building_f1": value / 4}))
+            (run / "results.json").write_text(json.dumps({**RUN, "heldout_iou": value, "heldout_building_f1": value / 4}))
     runs = load_study(tmp_path)
     assert sorted(runs) == [("rio", "base"), ("t8", "base"), ("t8", "new")]
     table = summary_table(runs)
@@ -69,7 +73,7 @@ def _fold_run(folder, name, groups, scenes):
     rows = [
         dict(zip(("scene", "tp", "fp", "fn", "building_tp", "building_fp", "building_fn"), scene)) for scene in scenes
     ]
-    (run / "results.json").write_text(json.dumps({"heldout_groups": groups, "heldout_iou": 0.5}))
+    (run / "results.json").write_text(json.dumps({**RUN, "heldout_groups": groups, "heldout_iou": 0.5}))
     (run / "heldout_metrics.json").write_text(json.dumps({"scenes": rows}))
 
 
@@ -111,6 +115,23 @@ def test_study_splits_fold_runs_into_places(tmp_path):
 def test_study_by_place_names_a_run_without_per_scene_scores(tmp_path):
     run = tmp_path / "b0rand_f1_s0"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps({"heldout_groups": ["dubai_t1"], "heldout_iou": 0.3}))
+    (run / "results.json").write_text(json.dumps({**RUN, "heldout_groups": ["dubai_t1"], "heldout_iou": 0.3}))
     with pytest.raises(SystemExit, match="heldout_metrics.json is missing"):
         load_study(tmp_path, by_place=True)
+
+
+def test_a_damaged_run_is_named_skipped_and_counted_like_compare_py_does(tmp_path, capsys):
+    for seed, text in enumerate([
+        json.dumps({**RUN, "heldout_iou": 0.5, "heldout_building_f1": 0.2}),
+        '{"heldout_iou": 0.5,',  # cut short
+        json.dumps({**RUN, "heldout_iou": 1.7, "heldout_building_f1": 0.2}),  # a score outside [0, 1]
+    ]):  # fmt: skip
+        run = tmp_path / "t8" / f"base_s{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(text)
+    runs = load_study(tmp_path)
+    assert list(runs[("t8", "base")]) == [0]
+    said = capsys.readouterr().err
+    assert f"skipped {tmp_path / 't8' / 'base_s1'}: results.json is not valid JSON" in said
+    assert f"skipped {tmp_path / 't8' / 'base_s2'}: results.json has heldout_iou=1.7 outside [0, 1]" in said
+    assert "2 damaged or partial run(s) skipped" in said

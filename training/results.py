@@ -91,6 +91,13 @@ def read_results(path):
     not_numbers = [f"{key}={results[key]!r}" for key in NUMBERS if not is_number(results.get(key))]
     if not_numbers:
         return None, f"results.json has {', '.join(not_numbers)} where numbers belong (edited or damaged)"
+    outside = [
+        f"{key}={results[key]!r}"
+        for key in OPTIONAL_NUMBERS
+        if key.startswith("heldout_") and is_number(results.get(key)) and not 0 <= results[key] <= 1
+    ]
+    if outside:
+        return None, f"results.json has {', '.join(outside)} outside [0, 1] where scores belong (edited or damaged)"
     results["format"] = format_of(results)
     notes = []
     for key in OPTIONAL_NUMBERS:
@@ -100,3 +107,50 @@ def read_results(path):
             results[key] = math.nan
     results["notes"] = notes
     return results, None
+
+
+def read_evaluation(path):
+    """(scores, problem) of a predict.py evaluation's metrics.json: its overall scores as held-out ones
+    (``heldout_iou`` ...), checked as read_results checks a run's, or (None, why it cannot be used)."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, f"metrics.json is not valid JSON ({getattr(error, 'msg', error)})"
+    except OSError as error:
+        return None, f"metrics.json cannot be read ({error.strerror})"
+    overall = report.get("overall") if isinstance(report, dict) else None
+    if not isinstance(overall, dict):
+        return None, "metrics.json has no overall scores (partial, or not written by predict.py)"
+    scores = {f"heldout_{key}": value for key, value in overall.items()}
+    bad = [f"{key}={value!r}" for key, value in scores.items() if key in OPTIONAL_NUMBERS
+           and not (is_number(value) and 0 <= value <= 1)]  # fmt: skip
+    if bad:
+        return None, f"metrics.json has {', '.join(bad)} where scores in [0, 1] belong (edited or damaged)"
+    return scores, None
+
+
+def read_run(path, *, tool):
+    """A run's results.json (or an evaluation's metrics.json) for a tool reading run folders: the scores, or None
+    after saying on stderr which file was skipped and why (every tool reports a damaged run the same way)."""
+    import sys
+
+    path = Path(path)
+    data, problem = (read_evaluation if path.name == "metrics.json" else read_results)(path)
+    if problem:
+        print(f"{tool}: skipped {path.parent}: {problem}", file=sys.stderr)
+        return None
+    return data
+
+
+def skipped_note(tool, skipped):
+    """The closing note of a tool that skipped damaged or partial runs ('' when it skipped none)."""
+    return f"{tool}: note: {skipped} damaged or partial run(s) skipped (named above)" if skipped else ""
+
+
+def finished_results(run_dir, tool):
+    """The results of a run a study cannot do without: read through ``read_results``; a damaged or missing
+    results.json stops the tool with a message naming it."""
+    results, problem = read_results(Path(run_dir) / "results.json")
+    if problem:
+        raise SystemExit(f"{tool}: {Path(run_dir) / 'results.json'}: {problem}")
+    return results
