@@ -54,3 +54,23 @@ def remove_stale_staging(folder):
         path.unlink()
         removed.append(path.name)
     return removed
+
+
+# what libraries say when the disk is full, errno or not (GDAL's write errors carry none; SQLite under GeoPackage
+# says it its own way)
+DISK_FULL_WORDS = ("no space left on device", "database or disk is full", "disk quota exceeded", "disk full")
+
+
+def is_disk_full(error):
+    """Whether ``error`` (or an error it was raised from) means the disk is full, however the library reports it."""
+    import errno
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(error).lower() for words in DISK_FULL_WORDS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -258,14 +258,15 @@ class ProgressLines:
 
 
 def stop_run(error, path, done, out):
-    """End the run on an interruption or a full disk (any other error propagates), naming the scene whose
-    unfinished files were removed and what is complete."""
-    import errno
+    """End the run on an interruption or a full disk, however the library reports it (``is_disk_full``; any
+    other error propagates), naming the scene whose unfinished files were removed and what is complete."""
     import shutil
 
-    if isinstance(error, OSError) and error.errno != errno.ENOSPC:
-        raise error
+    from common.files import is_disk_full
+
     interrupted = isinstance(error, KeyboardInterrupt)
+    if not interrupted and not is_disk_full(error):
+        raise error
     why = (
         "interrupted" if interrupted else f"the disk is full ({shutil.disk_usage(out).free / 1e6:.0f} MB free in {out})"
     )
@@ -301,7 +302,7 @@ def predict_scenes(files, logit_fn, job):
                     print(f"skipped {path}: {error}", file=sys.stderr)
                     failed.append(str(path))
                     continue
-                except (KeyboardInterrupt, OSError) as error:
+                except (KeyboardInterrupt, Exception) as error:  # a full disk, however reported, or Ctrl-C
                     stop_run(error, path, done, job.out)
                 megapixels, seconds = megapixels + manifest["megapixels"], seconds + manifest["seconds"]
                 print(line)

@@ -293,9 +293,22 @@ def _two_geotiff_scenes(folder, shape=(64, 96, 3)):
     return folder
 
 
-def test_a_full_disk_names_the_scene_removes_its_files_and_keeps_the_ones_before(tmp_path, monkeypatch, capsys):
+def _disk_full_errors():
+    """A full disk as the libraries report it: an errno, GDAL's write error without one, SQLite's words."""
     import errno
 
+    from pyogrio.errors import DataSourceError
+    from rasterio.errors import RasterioIOError
+
+    return [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RasterioIOError("Write failed: b_prob.tif: No space left on device"),  # errno None
+        DataSourceError("sqlite3_exec() failed: database or disk is full"),  # a GeoPackage; not an OSError
+    ]
+
+
+@pytest.mark.parametrize("error", _disk_full_errors(), ids=["errno", "gdal", "sqlite"])
+def test_a_full_disk_names_the_scene_removes_its_files_and_keeps_the_ones_before(tmp_path, monkeypatch, capsys, error):
     import inference.outputs
     import predict
 
@@ -305,7 +318,7 @@ def test_a_full_disk_names_the_scene_removes_its_files_and_keeps_the_ones_before
 
     def full_on_b(self, rows, valid=None):
         if "b_" in str(self.path):
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise error
         return write(self, rows, valid)
 
     monkeypatch.setattr(inference.outputs.GeoTiffRows, "write", full_on_b)

@@ -94,3 +94,19 @@ def test_an_existing_literal_path_wins_over_a_glob(tmp_path):
     assert expand_inputs([str(tmp_path / "a[0-9].tif")]) == [str(tmp_path / "a1.tif")]  # no such file: a pattern
     with pytest.raises(ValueError, match="matches no file, and no file has that name"):
         expand_inputs([str(tmp_path / "z[1].tif")])
+
+
+def test_a_full_disk_is_recognised_through_the_chain_and_nothing_else_is():
+    import errno
+
+    from common.files import is_disk_full
+
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as quota:
+            raise RuntimeError("could not write the GeoPackage") from quota
+    except RuntimeError as chained:
+        assert is_disk_full(chained)
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(ValueError("the scene has 4 bands"))

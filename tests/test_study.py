@@ -40,7 +40,9 @@ def test_study_report_pairs_runs_by_place_and_seed(tmp_path):
         for seed, value in enumerate(values):
             run = tmp_path / place / f"{recipe}_s{seed}"
             run.mkdir(parents=True)
-            (run / "results.json").write_text(json.dumps({**RUN, "heldout_iou": value, "heldout_building_f1": value / 4}))
+            (run / "results.json").write_text(
+                json.dumps({**RUN, "heldout_iou": value, "heldout_building_f1": value / 4})
+            )
     runs = load_study(tmp_path)
     assert sorted(runs) == [("rio", "base"), ("t8", "base"), ("t8", "new")]
     table = summary_table(runs)
