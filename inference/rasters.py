@@ -13,9 +13,11 @@ The band rule for GDAL rasters:
   them), with no-data excluded. The same scale applies to every window, so no seams.
 """
 
+import contextlib
 import dataclasses
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -74,6 +76,7 @@ class RasterSource:
 
         self.path, self.hint = Path(path), hint
         self._lock = threading.Lock()
+        self._stall = StallBudget()
         try:
             self.dataset = _open(self.path)
         except RasterioIOError as error:
@@ -160,11 +163,17 @@ class RasterSource:
     def _guarded(self, read, where):
         from rasterio.errors import RasterioError
 
+        remote = [f for f in self.dataset.files if is_remote(f)]
         try:
             with self._lock:  # one GDAL dataset is never read by two threads at once (the writer reads masks)
-                return read()
+                if not remote:
+                    return read()
+                with self._stall.env(self.path, where):  # a stalled server costs GDAL_HTTP_TIMEOUT per scene
+                    return read()
         except RasterioError as error:
             detail = f"{error}".rstrip(".") + (f" ({error.__cause__})" if error.__cause__ else "")
+            if remote and self._stall.spent():
+                raise SceneReadError(self._stall.message(self.path, where, remote, self.hint)) from error
             raise SceneReadError(
                 f"Cannot read {where} of {self.path}: {detail}. The file is truncated or damaged, or (a VRT) one of "
                 f"its sources is missing or damaged. {self.hint}"
@@ -233,6 +242,44 @@ GDAL_CACHE_MB = 32  # GDAL's block cache (its default is 5% of the RAM); whole b
 # unreadable scene); the same GDAL options set in the environment take precedence
 HTTP_OPTIONS = {"GDAL_HTTP_CONNECTTIMEOUT": "15", "GDAL_HTTP_TIMEOUT": "60", "GDAL_HTTP_MAX_RETRY": "2",
                 "GDAL_HTTP_RETRY_DELAY": "1"}  # fmt: skip
+
+
+class StallBudget:
+    """GDAL_HTTP_TIMEOUT seconds without progress, for a whole scene: each network read is given what is left of
+    it since the last read that succeeded (split between GDAL's retries), so a server that stops answering costs
+    the scene about that long, not that long per request and retry."""
+
+    def __init__(self):
+        options = gdal_options()
+        self.seconds = max(1.0, float(options["GDAL_HTTP_TIMEOUT"]))
+        self.attempts = 1 + max(0, int(options["GDAL_HTTP_MAX_RETRY"]))
+        self.progress = time.monotonic()
+
+    def left(self):
+        return self.seconds - (time.monotonic() - self.progress)
+
+    def spent(self):
+        return self.left() <= 1.0
+
+    @contextlib.contextmanager
+    def env(self, path, where):
+        import rasterio
+
+        left = self.left()
+        if left <= 1.0:
+            raise SceneReadError(self.message(path, where, [], ""))
+        each = max(1, int(left / self.attempts))
+        with rasterio.Env(GDAL_HTTP_TIMEOUT=str(each), GDAL_HTTP_CONNECTTIMEOUT=str(min(each, 15))):
+            yield
+        self.progress = time.monotonic()  # an answer: the budget starts again
+
+    def message(self, path, where, remote, hint):
+        sources = f" ({', '.join(remote)})" if remote else ""
+        return (
+            f"Cannot read {where} of {path}: the server{sources} did not answer within {self.seconds:g} s "
+            f"(GDAL_HTTP_TIMEOUT, for the whole scene). The file itself may be fine: try again later, raise "
+            f"GDAL_HTTP_TIMEOUT, or copy the source(s) to local files. {hint}"
+        ).rstrip()
 
 
 def is_remote(name):

@@ -268,12 +268,13 @@ def test_a_stalled_network_source_is_given_up_named_and_the_next_scene_mapped(tm
     _remote_vrt(scenes / "a_remote.vrt", f"/vsicurl/http://127.0.0.1:{port}/scene.tif")
     _geotiff(scenes / "b_local.tif", np.zeros((32, 48, 3), np.uint8))
     model = _tiny_model(tmp_path / "model.keras")
-    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "2", "GDAL_HTTP_MAX_RETRY": "0"}  # GDAL's options: the user's win
+    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "4", "GDAL_HTTP_MAX_RETRY": "2"}  # GDAL's options: the user's win
     command = [sys.executable, "predict.py", "--model", str(model), str(scenes), "--out", str(tmp_path / "o")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
     server.close()
     assert done.returncode == 1 and "1 of 2 input(s) could not be read" in done.stderr, done.stderr[-2000:]
     assert "skipped" in done.stderr and "a_remote.vrt" in done.stderr
+    assert "did not answer within 4 s (GDAL_HTTP_TIMEOUT, for the whole scene)" in done.stderr  # not "damaged"
     assert (tmp_path / "o" / "b_local_mask.tif").exists()  # the scene after it was mapped
     # --local-only refuses it before any request, naming the source
     refused = _cli("predict.py", "--model", model, scenes / "a_remote.vrt", "--out", tmp_path / "p", "--local-only")
