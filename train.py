@@ -193,13 +193,21 @@ def check_config(config):
     for name in ("batch_size", "epochs", "steps_per_epoch"):
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
-    if config.lr <= 0:
-        problems.append(f"--lr {config.lr}: must be positive")
+    for option, value, low, high, rule in (  # numbers checked for meaning, not just form (nan and inf too)
+        ("--lr", config.lr, 0.0, math.inf, "a finite number above 0"),
+        ("--weight-decay", config.weight_decay, 0.0, math.inf, "a finite number of at least 0"),
+        ("--bn-momentum", config.bn_momentum, 0.0, 1.0, "a number in [0, 1)"),
+    ):
+        if not (math.isfinite(value) and low <= value < high) or (option == "--lr" and value == 0):
+            problems.append(f"{option} {value}: must be {rule}")
+    for option, value in (("--warmup-steps", config.warmup_steps), ("--crops-per-image", config.crops_per_image)):
+        if value < (0 if option == "--warmup-steps" else 1):
+            problems.append(f"{option} {value}: must be at least {0 if option == '--warmup-steps' else 1}")
     if config.fine_skip and not takes_fine_skip(config.arch):
         problems.append(f"--fine-skip: the {config.arch} decoder has no full-resolution stage; use --arch unet")
     if config.zoom < 1 or config.zoom > 4:
         problems.append(f"--zoom {config.zoom}: use 1 (the image as it is) to 4; each step costs zoom**2 times as much")
-    if not config.gap_weight >= 0:
+    if not (math.isfinite(config.gap_weight) and config.gap_weight >= 0):
         problems.append(f"--gap-weight {config.gap_weight}: must be at least 0 (0: every pixel counts once)")
     if config.encoder_weights not in ("none", "imagenet", "auto") and not config.encoder_weights.endswith(
         ".weights.h5"

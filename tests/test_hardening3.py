@@ -110,3 +110,17 @@ def test_a_full_disk_is_recognised_through_the_chain_and_nothing_else_is():
         assert is_disk_full(chained)
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full(ValueError("the scene has 4 bands"))
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--lr", "nan", "--lr nan: must be a finite number above 0"),
+     ("--lr", "0", "--lr 0.0: must be a finite number above 0"),
+     ("--weight-decay=-1e-4", None, "--weight-decay -0.0001: must be a finite number of at least 0"),
+     ("--bn-momentum", "1.5", "--bn-momentum 1.5: must be a number in [0, 1)"),
+     ("--gap-weight", "inf", "--gap-weight inf: must be at least 0"),
+     ("--crops-per-image", "0", "--crops-per-image 0: must be at least 1")],
+)  # fmt: skip
+def test_numbers_are_checked_for_meaning(synthetic_dir, tmp_path, option, value, message):
+    given = [option] if value is None else [option, value]  # "--weight-decay=-1e-4": argparse reads -1e-4 as a flag
+    assert_train_refuses(tmp_path / "run", [*_synthetic(synthetic_dir), *given], message)
