@@ -57,7 +57,12 @@ def load_study(*folders, by_place=False, recipes=None):
             if data is None:
                 skipped += 1
                 continue
-            per_place = place_scores(path.parent) if by_place and path.name == "results.json" else {place: data}
+            if path.name not in ("results.json", "metrics.json"):  # a yardstick: its own scores per place
+                per_place = {p: v for p, v in data.items() if p != "all"} if by_place else {place: data["all"]}
+            elif by_place and path.name == "results.json":
+                per_place = place_scores(path.parent)
+            else:
+                per_place = {place: data}
             if per_place is None:
                 skipped += 1
                 continue
@@ -70,12 +75,20 @@ def load_study(*folders, by_place=False, recipes=None):
 
 def _run_files(folder):
     """(place, recipe, seed, score file, its scores or None when damaged) of each run in either layout."""
-    from training.results import read_run
+    from training.results import read_run, read_yardstick
 
     for path in sorted([*folder.glob("*/*/results.json"), *folder.glob("*/*/metrics.json")]):
         match = RUN_NAME.match(path.parent.name)
         if match and not FOLD_RUN_NAME.match(path.parent.parent.name):
             yield path.parent.parent.name, match["recipe"], int(match["seed"]), path, read_run(path, tool=TOOL)
+    for path in sorted(folder.glob("*.json")):  # a yardstick's runs (../shared/baselines): <recipe>_f<F>_s<S>.json
+        match = FOLD_RUN_NAME.match(path.stem)
+        if match:
+            scores, problem = read_yardstick(path)
+            if problem:
+                print(f"{TOOL}: skipped {path}: {problem}", file=sys.stderr)
+            places = sorted(p for p in scores or {} if p != "all")
+            yield "+".join(places), match["recipe"], int(match["seed"]), path, scores
     for path in sorted(folder.glob("*/results.json")):
         match = FOLD_RUN_NAME.match(path.parent.name)
         if match:
@@ -158,6 +171,33 @@ def comparison_lines(runs, baseline):
     return lines
 
 
+def overall_lines(runs, baseline):
+    """Every recipe against ``baseline`` over all the places both were scored on: per seed, the mean over the
+    places of each score, paired by seed; and the place where the recipe falls furthest below."""
+    lines = []
+    for recipe in sorted({r for _, r in runs} - {baseline}):
+        places = sorted(p for p, r in runs if r == recipe and (p, baseline) in runs)
+        if not places:
+            continue
+        for key, label in SCORES:
+            seeds = set.intersection(*(set(runs[(p, recipe)]) & set(runs[(p, baseline)]) for p in places))
+            a = {s: float(np.mean([runs[(p, recipe)][s][key] for p in places])) for s in sorted(seeds)}
+            b = {s: float(np.mean([runs[(p, baseline)][s][key] for p in places])) for s in sorted(seeds)}
+            if not a:
+                continue
+            diff, low, high, method = paired_interval(a, b)
+            span = "" if math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
+            worst = min(places, key=lambda p: np.mean([runs[(p, recipe)][s][key] - runs[(p, baseline)][s][key]
+                                                       for s in seeds]))  # fmt: skip
+            gap = np.mean([runs[(worst, recipe)][s][key] - runs[(worst, baseline)][s][key] for s in seeds])
+            lines.append(
+                f"all {len(places)} places: {recipe} - {baseline}, {label}: {diff:+.3f}{span} "
+                f"({np.mean(list(a.values())):.3f} vs {np.mean(list(b.values())):.3f}; {method}); "
+                f"worst place {worst} {gap:+.3f}"
+            )
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", type=Path, nargs="+", metavar="folder")
@@ -177,6 +217,9 @@ def main(argv=None):
     if args.baseline:
         print()
         print("\n".join(comparison_lines(runs, args.baseline)))
+        if args.by_place:
+            print()
+            print("\n".join(overall_lines(runs, args.baseline)))
 
 
 if __name__ == "__main__":

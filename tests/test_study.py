@@ -137,3 +137,25 @@ def test_a_damaged_run_is_named_skipped_and_counted_like_compare_py_does(tmp_pat
     assert f"skipped {tmp_path / 't8' / 'base_s1'}: results.json is not valid JSON" in said
     assert f"skipped {tmp_path / 't8' / 'base_s2'}: results.json has heldout_iou=1.7 outside [0, 1]" in said
     assert "2 damaged or partial run(s) skipped" in said
+
+
+def test_a_yardsticks_runs_pair_with_ours_by_place_and_seed_and_the_overall_line_averages_places(tmp_path):
+    from experiments.study import overall_lines
+
+    def place(iou, f1):
+        return {"pixel_iou": iou, "building_f1": f1, "buildings": 1, "found": 1, "matched": 1}
+
+    for seed, (a, b) in enumerate([(0.4, 0.2), (0.5, 0.3)]):
+        report = {"places": {"dubai_t8": place(a, 0.1), "rio": place(b, 0.0)}, "all": place(0.45, 0.05)}
+        (tmp_path / f"plain_f0_s{seed}.json").write_text(json.dumps(report))
+        ours = {"dubai_t8": place(a + 0.1, 0.2), "rio": place(b - 0.02, 0.02)}
+        (tmp_path / f"ours_f0_s{seed}.json").write_text(json.dumps({"places": ours, "all": place(0.5, 0.1)}))
+    (tmp_path / "plain_f0_s2.json").write_text(json.dumps({"places": {"rio": place(1.5, 0)}, "all": place(1, 0)}))
+    runs = load_study(tmp_path, by_place=True)
+    assert sorted(runs) == [("dubai_t8", "ours"), ("dubai_t8", "plain"), ("rio", "ours"), ("rio", "plain")]
+    assert runs[("rio", "plain")][1]["heldout_iou"] == 0.3 and 2 not in runs[("rio", "plain")]  # s2 is damaged
+    assert load_study(tmp_path)[("dubai_t8+rio", "plain")][0]["heldout_iou"] == 0.45  # the pooled "all"
+    iou, f1 = overall_lines(runs, "plain")
+    # per seed: mean over the two places of ours - plain = (0.1 - 0.02) / 2 = 0.04, the same for both seeds
+    assert iou.startswith("all 2 places: ours - plain, pixel IoU: +0.040") and "worst place rio -0.020" in iou
+    assert f1.startswith("all 2 places: ours - plain, building F1: +0.060") and "worst place rio +0.020" in f1

@@ -154,3 +154,24 @@ def finished_results(run_dir, tool):
     if problem:
         raise SystemExit(f"{tool}: {Path(run_dir) / 'results.json'}: {problem}")
     return results
+
+
+def read_yardstick(path):
+    """(scores per place, problem) of a yardstick's JSON (``../shared/baselines/plain_unet.py --json``):
+    {place: {"heldout_iou", "heldout_building_f1"}} plus "all" (its places pooled), checked like a run's."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, f"{Path(path).name} is not valid JSON ({getattr(error, 'msg', error)})"
+    except OSError as error:
+        return None, f"{Path(path).name} cannot be read ({error.strerror})"
+    places = report.get("places") if isinstance(report, dict) else None
+    if not isinstance(places, dict) or not isinstance(report.get("all"), dict):
+        return None, f"{Path(path).name} has no per-place scores (not a yardstick's --json output)"
+    scores = {}
+    for place, row in [*places.items(), ("all", report["all"])]:
+        pair = {"heldout_iou": row.get("pixel_iou"), "heldout_building_f1": row.get("building_f1")}
+        if not all(is_number(v) and 0 <= v <= 1 for v in pair.values()):
+            return None, f"{Path(path).name} has scores outside [0, 1] or missing for {place} (edited or damaged)"
+        scores[place] = pair
+    return scores, None
