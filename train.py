@@ -32,10 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from data.groups import DEFAULT_GROUP_PATTERN
 from data.pipeline import AUGMENTATIONS
-from models import list_archs
+from models import list_archs, list_encoders
 from models.segmenter import DEFAULT_BN_MOMENTUM
 from training.checkpoints import MONITOR
 from training.finish import SELECTIONS
+from training.recipes import recipe_line
 from training.rundir import make_run_dir
 from training.setup import target_weights
 from training.trackers import create_trackers, parse_trackers
@@ -61,7 +62,8 @@ class Config:
     batch_size: int = 8
     epochs: int = 6
     steps_per_epoch: int = 35
-    lr: float = 1e-3  # peak of the cosine schedule; 2e-3 was tuned for random init, 1e-3 suits ImageNet starts
+    start_recipe: str = "auto"  # auto: pretrained or random by the encoder's weights (training/recipes.py)
+    lr: float = 1e-3  # peak of the cosine schedule (the start recipe's: 1e-3 pretrained, 2e-3 random init)
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     schedule: str = "cosine"
@@ -75,7 +77,8 @@ class Config:
     resume: bool = False
     seed: int = 0
     crops_per_image: int = 8
-    standardize: str = "image"  # each input's colours standardised by its own mean and spread (none: raw colours)
+    standardize: str = "image"  # image: each input's colours standardised by its own mean and spread; none: raw
+    # (lr and standardize follow --start-recipe unless given: raw colours for a random-init encoder)
     augment: str = "basic"  # a preset of data.pipeline.AUGMENTATIONS; "aerial" scored lower on an unseen tile (README)
     select: str = "ema"  # ema: moving average of the weights; last: last step; best: best epoch on validation
     ema_fraction: float = 0.1  # the weight average spans about this fraction of the run's steps
@@ -111,6 +114,7 @@ def parse_args(argv=None):
         "standardize": ("none", "image"),
         "calibrate": CALIBRATIONS,
         "train_on": ("train", "all"),
+        "start_recipe": ("auto", "pretrained", "random"),
     }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
@@ -118,7 +122,17 @@ def parse_args(argv=None):
             parser.add_argument(flag, action="store_true")
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default, choices=choices.get(field.name))
-    return Config(**vars(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    # the options given on the command line: a second pass whose defaults are suppressed sees only them
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    given = set(vars(parser.parse_known_args(argv)[0]))
+    config = Config(**vars(args))
+    if config.encoder not in list_encoders():  # check_config names it; no recipe to choose
+        return config
+    from training.recipes import resolve_start_recipe
+
+    return resolve_start_recipe(config, given)
 
 
 def group_pattern_problems(pattern):
@@ -181,7 +195,6 @@ def weight_problems(config):
 
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
-    from models import list_encoders
     from models.decoders import takes_fine_skip
     from models.registry import OUTPUT_STRIDE
 
@@ -260,6 +273,7 @@ def main(argv=None):
     check_config(config)
     dataset = resolve_dataset(config)
     print(f"dataset: {dataset}" + (SYNTHETIC_NOTE if dataset.endswith("synthetic") else ""))
+    print(recipe_line(config))
     run_dir, finished = make_run_dir(config)  # refuses a folder it must not write into
     if finished:
         return run_dir

@@ -124,3 +124,22 @@ def test_a_full_disk_is_recognised_through_the_chain_and_nothing_else_is():
 def test_numbers_are_checked_for_meaning(synthetic_dir, tmp_path, option, value, message):
     given = [option] if value is None else [option, value]  # "--weight-decay=-1e-4": argparse reads -1e-4 as a flag
     assert_train_refuses(tmp_path / "run", [*_synthetic(synthetic_dir), *given], message)
+
+
+@pytest.mark.parametrize(
+    "argv, start, lr, standardize",
+    [([], "pretrained", 1e-3, "image"),  # Lite0: ImageNet weights ship offline
+     (["--encoder", "effnet-b0"], "random", 2e-3, "none"),  # B0: no offline weights
+     (["--encoder-weights", "none"], "random", 2e-3, "none"),
+     (["--encoder", "effnet-b0", "--lr", "0.003"], "random", 3e-3, "none"),  # an explicit flag wins
+     (["--encoder", "effnet-b0", "--standardize", "image"], "random", 2e-3, "image"),
+     (["--encoder", "effnet-b0", "--start-recipe", "pretrained"], "pretrained", 1e-3, "image")],
+)  # fmt: skip
+def test_the_start_recipe_follows_the_encoders_weights_and_an_explicit_flag_wins(argv, start, lr, standardize):
+    from training.recipes import recipe_line
+
+    config = train.parse_args(argv)
+    assert (config.start_recipe, config.lr, config.standardize) == (start, lr, standardize)
+    line = recipe_line(config)
+    assert line.startswith(f"recipe: {start}") and f"--lr {lr}" in line and f"--standardize {standardize}" in line
+    assert ("as given" in line) == any(flag in argv for flag in ("--lr", "--standardize"))

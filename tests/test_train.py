@@ -56,13 +56,22 @@ def _installed(module):
 OPTIONAL_TRACKERS = [name for name in ("mlflow", "neptune") if _installed(name)]
 
 
-def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkeypatch):
+def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkeypatch, capsys):
     import train
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     trackers = ",".join(["local", "tensorboard", *OPTIONAL_TRACKERS])
     run_dir = train.main(_train_args(synthetic_dir, tmp_path / "runs" / "run", "--epochs", "2", "--tracker", trackers))
     results = json.loads((run_dir / "results.json").read_text())
+    # resnet18 has no offline weights: the random-init recipe, printed and recorded, and used by the optimizer
+    said = capsys.readouterr().out
+    assert "recipe: random: resnet18 starts from random weights (--encoder-weights auto): --lr 0.002, " \
+        "--standardize none" in said  # fmt: skip
+    assert (results["recipe"]["start_recipe"], results["recipe"]["lr"], results["recipe"]["standardize"]) == (
+        "random",
+        0.002,
+        "none",
+    )
     assert RESULT_KEYS <= set(results)
     assert results["arch"] == "fcn32" and results["encoder"] == "resnet18"
     assert results["dataset"] == "buildings/synthetic" and results["epochs"] == 2

@@ -155,6 +155,12 @@ def finish_run(
         "wall_seconds": round(facts["wall_seconds"] + sum(r["epoch_seconds"] for r in history[:initial_epoch]), 1),
         "seed": config.seed,
         "recipe": {
+            "start_recipe": config.start_recipe,
+            "train_on": config.train_on,
+            "crops_per_image": config.crops_per_image,
+            "optimizer": config.optimizer,
+            "schedule": config.schedule,
+            "weight_decay": config.weight_decay,
             "augment": config.augment,
             "standardize": config.standardize,
             "calibrate": config.calibrate,
