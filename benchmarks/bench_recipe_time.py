@@ -1,0 +1,108 @@
+"""Where a run's time goes: train.py's default beside the plain baseline, interleaved, same machine, same fold.
+
+Runs, in turn and ``--repeats`` times, the yardstick ``../shared/baselines/plain_unet.py`` (run from
+there, never copied) and train.py with its default recipe and with one time-costing part of it
+switched off at a time: the per-epoch validation (``--train-on all``: no validation split), the
+weight average (``--select last``) and the threshold calibration (``--calibrate none``). Each
+process is timed from start to exit (imports, dataset, model, fit, final scoring). train.py's fit
+time is the sum of its epochs (history.csv); the rest is setup plus the end of the run (calibration,
+scoring the held-out places, saving). The baseline prints its own training seconds.
+
+    python -m benchmarks.bench_recipe_time                        # fold 0, 6 x 35 steps at 128, 2 repeats
+    python -m benchmarks.bench_recipe_time --steps 35 --repeats 1
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLE = SHARED / "data" / "buildings_sample"
+BASELINE = SHARED / "baselines" / "plain_unet.py"
+HOLDOUT = "dubai_t8,rio"  # fold 0 of --folds 4
+VARIANTS = {
+    "default": [],
+    "no validation (--train-on all)": ["--train-on", "all"],
+    "no weight average (--select last)": ["--select", "last"],
+    "no calibration (--calibrate none)": ["--calibrate", "none"],
+}
+
+
+def cpu_flags():
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "n/a"
+
+
+def timed(command):
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_recipe_time: {' '.join(map(str, command))} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def run_ours(options, folder, *, steps, data_dir):
+    epochs = 6
+    command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
+               "--data-dir", str(data_dir), "--holdout", HOLDOUT, "--epochs", str(epochs),
+               "--steps-per-epoch", str(max(steps // epochs, 1)), "--warmup-steps", str(min(20, steps // 3)),
+               "--tracker", "local", "--run-dir", str(folder), *options]  # fmt: skip
+    wall = timed(command)
+    with open(folder / "history.csv") as stream:
+        fit = sum(float(row["epoch_seconds"]) for row in csv.DictReader(stream))
+    results = json.loads((folder / "results.json").read_text())
+    return wall, fit, results["heldout_iou"]
+
+
+def run_baseline(folder, *, steps):
+    out = folder / "baseline.json"
+    wall = timed([sys.executable, str(BASELINE), "--sample", str(SAMPLE), "--holdout", HOLDOUT, "--size", "128",
+                  "--steps", str(steps), "--json", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    return wall, report["train_seconds"], report["all"]["pixel_iou"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=210)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
+    args = parser.parse_args(argv)
+    if not SAMPLE.is_dir() or not BASELINE.is_file():
+        raise SystemExit(f"bench_recipe_time: needs {SAMPLE} and {BASELINE} (../shared beside the repository)")
+    times = {name: [] for name in ["plain baseline (../shared/baselines)", *VARIANTS]}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):  # interleaved: every variant once per round
+            for index, name in enumerate(times):
+                folder = Path(scratch) / f"r{repeat}_{index}"
+                folder.mkdir()
+                if index == 0:
+                    times[name].append(run_baseline(folder, steps=args.steps))
+                else:
+                    times[name].append(run_ours(VARIANTS[name], folder, steps=args.steps, data_dir=args.data_dir))
+                print(f"round {repeat + 1}: {name}: {times[name][-1][0]:.0f} s", file=sys.stderr, flush=True)
+    print(f"{args.steps} steps of 8 crops at 128, fold 0 ({HOLDOUT} held out); {os.cpu_count()} CPU cores, "
+          f"flags: {cpu_flags()}; mean of {args.repeats} interleaved round(s)")  # fmt: skip
+    print("| run | wall s | training s | rest s (setup, scoring) | held-out pixel IoU |")
+    print("|---|---|---|---|---|")
+    for name, rows in times.items():
+        wall, fit, iou = (sum(column) / len(column) for column in zip(*rows))
+        print(f"| {name} | {wall:.0f} | {fit:.0f} | {wall - fit:.0f} | {iou:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
