@@ -1,0 +1,67 @@
+"""Each recipe choice reaches the data or the model as configured: crops per image, the schedule, the weight
+average, training on every image that is not held out."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train
+from data.pipeline import train_dataset
+
+
+def _images_of_one_colour_each(count, size=64):
+    """``count`` examples, image i filled with the value 3 * i (its crops tell where they come from)."""
+    images = [tf.io.encode_png(tf.fill((size, size, 3), tf.constant(3 * i, tf.uint8))) for i in range(count)]
+    masks = [tf.io.encode_png(tf.zeros((size, size, 1), tf.uint8)) for _ in range(count)]
+    return tf.data.Dataset.from_tensor_slices({"image": tf.stack(images), "mask": tf.stack(masks)})
+
+
+@pytest.mark.parametrize("crops_per_image", [1, 8])
+def test_a_batchs_crops_come_from_as_many_images_as_asked(crops_per_image):
+    batches = train_dataset(_images_of_one_colour_each(40), size=32, batch_size=8, crops_per_image=crops_per_image,
+                            augment_data=False, seed=3)  # fmt: skip
+    sources = [len(np.unique(images.numpy()[:, 0, 0, 0])) for images, _ in batches.take(20)]
+    repeated = sum(count < 8 for count in sources)  # batches holding two crops of one image
+    if crops_per_image == 1:  # every crop from another image, but where a pass over the images ends
+        assert min(sources) >= 7 and repeated <= 2
+    else:  # 8 crops of each decoded image, interleaved from 4 and shuffled: most batches repeat an image
+        assert repeated >= 14
+
+
+def test_the_schedule_gives_the_configured_learning_rate_at_chosen_steps():
+    from training.setup import make_optimizer
+
+    config = train.parse_args(["--epochs", "6", "--steps-per-epoch", "35", "--warmup-steps", "20"])
+    cosine = make_optimizer(config)._learning_rate  # the schedule itself: warm-up to --lr, then cosine to 0
+    assert float(cosine(0)) == pytest.approx(0.0, abs=1e-9)
+    assert float(cosine(10)) == pytest.approx(config.lr / 2, rel=1e-5)
+    assert float(cosine(20)) == pytest.approx(config.lr, rel=1e-5)
+    assert float(cosine(20 + 95)) == pytest.approx(config.lr / 2, rel=1e-4)  # half-way through the decay
+    assert float(cosine(210)) == pytest.approx(0.0, abs=1e-9)
+    constant = make_optimizer(dataclasses.replace(config, schedule="constant", optimizer="adam"))
+    assert isinstance(constant, keras.optimizers.Adam) and float(constant.learning_rate) == pytest.approx(config.lr)
+
+
+@pytest.mark.parametrize("select, ema", [("ema", True), ("last", False)])
+def test_the_weight_average_is_kept_only_when_asked(select, ema):
+    from training.setup import make_optimizer
+
+    # 100 steps: the average spans 10 (--ema-fraction 0.1), a momentum of 0.9
+    config = train.parse_args(["--select", select, "--epochs", "2", "--steps-per-epoch", "50", "--warmup-steps", "1"])
+    optimizer = make_optimizer(config)
+    assert optimizer.use_ema is ema
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 4)), np.ones((32, 1))
+    live = []
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: live.append(
+                  model.get_weights()[0].copy()))])  # fmt: skip
+    kept = model.get_weights()[0]  # fit ends by swapping the average in when there is one
+    assert np.array_equal(kept, live[-1]) is not ema
+    if ema:  # the average of the last steps: between the run's early and last weights
+        assert np.abs(kept - live[-1]).max() > 1e-4
