@@ -1,0 +1,123 @@
+"""Building polygons burnt into windows as building ids, against masks computed by hand; chips' tile bounds."""
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+from rasterio.transform import Affine, from_origin
+
+from data.polygons import PolygonIndex, read_polygons, reproject, tile_of, tile_transform
+from data.targets import separation_targets
+
+GRID = from_origin(0, 16, 1, 1)  # 16 x 16 pixels of 1 unit; pixel (row r, column c) centred at (c + .5, 15.5 - r)
+
+
+def _box(left, top, right, bottom):
+    """A box in pixel columns and rows of GRID: columns [left, right), rows [top, bottom)."""
+    return shapely.box(left, 16 - bottom, right, 16 - top)
+
+
+def test_two_touching_squares_are_two_buildings_with_a_contact_line_between_them():
+    ids = PolygonIndex([_box(2, 2, 6, 6), _box(6, 2, 10, 6)]).burn(GRID, 16, 16)
+    expected = np.zeros((16, 16), np.uint32)
+    expected[2:6, 2:6], expected[2:6, 6:10] = 1, 2
+    np.testing.assert_array_equal(ids, expected)
+    targets = separation_targets(ids[None, ..., None].astype("float32"), ("building", "border", "contact")).numpy()[0]
+    assert targets[..., 0].sum() == 32  # one mask of both
+    contact = targets[..., 2] > 0
+    assert contact[2:6, 5].all() and contact[2:6, 6].all()  # both sides of the shared wall
+    assert not contact[:, :2].any() and not contact[:, 13:].any()  # far from the wall: none
+
+
+def test_a_hole_stays_empty_and_a_multipolygon_is_one_building():
+    ring = _box(2, 2, 10, 10).difference(_box(4, 4, 8, 8))
+    pair = shapely.MultiPolygon([_box(11, 1, 13, 3), _box(11, 12, 14, 15)])
+    ids = PolygonIndex([ring, pair]).burn(GRID, 16, 16)
+    assert (ids == 1).sum() == 64 - 16 and not ids[4:8, 4:8].any()
+    assert (ids == 2).sum() == 4 + 9 and ids[1, 11] == ids[14, 13] == 2
+
+
+def test_a_polygon_across_a_window_edge_burns_as_one_burn_of_the_whole_scene():
+    polygons = [shapely.Polygon([(3.2, 2.7), (12.6, 4.1), (10.3, 13.8), (5.1, 11.2)]), _box(0, 0, 16, 1)]
+    index = PolygonIndex(polygons)
+    whole = index.burn(GRID, 16, 16)
+    left = index.burn(GRID, 16, 7)
+    right = index.burn(GRID * Affine.translation(7, 0), 16, 9)  # the window starting at column 7
+    np.testing.assert_array_equal(np.concatenate([left, right], axis=1), whole)
+    lower = index.burn(GRID * Affine.translation(0, 10), 6, 16)
+    np.testing.assert_array_equal(lower, whole[10:])
+    assert set(np.unique(whole)) == {0, 1, 2}
+
+
+def test_a_file_in_another_crs_gives_the_ids_of_the_reprojected_one(tmp_path):
+    from pyogrio.raw import write
+
+    utm = "EPSG:32636"  # Kampala's UTM zone
+    grid = from_origin(452_000, 35_000, 0.5, 0.5)
+    squares = [shapely.box(452_003, 34_990, 452_011, 34_996), shapely.box(452_011, 34_990, 452_016, 34_994)]
+    for name, crs, geometries in (
+        ("utm.gpkg", utm, squares),
+        ("lonlat.geojson", "EPSG:4326", reproject(np.array(squares, dtype=object), utm, "EPSG:4326")),
+    ):
+        write(str(tmp_path / name), geometry=shapely.to_wkb(geometries), field_data=[], fields=[],
+              geometry_type="Polygon", crs=crs, driver="GPKG" if name.endswith("gpkg") else "GeoJSON")  # fmt: skip
+    burnt = {}
+    for name in ("utm.gpkg", "lonlat.geojson"):
+        geometries, crs = read_polygons(tmp_path / name)
+        burnt[name] = PolygonIndex(reproject(geometries, crs, utm)).burn(grid, 40, 40)
+    np.testing.assert_array_equal(burnt["utm.gpkg"], burnt["lonlat.geojson"])
+    assert (burnt["utm.gpkg"] == 1).sum() == 16 * 12 and (burnt["utm.gpkg"] == 2).sum() == 10 * 8
+
+
+def test_tile_names_give_their_known_bounds_and_a_chip_agrees_with_its_polygon():
+    import mercantile
+
+    assert tile_of("OAM-1238424-1046544-21.png") == (1238424, 1046544, 21)
+    assert tile_of("chips/19-312-10.tif") == (19, 312, 10)  # any x-y-z name
+    world = tile_transform(0, 0, 0, 256, 256)  # the whole Web Mercator square
+    assert world.c == pytest.approx(-20037508.342789244) and world.f == pytest.approx(20037508.342789244)
+    assert world.a == pytest.approx(2 * 20037508.342789244 / 256)
+    east = mercantile.bounds(1, 0, 1)
+    assert (east.west, east.south, east.east) == (0.0, 0.0, 180.0) and east.north == pytest.approx(85.0511287798)
+    # a square over the middle quarter of a Kampala chip, drawn in lon/lat: the chip's middle 128 x 128 pixels
+    x, y, z = 1238424, 1046544, 21
+    b = mercantile.bounds(x, y, z)
+    west, east = b.west + (b.east - b.west) * np.array([0.25, 0.75])
+    south, north = b.south + (b.north - b.south) * np.array([0.25, 0.75])
+    middle = shapely.box(west, south, east, north)
+    ids = PolygonIndex(reproject(np.array([middle], dtype=object), "EPSG:4326", "EPSG:3857")).burn(
+        tile_transform(x, y, z, 256, 256), 256, 256
+    )
+    rows, columns = np.nonzero(ids)
+    # lat is not linear in Web Mercator y, but across 19 m it is to far below a pixel
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (64, 191, 64, 191) and len(rows) == 128 * 128
+
+
+@pytest.mark.parametrize("name", ["OAM-chip.png", "OAM-5-1-2.png", "tile-1-2.png"])
+def test_a_chip_name_that_is_no_tile_is_named(name):
+    with pytest.raises(ValueError, match=f"{name}: its name is no web-map tile"):
+        tile_of(name)
+
+
+def test_bad_vector_files_are_named_and_invalid_geometries_repaired(tmp_path):
+    def geojson(features, **extra):
+        path = tmp_path / f"f{len(list(tmp_path.iterdir()))}.geojson"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features, **extra}))
+        return path
+
+    def feature(kind, coordinates):
+        return {"type": "Feature", "properties": {}, "geometry": {"type": kind, "coordinates": coordinates}}
+
+    bowtie = feature("Polygon", [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]])  # self-crossing: GEOS repairs it
+    (repaired,), _ = read_polygons(geojson([bowtie]))
+    assert repaired.is_valid and repaired.area == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="feature 1 .LineString. is not a polygon"):
+        read_polygons(geojson([bowtie, feature("LineString", [[0, 0], [1, 1]])]))
+    utm = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32636"}}
+    with pytest.raises(ValueError, match="its 'crs' member says 'urn:ogc:def:crs:EPSG::32636'"):
+        read_polygons(geojson([bowtie], crs=utm))
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [')
+    with pytest.raises(ValueError, match="broken.geojson: not a readable GeoJSON"):
+        read_polygons(broken)
