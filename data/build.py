@@ -12,7 +12,7 @@ from data.pipeline import DatasetBuildError, prepare
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=["kaggle", "synthetic"], default="kaggle")
+    parser.add_argument("--config", choices=["kaggle", "synthetic", "polygons"], default="kaggle")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default ~/tensorflow_datasets)")
     parser.add_argument("--manual-dir", default=None, help="folder holding the Kaggle zip or extracted folder")
     parser.add_argument("--verbose", action="store_true", help="print the full traceback of a failed build")

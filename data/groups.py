@@ -11,6 +11,7 @@ reads the Kaggle "buildings-dataset" layout and similar names:
     dubai_image_part_003t5   -> dubai_t5   (Dubai tile t5, part 3)
     rio_3band_..._img50      -> rio        (the SpaceNet Rio scene)
     austin12, chicago_tile_3 -> austin, chicago   (a trailing image number is dropped)
+    z19_309606_261636__OAM-1238424-1046544-21 -> z19_309606_261636   (the polygons config: place__name)
 
 Pass another rule with ``--group-pattern``; ``(.*)`` makes every image its own group (a
 random split, which overstates how well a model does on new places).
@@ -19,7 +20,10 @@ random split, which overstates how well a model does on new places).
 import re
 from pathlib import PurePosixPath
 
-DEFAULT_GROUP_PATTERN = r"^(dubai)_image_part_\d+(t\d+)$|^(rio)_|^(.+?)[-_]?(?:img|image|tile|part)?[-_]?\d+$"
+DEFAULT_GROUP_PATTERN = (
+    r"^(.+?)__|"  # the polygons config: "<place>__<chip or window>" (a block of web-map tiles, a scene)
+    r"^(dubai)_image_part_\d+(t\d+)$|^(rio)_|^(.+?)[-_]?(?:img|image|tile|part)?[-_]?\d+$"
+)
 
 
 def group_of(file_name, pattern=DEFAULT_GROUP_PATTERN):

@@ -53,6 +53,15 @@ def load_split(dataset, split, *, data_dir=None, manual_dir=None):
     return builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
 
 
+def load_splits(dataset, names, *, data_dir=None, manual_dir=None):
+    """{split: examples} of the named splits; one the dataset does not have (the polygons config has no test
+    split) is empty."""
+    builder = prepare(dataset, data_dir=data_dir, manual_dir=manual_dir)
+    have = [name for name in names if name in builder.info.splits]
+    loaded = {name: load_split(dataset, name, data_dir=data_dir, manual_dir=manual_dir) for name in have}
+    return {name: loaded[name] if name in loaded else loaded[have[0]].take(0) for name in names}
+
+
 def file_names(examples):
     """The ``file_name`` of every example, in order (images are not decoded)."""
     return [name.decode("utf-8") for name in examples.map(lambda ex: ex["file_name"]).as_numpy_iterator()]

@@ -14,11 +14,11 @@ def split_examples(config, dataset, run_dir):
     other images keep their train / validation split.
     """
     from data.groups import group_folds, group_names, split_by_groups
-    from data.pipeline import DatasetBuildError, file_names, load_split, only_files
+    from data.pipeline import DatasetBuildError, file_names, load_splits, only_files
 
     kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
     try:
-        splits = {name: load_split(dataset, name, **kwargs) for name in ("train", "validation", "test")}
+        splits = load_splits(dataset, ("train", "validation", "test"), **kwargs)
     except DatasetBuildError as error:  # the named input is the last thing on the screen; the traceback goes to a log
         import traceback
 

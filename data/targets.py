@@ -27,6 +27,8 @@ import tensorflow as tf
 TARGETS = ("building", "border", "contact")
 BORDER_WIDTH = 2  # pixels of the outline marked as border, inside each building
 CONTACT_RADIUS = 3  # a pixel this close to two different buildings is contact
+NODATA_LABEL = 2  # mask value of pixels without data (the polygons config): a loss weight of 0, never background
+NODATA_ID = 65535  # the building id of those pixels
 _FAR = 1e9  # larger than any id: "no building in this window" for the minimum
 
 

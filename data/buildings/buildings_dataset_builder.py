@@ -26,7 +26,7 @@ class BuildingsConfig(tfds.core.BuilderConfig):
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Aerial RGB images with binary building masks."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.1.0")  # the polygons config (added later) changes no example of the others
     RELEASE_NOTES = {
         "1.0.0": "Initial release: kaggle and synthetic configs.",
         "1.1.0": "instances: each mask's 4-connected components numbered (uint16 PNG), for the separation targets.",
@@ -36,6 +36,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             name="kaggle", description="Kaggle 'buildings-dataset' (hyyyrwang), manual download.", kind="kaggle"
         ),
         BuildingsConfig(name="synthetic", description="Procedural aerial-like scenes, no download.", kind="synthetic"),
+        BuildingsConfig(
+            name="polygons",
+            description="Building polygons (GeoJSON, GeoPackage, ...) over web-map chips (fAIr / RAMP layout) or "
+            "GeoTIFF / VRT scenes cut into windows; by --manual-dir.",
+            kind="polygons",
+        ),
     ]
     DEFAULT_CONFIG_NAME = "synthetic"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -66,6 +72,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         if self.builder_config.kind == "synthetic":
             return {split: self._generate_examples(split=split) for split in SYNTHETIC_SPLITS}
+        if self.builder_config.kind == "polygons":
+            return self._polygon_splits(dl_manager.manual_dir)
         source = readers.Source(dl_manager.manual_dir)
         # pair everything first, so that all pairing problems are reported before any work
         pairs = readers.pair_files(source, "src", "label")
@@ -78,6 +86,25 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "validation": self._generate_examples(split="validation", source=source, pairs=validation),
             "test": self._generate_examples(split="test", source=source, pairs=test_pairs),
         }
+
+    def _polygon_splits(self, manual_dir):
+        """Chips or scene windows with their polygons burnt in; a hash of each name picks the validation ones.
+
+        Each split reads only its own examples, one at a time, so a large scene builds in bounded memory.
+        """
+        from data.buildings import polygon_sources
+
+        kind, folder = polygon_sources.find_layout(manual_dir)
+        fraction = self.builder_config.validation_fraction
+        examples = polygon_sources.chip_examples if kind == "chips" else polygon_sources.scene_examples
+        return {
+            "train": self._polygon_examples(examples(folder, keep=lambda n: not readers.is_validation(n, fraction))),
+            "validation": self._polygon_examples(examples(folder, keep=lambda n: readers.is_validation(n, fraction))),
+        }  # no test split: --holdout / --folds hold out whole places
+
+    def _polygon_examples(self, examples):
+        for name, image, mask, ids in examples:
+            yield name, {"image": image, "mask": mask, "instances": ids, "file_name": name}
 
     def _generate_examples(self, *, split, source=None, pairs=None):
         """Kaggle pairs decoded from the source, or synthetic scenes of ``split``."""
