@@ -109,10 +109,9 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
     scene is refused before any window is read."""
     import rasterio
     import shapely
+    from rasterio.transform import array_bounds
     from rasterio.windows import Window
     from rasterio.windows import transform as window_transform
-
-    from rasterio.transform import array_bounds
 
     vectors = sorted(p for p in folder.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES)
     scenes = sorted(p for p in folder.iterdir() if p.suffix.lower() in SCENE_SUFFIXES)
