@@ -41,7 +41,7 @@ from training.rundir import make_run_dir
 from training.setup import target_weights
 from training.trackers import create_trackers, parse_trackers
 
-DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle")
+DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle", "buildings/polygons")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 CALIBRATIONS = ("train", "none")  # where the decision threshold comes from: see training/finish.py

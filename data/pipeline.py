@@ -15,7 +15,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data.targets import gap_weights, separation_targets
+from data.targets import NODATA_ID, NODATA_LABEL, gap_weights, separation_targets
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -286,6 +286,7 @@ def train_dataset(
     augmentation="basic",
     targets=("building",),
     gap_weight=0.0,
+    nodata=False,
 ):
     """Endless batches of (image float32 0..255 (B, size, size, 3), targets float32 {0, 1} (B, size, size, T)),
     and with ``gap_weight`` > 0 a third element, the per-pixel loss weight (B, size, size, 1).
@@ -307,6 +308,8 @@ def train_dataset(
             targets after it.
         gap_weight: > 0: also yield ``data.targets.gap_weights`` (1, and 1 + gap_weight on the pixels
             between neighbouring buildings), which Keras passes to the loss as ``sample_weight``.
+        nodata: the labels mark pixels without data (mask ``NODATA_LABEL``, id ``NODATA_ID``: the polygons
+            config); also yield a per-pixel weight that is 0 there, so they are never learned as background.
     """
     if augmentation not in AUGMENTATIONS:
         raise ValueError(
@@ -344,13 +347,24 @@ def train_dataset(
         images, masks = tf.cast(pair[0], tf.float32), tf.cast(pair[1], tf.float32)
         if settings is not None:
             images, masks = augment_batch(images, masks, tf.stack([tf.cast(seed, tf.int64) + 7919, index]), **settings)
+        masks, valid = without_nodata(masks, ids=keys[1] == "instances") if nodata else (masks, None)
         if keys[1] != "instances":
-            return images, masks
-        if gap_weight > 0:
-            return images, separation_targets(masks, targets), gap_weights(masks, gap_weight)
+            return (images, masks) if valid is None else (images, masks, valid)
+        weight = gap_weights(masks, gap_weight) if gap_weight > 0 else None
+        weight = valid if weight is None else weight if valid is None else weight * valid
+        if weight is not None:
+            return images, separation_targets(masks, targets), weight
         return images, separation_targets(masks, targets)
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+
+def without_nodata(labels, *, ids):
+    """(labels with no-data cleared, float32 weight (..., 1) that is 0 on no-data): a mask's NODATA_LABEL
+    becomes background, or a building id NODATA_ID becomes 0, and the weight keeps them out of the loss."""
+    marker = NODATA_ID if ids else NODATA_LABEL
+    valid = tf.cast(tf.not_equal(labels[..., :1], marker), tf.float32)
+    return labels * valid, valid
 
 
 def tile_with_weights(image, mask, size):
@@ -370,17 +384,28 @@ def tile_with_weights(image, mask, size):
     return tiles[..., :3], tiles[..., 3:-1], tiles[..., -1:]
 
 
-def eval_dataset(examples, *, size, batch_size, cache=True, targets=("building",)):
-    """Batches of (image, targets, weight) tiles covering every pixel of every image once.
+def eval_dataset(examples, *, size, batch_size, cache=True, targets=("building",), nodata=False):
+    """Batches of (image, targets, weight) tiles covering every pixel of every image once (weight 0 on the
+    padding, and with ``nodata`` on the pixels the labels mark as no-data).
 
     With separation targets they are computed on the whole image before it is tiled.
     """
     keys, decoder = _label_source(examples, targets)
     ds = examples.map(lambda ex: {key: ex[key] for key in keys})
     ds = ds.map(decoder, num_parallel_calls=AUTOTUNE)
-    if keys[1] == "instances":
-        ds = ds.map(lambda image, ids: (image, separation_targets(ids[None], targets)[0]), num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda image, mask: tile_with_weights(image, mask, size), num_parallel_calls=AUTOTUNE)
+    ids = keys[1] == "instances"
+
+    def labelled(image, labels):
+        labels = tf.cast(labels, tf.float32)
+        labels, valid = without_nodata(labels, ids=ids) if nodata else (labels, tf.ones_like(labels[..., :1]))
+        if ids:
+            labels = separation_targets(labels[None], targets)[0]
+        return tile_with_weights(image, tf.concat([labels, valid], axis=-1), size)
+
+    def split(images, labels, padding):
+        return images, labels[..., :-1], padding * labels[..., -1:]
+
+    ds = ds.map(labelled, num_parallel_calls=AUTOTUNE).map(split, num_parallel_calls=AUTOTUNE)
     ds = ds.unbatch()
     if cache:
         ds = ds.cache()

@@ -23,7 +23,9 @@ class ThresholdCounts:
         self.building = np.zeros(len(EDGES) - 1, dtype="int64")
         self.background = np.zeros(len(EDGES) - 1, dtype="int64")
 
-    def add(self, probabilities, truth):
+    def add(self, probabilities, truth, valid=None):
+        if valid is not None:  # pixels without data count on neither side
+            probabilities, truth = np.asarray(probabilities)[valid], np.asarray(truth)[valid]
         # bin k holds [EDGES[k], EDGES[k+1]) compared in float32, as `probabilities >= threshold` compares
         # (a probability of exactly 1.0 joins the last bin); the product may round across an edge: correct it
         probabilities = np.asarray(probabilities, dtype="float32")
@@ -51,11 +53,13 @@ def best_threshold(counts, *, default=0.5):
 
 
 def calibrate(logit_fn, scenes, **tiling):
-    """{"threshold", "iou", "iou_at_0.5", "scenes", "pixels"} over ``scenes`` ((name, image, truth) triples)."""
+    """{"threshold", "iou", "iou_at_0.5", "scenes", "pixels"} over ``scenes`` ((name, image, truth) triples, or
+    (name, image, truth, valid, true building ids) where the labels mark no-data: ``heldout.decoded_scenes``)."""
     counts, sizes = ThresholdCounts(), []
-    for _, image, truth in scenes:
-        counts.add(predict_probabilities(logit_fn, image, **tiling), truth)
-        sizes.append(truth.size)
+    for _, image, truth, *more in scenes:
+        valid = more[0] if more else None
+        counts.add(predict_probabilities(logit_fn, image, **tiling), truth, valid)
+        sizes.append(truth.size if valid is None else int(valid.sum()))
     if not sizes:
         raise ValueError("No scenes to calibrate the threshold on: the training split is empty.")
     threshold, iou, at_half = best_threshold(counts)

@@ -36,22 +36,25 @@ def _scores(counts, pixels):
     return scores
 
 
-def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA, buildings=None, valid=None):
+def scene_scores(name, truth, predicted, *, min_area=defaults.MIN_AREA, buildings=None, valid=None,
+                 true_buildings=None):  # fmt: skip
     """Pixel and building scores of one scene's bool masks, with the counts behind them.
 
     ``buildings``: the predicted buildings as integer ids (separated, ``inference.separation``);
     None counts the 4-connected components of ``predicted``. ``valid``: the pixels that hold data
     (None: all); no-data pixels are left out of every count (a true building is cut at their edge).
+    ``true_buildings``: the true buildings as integer ids (one per polygon), where the labels have them;
+    None counts the 4-connected components of ``truth``, which merge touching buildings.
     """
     if valid is not None:
         truth, predicted = truth & valid, predicted & valid
         buildings = None if buildings is None else np.where(valid, buildings, 0)
+        true_buildings = None if true_buildings is None else np.where(valid, true_buildings, 0)
     found = predicted if buildings is None else buildings
-    counts = dict(
-        zip(COUNTS, (*confusion_counts(truth, predicted), *building_matches(truth, found, min_area=min_area)))
-    )
+    true = truth if true_buildings is None else true_buildings
+    counts = dict(zip(COUNTS, (*confusion_counts(truth, predicted), *building_matches(true, found, min_area=min_area))))
     if buildings is not None:
-        counts.update(zip(UNSEPARATED, building_matches(truth, predicted, min_area=min_area)))
+        counts.update(zip(UNSEPARATED, building_matches(true, predicted, min_area=min_area)))
     return {"scene": name, **_scores(counts, int(truth.size if valid is None else valid.sum()))}
 
 
@@ -97,7 +100,8 @@ def score_scenes(
     from inference.tiling import predict_probabilities
 
     rows, seconds = [], 0.0
-    for name, image, truth in scenes:
+    for name, image, truth, *more in scenes:  # (valid, true building ids) where the labels mark them
+        valid, true_buildings = more if more else (None, None)
         started = time.perf_counter()
         probabilities = predict_probabilities(logit_fn, image, **tiling)
         seconds += time.perf_counter() - started
@@ -105,7 +109,8 @@ def score_scenes(
         buildings = (
             split_buildings(probabilities, threshold=threshold, min_area=min_area, depth=depth) if separate else None
         )
-        rows.append(scene_scores(name, truth, building >= threshold, min_area=min_area, buildings=buildings))
+        rows.append(scene_scores(name, truth, building >= threshold, min_area=min_area, buildings=buildings,
+                                 valid=valid, true_buildings=true_buildings))  # fmt: skip
     if not rows:
         raise ValueError("No scenes to score: the held-out set is empty. Check --holdout / --fold and the dataset.")
     report = evaluation_report(

@@ -4,19 +4,30 @@ train.py scores its held-out places and calibrates its decision threshold with t
 ``experiments.recalibrate`` re-scores finished runs with them.
 """
 
+import numpy as np
+
 from inference import defaults
 
 CALIBRATION_IMAGES = 16  # training images the threshold is measured on (the first ones of the shuffled split)
 
 
-def decoded_scenes(examples):
-    """(file name, uint8 image, bool truth) of every example, decoded one at a time."""
+def decoded_scenes(examples, *, polygons=False):
+    """(file name, uint8 image, bool truth) of every example, decoded one at a time; with ``polygons`` (labels
+    that mark no-data and keep one id per building: the polygons config) also (bool valid, true building ids)."""
     import tensorflow as tf
+
+    from data.targets import NODATA_ID, NODATA_LABEL
 
     for example in examples:
         image = tf.io.decode_png(example["image"], channels=3).numpy()
-        truth = tf.io.decode_png(example["mask"], channels=1).numpy()[..., 0] > 0
-        yield example["file_name"].numpy().decode("utf-8"), image, truth
+        mask = tf.io.decode_png(example["mask"], channels=1).numpy()[..., 0]
+        name = example["file_name"].numpy().decode("utf-8")
+        if not polygons:
+            yield name, image, mask > 0
+            continue
+        ids = tf.io.decode_png(example["instances"], channels=1, dtype=tf.uint16).numpy()[..., 0]
+        valid = mask != NODATA_LABEL
+        yield name, image, mask == 1, valid, np.where(ids == NODATA_ID, 0, ids)
 
 
 THRESHOLD = defaults.THRESHOLD
@@ -34,7 +45,7 @@ def tiling(fixed):
     }
 
 
-def calibrate_model(model, train_examples, fixed):
+def calibrate_model(model, train_examples, fixed, *, polygons=False):
     """Measure the best-IoU threshold of ``model`` (offset 0) on the first training images and store it in its
     last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``)."""
     from blocks.calibration import threshold_offset
@@ -42,7 +53,7 @@ def calibrate_model(model, train_examples, fixed):
     from inference.tiling import make_logit_fn
     from models.segmenter import set_logit_offset
 
-    scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES))
+    scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons)
     found = calibrate(make_logit_fn(model, fixed_size=fixed), scenes, **tiling(fixed))
     found["logit_offset"] = threshold_offset(found["threshold"])
     set_logit_offset(model, found["logit_offset"])
@@ -56,14 +67,15 @@ def threshold_of(results):
     return (results.get("calibration") or {}).get("threshold", defaults.THRESHOLD)
 
 
-def score_model(model, examples, fixed, *, separate=False, depth=None):
+def score_model(model, examples, fixed, *, separate=False, depth=None, polygons=False):
     """predict.py's scores of ``model`` on whole ``examples`` (a TFDS split of image / mask examples); ``depth``:
     separate by the mask's shape (``inference.separation.split_by_shape``), not the separation channels."""
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
 
     logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=separate and depth is None)
-    return score_scenes(logit_fn, decoded_scenes(examples), separate=separate, depth=depth, **tiling(fixed))
+    scenes = decoded_scenes(examples, polygons=polygons)
+    return score_scenes(logit_fn, scenes, separate=separate, depth=depth, **tiling(fixed))
 
 
 SEPARATION_THRESHOLDS = (0.5, 0.35, 0.2, 0.1)  # where the separation channels may cut seeds apart
@@ -81,7 +93,7 @@ def _at_threshold(probabilities, threshold):
     return np.concatenate([probabilities[..., :1], moved.astype(probabilities.dtype)], axis=-1)
 
 
-def choose_separation(model, train_examples, fixed):
+def choose_separation(model, train_examples, fixed, *, polygons=False):
     """Whether separating buildings raises building F1 on the calibration images (the first training images), and
     the threshold of the separation channels that does best there.
 
@@ -91,8 +103,6 @@ def choose_separation(model, train_examples, fixed):
     that threshold is higher than that of the mask's connected patches: a choice made on training
     images, never on the places scored.
     """
-    import numpy as np
-
     from common.scores import building_matches
     from inference.evaluation import building_scores
     from inference.separation import separate
@@ -102,12 +112,13 @@ def choose_separation(model, train_examples, fixed):
     counts = {threshold: np.zeros(3) for threshold in SEPARATION_THRESHOLDS}
     plain = np.zeros(3)
     scenes = 0
-    for _, image, truth in decoded_scenes(train_examples.take(CALIBRATION_IMAGES)):
+    for _, image, truth, *more in decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons):
+        valid, true = more if more else (np.ones(truth.shape, bool), truth)
         probabilities = predict_probabilities(logit_fn, image, **tiling(fixed))
         for threshold in SEPARATION_THRESHOLDS:
-            split = separate(_at_threshold(probabilities, threshold))
-            counts[threshold] += building_matches(truth, split, min_area=defaults.MIN_AREA)
-        plain += building_matches(truth, probabilities[..., 0] >= THRESHOLD, min_area=defaults.MIN_AREA)
+            split = np.where(valid, separate(_at_threshold(probabilities, threshold)), 0)
+            counts[threshold] += building_matches(true, split, min_area=defaults.MIN_AREA)
+        plain += building_matches(true, (probabilities[..., 0] >= THRESHOLD) & valid, min_area=defaults.MIN_AREA)
         scenes += 1
     f1 = {threshold: building_scores(*total)["building_f1"] for threshold, total in counts.items()}
     best = max(SEPARATION_THRESHOLDS, key=lambda threshold: (f1[threshold], threshold))

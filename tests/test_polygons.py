@@ -121,3 +121,90 @@ def test_bad_vector_files_are_named_and_invalid_geometries_repaired(tmp_path):
     broken.write_text('{"type": "FeatureCollection", "features": [')
     with pytest.raises(ValueError, match="broken.geojson: not a readable GeoJSON"):
         read_polygons(broken)
+
+
+def _chip_folder(folder):
+    """Two chips of Kampala's tiling (one RGBA with a no-data corner, one JPEG named .png) and two touching
+    buildings drawn in lon/lat over the first."""
+    import mercantile
+    from PIL import Image
+
+    folder.mkdir()
+    x, y, z = 1238424, 1046544, 21
+    rgba = np.full((256, 256, 4), 200, np.uint8)
+    rgba[:64, :64, 3] = 0  # outside the mosaic
+    Image.fromarray(rgba).save(folder / f"OAM-{x}-{y}-{z}.png")
+    Image.fromarray(np.full((256, 256, 3), 90, np.uint8)).save(folder / f"OAM-{x + 1}-{y}-{z}.png", format="JPEG")
+    b = mercantile.bounds(x, y, z)
+
+    def lonlat(column, row):  # a pixel corner of the first chip in lon/lat (linear is exact to far below a pixel)
+        return b.west + (b.east - b.west) * column / 256, b.north - (b.north - b.south) * row / 256
+
+    def square(left, top, right, bottom):
+        corners = [lonlat(left, top), lonlat(right, top), lonlat(right, bottom), lonlat(left, bottom)]
+        return {"type": "Feature", "properties": {"osm_id": None},
+                "geometry": {"type": "Polygon", "coordinates": [[*map(list, corners), list(corners[0])]]}}  # fmt: skip
+
+    features = [square(100, 100, 140, 140), square(140, 100, 180, 140)]  # touching at column 140
+    (folder / "labels.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return folder
+
+
+def test_chips_build_into_ids_no_data_and_places(tmp_path, capsys):
+    from data.buildings.polygon_sources import chip_examples
+    from data.targets import NODATA_ID, NODATA_LABEL
+
+    examples = {name: rest for name, *rest in chip_examples(_chip_folder(tmp_path / "chips"))}
+    first, second = "z19_309606_261636__OAM-1238424-1046544-21.png", "z19_309606_261636__OAM-1238425-1046544-21.png"
+    assert sorted(examples) == [first, second]  # both chips in one zoom-19 block: one place
+    image, mask, ids = examples[first]
+    assert image.shape == (256, 256, 3) and mask.shape == ids.shape == (256, 256, 1)
+    assert (mask[:64, :64] == NODATA_LABEL).all() and (ids[:64, :64] == NODATA_ID).all() and not image[:64, :64].any()
+    assert (mask == 1).sum() == 2 * 40 * 40 and set(np.unique(ids[100:140, 100:180])) == {1, 2}
+    assert (ids[100:140, 100:140] == 1).all() and (ids[100:140, 140:180] == 2).all()
+    assert not (examples[second][1] == 1).any()  # the second chip holds no building
+    said = capsys.readouterr().out
+    assert (
+        "1 chip(s) hold another format than their suffix says" in said and "OAM-1238425-1046544-21.png (JPEG)" in said
+    )
+
+
+def test_nodata_pixels_reach_neither_the_loss_nor_the_scores():
+    import tensorflow as tf
+
+    from data.pipeline import train_dataset
+    from data.targets import NODATA_LABEL
+    from inference.evaluation import scene_scores
+
+    mask = np.zeros((64, 64, 1), np.uint8)
+    mask[10:30, 10:30] = 1
+    mask[:, 32:] = NODATA_LABEL  # the right half holds no data
+    example = {
+        "image": tf.io.encode_png(tf.fill((64, 64, 3), tf.constant(100, tf.uint8))),
+        "mask": tf.io.encode_png(mask),
+    }
+    batches = train_dataset(tf.data.Dataset.from_tensors(example), size=64, batch_size=1, augment_data=False,
+                            crops_per_image=1, nodata=True)  # fmt: skip
+    _, targets, weights = next(iter(batches))
+    assert weights.shape == (1, 64, 64, 1) and float(tf.reduce_sum(weights)) == 64 * 32
+    assert float(tf.reduce_sum(targets)) == 400 and float(tf.reduce_max(targets)) == 1.0  # no-data is not building
+    # a scene half no-data scores like its valid half
+    truth = mask[..., 0] == 1
+    predicted = np.zeros((64, 64), bool)
+    predicted[12:30, 10:30] = predicted[40:60, 40:60] = True  # the second block lies in the no-data half
+    whole = scene_scores("a", truth, predicted, valid=mask[..., 0] != NODATA_LABEL)
+    half = scene_scores("a", truth[:, :32], predicted[:, :32])
+    for key in ("tp", "fp", "fn", "building_tp", "building_fp", "building_fn", "pixels", "iou"):
+        assert whole[key] == half[key], key
+
+
+def test_true_buildings_are_counted_not_parts_of_the_mask():
+    from inference.evaluation import scene_scores
+
+    ids = np.zeros((32, 32), np.uint16)
+    ids[4:12, 4:10], ids[4:12, 10:16], ids[4:12, 16:22] = 1, 2, 3  # three touching buildings: one part of the mask
+    found = np.where(ids > 0, ids + 4, 0).astype(np.int32)  # separated as they are
+    by_polygons = scene_scores("a", ids > 0, ids > 0, buildings=found, true_buildings=ids)
+    by_mask = scene_scores("a", ids > 0, ids > 0, buildings=found)
+    assert (by_polygons["building_tp"], by_polygons["building_fp"], by_polygons["building_fn"]) == (3, 0, 0)
+    assert (by_mask["building_tp"], by_mask["building_fp"], by_mask["building_fn"]) == (0, 3, 1)  # IoU 1/3 each

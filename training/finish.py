@@ -48,7 +48,7 @@ def finish_run(
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
     from training.results import write_results
-    from training.setup import encoder_weights
+    from training.setup import encoder_weights, marks_nodata
 
     wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)
@@ -66,6 +66,7 @@ def finish_run(
         zoom=config.zoom,
     )
     tiling = scorer.tiling(fixed)
+    polygons = marks_nodata(facts["dataset"])  # labels with no-data and one id per building: scored against those
     reports, calibrations, separations = {}, {}, {}
     for name in wanted:
         if name not in candidates:
@@ -73,11 +74,11 @@ def finish_run(
         export.set_weights(candidates[name])
         set_logit_offset(export, 0.0)
         if config.calibrate == "train":
-            calibrations[name] = scorer.calibrate_model(export, train_examples, fixed)
+            calibrations[name] = scorer.calibrate_model(export, train_examples, fixed, polygons=polygons)
         if has_channels:
-            separations[name] = scorer.choose_separation(export, train_examples, fixed)
+            separations[name] = scorer.choose_separation(export, train_examples, fixed, polygons=polygons)
             set_logit_offset(export, *offsets(calibrations.get(name), separations[name]))
-        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels)
+        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels, polygons=polygons)
     separation = separations.get(config.select)
     separate = bool(separation and separation["separate"])
     if config.select not in reports:

@@ -81,6 +81,11 @@ def make_optimizer(config):
     return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **ema)
 
 
+def marks_nodata(dataset):
+    """Whether the dataset's labels mark pixels without data (the polygons config): they get a loss weight of 0."""
+    return dataset == "buildings/polygons"
+
+
 def make_datasets(config, dataset, run_dir):
     """(train batches, validation batches or None, train examples, held-out examples, held-out description)."""
     import tensorflow as tf
@@ -116,11 +121,16 @@ def make_datasets(config, dataset, run_dir):
         augmentation=config.augment,
         targets=parse_targets(config.targets),
         gap_weight=config.gap_weight,
+        nodata=marks_nodata(dataset),
     ).with_options(options)
     val_ds = None
     if counts[1]:
         val_ds = eval_dataset(
-            val_examples, size=config.image_size, batch_size=config.batch_size, targets=parse_targets(config.targets)
+            val_examples,
+            size=config.image_size,
+            batch_size=config.batch_size,
+            targets=parse_targets(config.targets),
+            nodata=marks_nodata(dataset),
         ).with_options(options)
     return train_ds, val_ds, train_examples, heldout_examples, heldout
 
