@@ -208,3 +208,34 @@ def test_true_buildings_are_counted_not_parts_of_the_mask():
     by_mask = scene_scores("a", ids > 0, ids > 0, buildings=found)
     assert (by_polygons["building_tp"], by_polygons["building_fp"], by_polygons["building_fn"]) == (3, 0, 0)
     assert (by_mask["building_tp"], by_mask["building_fp"], by_mask["building_fn"]) == (0, 3, 1)  # IoU 1/3 each
+
+
+def test_scene_windows_carry_the_reprojected_polygons_and_a_file_overlapping_no_scene_is_refused(tmp_path):
+    import rasterio
+    from pyogrio.raw import write
+
+    from data.buildings.polygon_sources import find_layout, scene_examples
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    utm, grid = "EPSG:32636", from_origin(452_000, 35_000, 0.5, 0.5)
+    with rasterio.open(folder / "site.tif", "w", driver="GTiff", width=48, height=40, count=3, dtype="uint8",
+                       crs=utm, transform=grid) as scene:  # fmt: skip
+        scene.write(np.full((3, 40, 48), 120, np.uint8))
+    across = shapely.box(452_008, 34_990, 452_016, 34_996)  # columns 16-31, rows 8-19: across the edge at 24
+    lonlat = reproject(np.array([across], dtype=object), utm, "EPSG:4326")
+    write(str(folder / "roofs.gpkg"), geometry=shapely.to_wkb(lonlat), field_data=[], fields=[],
+          geometry_type="Polygon", crs="EPSG:4326", driver="GPKG")  # fmt: skip
+    assert find_layout(tmp_path) == ("scenes", folder)
+    windows = {name: (mask, ids) for name, _, mask, ids in scene_examples(folder, window=24)}
+    assert sorted(windows) == ["site__r0_c0.png", "site__r0_c24.png", "site__r24_c0.png", "site__r24_c24.png"]
+    whole = np.block([[windows["site__r0_c0.png"][1][..., 0], windows["site__r0_c24.png"][1][..., 0]],
+                      [windows["site__r24_c0.png"][1][..., 0], windows["site__r24_c24.png"][1][..., 0]]])  # fmt: skip
+    expected = np.zeros((40, 48), np.uint16)
+    expected[8:20, 16:32] = 1
+    np.testing.assert_array_equal(whole, expected)
+    far = reproject(np.array([shapely.box(500_000, 34_990, 500_010, 34_996)], dtype=object), utm, "EPSG:4326")
+    write(str(folder / "elsewhere.gpkg"), geometry=shapely.to_wkb(far), field_data=[], fields=[],
+          geometry_type="Polygon", crs="EPSG:4326", driver="GPKG")  # fmt: skip
+    with pytest.raises(ValueError, match="elsewhere.gpkg: overlaps no scene"):
+        next(scene_examples(folder, window=24))  # before any window is read
