@@ -69,8 +69,9 @@ def add_output_options(parser):
     )
     parser.add_argument(
         "--labels",
-        help="folder of masks named like the inputs, or 'auto' for the Kaggle layout "
-        "(INPUT_FOLDER/../label): evaluate and write metrics.json",
+        help="folder of masks named like the inputs, 'auto' for the Kaggle layout (INPUT_FOLDER/../label), or a "
+        "vector file of building polygons (GeoJSON, GeoPackage, ...; laid on each georeferenced scene in its CRS, "
+        "building F1 counting the true buildings): evaluate and write metrics.json",
     )
     parser.add_argument(
         "--bands",
@@ -128,7 +129,16 @@ def argument_problems(args):
     if args.min_area < 0:
         problems.append(f"--min-area {args.min_area}: must be 0 or more")
     if args.labels and args.labels != "auto" and not Path(args.labels).is_dir():
-        problems.append(f"--labels {args.labels}: not a folder; pass the folder holding the masks")
+        from common.polygons import VECTOR_SUFFIXES, read_polygons
+
+        if Path(args.labels).suffix.lower() not in VECTOR_SUFFIXES or not Path(args.labels).is_file():
+            problems.append(f"--labels {args.labels}: neither a folder of masks nor a vector file of building "
+                            f"polygons ({', '.join(VECTOR_SUFFIXES)})")  # fmt: skip
+        else:
+            try:
+                read_polygons(args.labels)  # checked (and cached) before any scene is predicted
+            except ValueError as error:
+                problems.append(f"--labels: {error}")
     return problems
 
 

@@ -140,8 +140,10 @@ def predict_scene(path, logit_fn, job, pace=None):
         labels = path.parent.parent / "label" if job.labels == "auto" else job.labels
         try:
             truth = read_label(labels, path.stem, (height, width), **grid)
-            row = scene_scores(path.stem, truth, writer.mask, min_area=job.writer.get("min_area", defaults.MIN_AREA),
-                               buildings=writer.instances, valid=writer.valid)  # fmt: skip
+            true_buildings = None if truth.dtype == bool else truth  # polygons: one id per building
+            min_area = job.writer.get("min_area", defaults.MIN_AREA)
+            row = scene_scores(path.stem, truth > 0, writer.mask, min_area=min_area, buildings=writer.instances,
+                               valid=writer.valid, true_buildings=true_buildings)  # fmt: skip
             line += f", IoU {row['iou']:.3f}, building F1 {row['building_f1']:.3f}"
         except ValueError as error:
             label_error = str(error)
@@ -210,7 +212,9 @@ def before_scene(path, width, height, job, pace):
     options, label_error = dict(job.writer), None
     if job.labels:  # scoring holds the whole mask, its no-data pixels (and building ids) in memory
         try:
-            check_allocation(pixels * (6 if options.get("separate") else 2), f"Scoring {path} against its label "
+            vector = Path(job.labels).suffix.lower() in (".geojson", ".json", ".gpkg", ".shp", ".fgb")  # ids: 4 bytes
+            per_pixel = (6 if options.get("separate") else 2) + (4 if vector else 0)
+            check_allocation(pixels * per_pixel, f"Scoring {path} against its label "
                              f"({width} x {height} pixels) holds its whole mask in memory, which",
                              "Its outputs are written; to score it, cut scene and label into tiles.")  # fmt: skip
         except ValueError as error:

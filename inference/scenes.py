@@ -80,8 +80,16 @@ def list_inputs(paths):
 
 def read_label(labels_dir, stem, shape, *, crs=None, transform=None):
     """The (H, W) bool mask named ``stem`` in ``labels_dir``, checked against the scene's size and, when both
-    are georeferenced, against its CRS and grid (a label of another place is never scored silently)."""
+    are georeferenced, against its CRS and grid (a label of another place is never scored silently); or, when
+    ``labels_dir`` is a vector file of building polygons, their (H, W) building ids on the scene's grid."""
+    from common.polygons import VECTOR_SUFFIXES, burn_labels
+
     labels_dir = Path(labels_dir)
+    if labels_dir.is_file() and labels_dir.suffix.lower() in VECTOR_SUFFIXES:
+        ids = burn_labels(labels_dir, crs, transform, *shape)
+        if not ids.any():
+            raise ValueError(f"No building of {labels_dir} lies on scene {stem!r}. Check that the file covers it.")
+        return ids
     # the scene's name is taken literally ("a[1]" or "b*" are names, not patterns)
     candidates = sorted(p for p in labels_dir.glob(f"{glob.escape(stem)}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not candidates:

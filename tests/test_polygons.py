@@ -7,7 +7,7 @@ import pytest
 import shapely
 from rasterio.transform import Affine, from_origin
 
-from data.polygons import PolygonIndex, read_polygons, reproject, tile_of, tile_transform
+from common.polygons import PolygonIndex, read_polygons, reproject, tile_of, tile_transform
 from data.targets import separation_targets
 
 GRID = from_origin(0, 16, 1, 1)  # 16 x 16 pixels of 1 unit; pixel (row r, column c) centred at (c + .5, 15.5 - r)
@@ -239,3 +239,37 @@ def test_scene_windows_carry_the_reprojected_polygons_and_a_file_overlapping_no_
           geometry_type="Polygon", crs="EPSG:4326", driver="GPKG")  # fmt: skip
     with pytest.raises(ValueError, match="elsewhere.gpkg: overlaps no scene"):
         next(scene_examples(folder, window=24))  # before any window is read
+
+
+def test_predict_scores_a_scene_against_a_vector_file_of_true_buildings(tmp_path, capsys):
+    import rasterio
+    from pyogrio.raw import write
+
+    import predict
+    from models import create_model
+
+    model = create_model("fcn8", "resnet18", input_shape=(None, None, 3))  # calls every pixel a building
+    for layer in model.layers:
+        if layer.name.startswith("fcn8_score"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([np.zeros_like(kernel), np.full_like(bias, 3.0)])
+    model.save(tmp_path / "model.keras")
+    scenes = tmp_path / "src"
+    scenes.mkdir()
+    utm, grid = "EPSG:32636", from_origin(452_000, 35_000, 0.5, 0.5)
+    with rasterio.open(scenes / "site.tif", "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8",
+                       crs=utm, transform=grid) as scene:  # fmt: skip
+        scene.write(np.full((3, 48, 64), 120, np.uint8))
+    roofs = [shapely.box(452_002, 34_990, 452_006, 34_994), shapely.box(452_006, 34_990, 452_010, 34_994)]
+    lonlat = reproject(np.array(roofs, dtype=object), utm, "EPSG:4326")  # two touching roofs of 8 x 8 pixels
+    write(str(tmp_path / "roofs.geojson"), geometry=shapely.to_wkb(lonlat), field_data=[], fields=[],
+          geometry_type="Polygon", crs="EPSG:4326", driver="GeoJSON")  # fmt: skip
+    labels = str(tmp_path / "roofs.geojson")
+    out = predict.main(["--model", str(tmp_path / "model.keras"), str(scenes), "--labels", labels,
+                        "--out", str(tmp_path / "o"), "--precision", "float32"])  # fmt: skip
+    scene = json.loads((out / "metrics.json").read_text())["scenes"][0]
+    assert scene["tp"] == 128 and scene["fp"] == 64 * 48 - 128 and scene["fn"] == 0
+    assert (scene["building_tp"], scene["building_fn"], scene["building_fp"]) == (0, 2, 1)  # two true buildings
+    with pytest.raises(SystemExit):
+        predict.main(["--model", str(tmp_path / "model.keras"), str(scenes), "--labels", str(tmp_path / "roofs.txt")])
+    assert "roofs.txt: neither a folder of masks nor a vector file of building polygons" in capsys.readouterr().err

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data.polygons import PolygonIndex, read_polygons, reproject, tile_of, tile_transform
+from common.polygons import VECTOR_SUFFIXES, PolygonIndex, read_polygons, reproject, tile_of, tile_transform
 from data.targets import NODATA_ID, NODATA_LABEL
 
 CHIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt")
-VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb")
 GROUP_ZOOM = 19  # chips are grouped by the zoom-19 tile they lie in (about 75 m a side at the equator)
 WINDOW = 512  # scenes are cut into windows of this many pixels a side
 

@@ -12,6 +12,7 @@ Web-map chips (the fAIr / RAMP layout: ``OAM-<x>-<y>-<z>.png`` beside ``labels.g
 georeferencing: their bounds come from the name, the XYZ tile of the Web Mercator tiling (mercantile).
 """
 
+import functools
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 
 TILE_NAME = re.compile(r"(?P<x>\d+)-(?P<y>\d+)-(?P<z>\d+)$")  # the end of a chip's stem: ...-x-y-z
 WEB_MERCATOR = "EPSG:3857"
+VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb")  # what GDAL reads as vector labels
 LONLAT_CRS_NAMES = ("urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "EPSG:4326",
                     "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326")  # fmt: skip
 
@@ -67,7 +69,14 @@ def check_geojson_crs(path):
 
 def read_polygons(path):
     """(shapely polygons and multipolygons, their CRS) of a vector file; invalid geometries repaired where
-    GEOS can (``make_valid``, keeping the areal part), a ValueError naming the feature where it cannot."""
+    GEOS can (``make_valid``, keeping the areal part), a ValueError naming the feature where it cannot.
+    Read once per file and version (its size and modification time) in a process."""
+    stat = Path(path).stat() if Path(path).is_file() else None
+    return _read_polygons(str(path), stat and (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_polygons(path, version):
     import shapely
     from pyogrio.errors import DataSourceError
     from pyogrio.raw import read
@@ -142,3 +151,12 @@ class PolygonIndex:
             return np.zeros((height, width), np.uint32)
         shapes = ((self.geometries[i], int(i) + 1) for i in hits)
         return rasterize(shapes, out_shape=(height, width), transform=transform, fill=0, dtype="uint32")
+
+
+def burn_labels(path, crs, transform, height, width):
+    """(height, width) building ids of the polygons of vector file ``path`` on a scene's grid (its ``crs`` and
+    affine ``transform``): each polygon its own id, reprojected onto the scene."""
+    if crs is None or transform is None:
+        raise ValueError(f"building polygons ({path}) need a georeferenced scene to be laid on; this one has no CRS.")
+    geometries, source_crs = read_polygons(path)
+    return PolygonIndex(reproject(geometries, source_crs, crs)).burn(transform, height, width)
