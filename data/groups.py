@@ -11,7 +11,8 @@ reads the Kaggle "buildings-dataset" layout and similar names:
     dubai_image_part_003t5   -> dubai_t5   (Dubai tile t5, part 3)
     rio_3band_..._img50      -> rio        (the SpaceNet Rio scene)
     austin12, chicago_tile_3 -> austin, chicago   (a trailing image number is dropped)
-    z19_309606_261636__OAM-1238424-1046544-21 -> z19_309606_261636   (the polygons config: place__name)
+    z19_309606_261636__OAM-1238424-1046544-21 -> z19_309606_261636   (the polygons config: place__name;
+                                                                       the default rule reads the place)
 
 Pass another rule with ``--group-pattern``; ``(.*)`` makes every image its own group (a
 random split, which overstates how well a model does on new places).
@@ -20,15 +21,15 @@ random split, which overstates how well a model does on new places).
 import re
 from pathlib import PurePosixPath
 
-DEFAULT_GROUP_PATTERN = (
-    r"^(.+?)__|"  # the polygons config: "<place>__<chip or window>" (a block of web-map tiles, a scene)
-    r"^(dubai)_image_part_\d+(t\d+)$|^(rio)_|^(.+?)[-_]?(?:img|image|tile|part)?[-_]?\d+$"
-)
+DEFAULT_GROUP_PATTERN = r"^(dubai)_image_part_\d+(t\d+)$|^(rio)_|^(.+?)[-_]?(?:img|image|tile|part)?[-_]?\d+$"
+PLACE_MARK = "__"  # the polygons config names examples "<place>__<chip or window>": the default rule reads the place
 
 
 def group_of(file_name, pattern=DEFAULT_GROUP_PATTERN):
     """The group name of one image file (its stem is matched against ``pattern``)."""
     stem = PurePosixPath(str(file_name)).stem
+    if pattern == DEFAULT_GROUP_PATTERN and PLACE_MARK in stem:  # a block of web-map tiles, or a scene
+        return stem.split(PLACE_MARK)[0]
     match = re.search(pattern, stem)
     name = "_".join(part for part in match.groups() if part) if match and match.groups() else (match and match.group(0))
     if match is not None and not name:

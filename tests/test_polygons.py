@@ -273,3 +273,13 @@ def test_predict_scores_a_scene_against_a_vector_file_of_true_buildings(tmp_path
     with pytest.raises(SystemExit):
         predict.main(["--model", str(tmp_path / "model.keras"), str(scenes), "--labels", str(tmp_path / "roofs.txt")])
     assert "roofs.txt: neither a folder of masks nor a vector file of building polygons" in capsys.readouterr().err
+
+
+def test_the_default_group_rule_reads_the_place_of_polygon_examples():
+    from data.groups import DEFAULT_GROUP_PATTERN, group_of
+
+    assert group_of("z19_309606_261636__OAM-1238424-1046544-21.png") == "z19_309606_261636"
+    assert group_of("site__r512_c0.png") == "site"
+    assert group_of("dubai_image_part_003t5.jpg") == "dubai_t5"  # the Kaggle names as before
+    assert group_of("site__r512_c0.png", r"^(.+)$") == "site__r512_c0"  # another rule is taken as given
+    assert "__" not in DEFAULT_GROUP_PATTERN  # the saved configs of earlier runs name the same rule
