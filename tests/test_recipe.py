@@ -65,3 +65,18 @@ def test_the_weight_average_is_kept_only_when_asked(select, ema):
     assert np.array_equal(kept, live[-1]) is not ema
     if ema:  # the average of the last steps: between the run's early and last weights
         assert np.abs(kept - live[-1]).max() > 1e-4
+
+
+def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed(tmp_path):
+    from experiments.recipe_ablation import ELEMENTS, planned
+
+    runs = planned(tmp_path / "tfds", tmp_path / "runs")
+    names = [name for name, *_ in runs]
+    assert len(runs) == 4 * 3 + len(ELEMENTS) * 2 * 3 and len(set(names)) == len(names)
+    assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
+    name, result, command, run = next(r for r in runs if r[0] == "crops1_f2_s1")
+    assert command[command.index("--crops-per-image") + 1] == "1" and command[command.index("--fold") + 1] == "2"
+    assert command[command.index("--seed") + 1] == "1" and run == tmp_path / "runs" / "crops1_f2_s1"
+    assert result.parts[-3:] == ("ablation", "crops1_f2_s1", "results.json")
+    config = train.parse_args(command[command.index("--dataset") :])  # what the run will be: valid train.py options
+    assert (config.crops_per_image, config.fold, config.seed, config.loss) == (1, 2, 1, "dice+focal")

@@ -1,0 +1,90 @@
+"""The default recipe against the plain baseline, and an ablation from the one towards the other (issue #34).
+
+    python -m experiments.recipe_ablation            # list the runs: done, or the command still to run
+    python -m experiments.recipe_ablation --run      # run what is missing, in order; a killed run resumes
+
+Runs, in this order (seeds are the outer loop, so a study cut short has paired runs on both folds):
+
+- the yardstick ``../shared/baselines/plain_unet.py`` (run from there, never copied) on the 4 folds of
+  train.py's group split, 3 seeds, at train.py's budget (210 steps of 8 crops at 128): its --json output
+  in ``results/recipe/baseline/baseline128_f<F>_s<S>.json``;
+- train.py's default with one element at a time set as the baseline has it, on folds 0 (Dubai t8, Rio)
+  and 2 (t3, t6), seeds 0-2, small files kept in ``results/recipe/ablation/<element>_f<F>_s<S>/``
+  (the default itself: the committed grid runs ``results/questions/grid_unet_effnet-lite0_f*_s*``).
+
+Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
+``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
+unet_effnet-lite0`` and, beside the yardstick, ``... results/recipe/baseline --baseline baseline128``.
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
+BASELINE = ROOT.parent / "shared" / "baselines" / "plain_unet.py"
+FOLD_PLACES = {0: "dubai_t8,rio", 1: "dubai_t1,dubai_t5", 2: "dubai_t3,dubai_t6", 3: "dubai_t4,dubai_t7"}
+ELEMENTS = {  # element -> train.py options that set it as the baseline has it
+    "trainall": ["--train-on", "all"],  # every image of the training places trains (no validation split)
+    "crops1": ["--crops-per-image", "1"],  # each crop from another image
+    "bcedice": ["--loss", "bce+dice"],
+    "adamconst": ["--optimizer", "adam", "--schedule", "constant"],  # no warm-up, no decay, no weight decay
+    "last": ["--select", "last"],  # the last weights, not their moving average
+    "plain": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
+              "--schedule", "constant", "--standardize", "none", "--select", "last", "--calibrate", "none"],
+}  # fmt: skip
+ABLATION_FOLDS = (0, 2)
+SEEDS = (0, 1, 2)
+
+
+def planned(data_dir, work):
+    """(name, result file, command, run folder or None) of every run, in order."""
+    runs = []
+    for seed in SEEDS:
+        for fold, places in FOLD_PLACES.items():
+            out = ROOT / "results" / "recipe" / "baseline" / f"baseline128_f{fold}_s{seed}.json"
+            command = [sys.executable, str(BASELINE), "--sample", str(SAMPLE), "--holdout", places, "--seed",
+                       str(seed), "--size", "128", "--steps", "210", "--json", str(out)]  # fmt: skip
+            runs.append((out.stem, out, command, None))
+    for seed in SEEDS:
+        for fold in ABLATION_FOLDS:
+            for element, options in ELEMENTS.items():
+                name = f"{element}_f{fold}_s{seed}"
+                run = Path(work) / name
+                command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
+                           "--data-dir", str(data_dir), "--tracker", "local", "--folds", "4", "--fold", str(fold),
+                           "--seed", str(seed), *options, "--run-dir", str(run)]  # fmt: skip
+                runs.append((name, ROOT / "results" / "recipe" / "ablation" / name / "results.json", command, run))
+    return runs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="store_true", help="run the missing runs, in order")
+    parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe", help="where train.py runs write")
+    args = parser.parse_args(argv)
+    for name, result, command, run in planned(args.data_dir, args.work):
+        if result.exists():
+            print(f"done     {name}")
+            continue
+        if not args.run:
+            print(f"missing  {name}: {' '.join(command)}")
+            continue
+        if run is not None and (run / "config.json").exists():
+            command = [*command, "--resume"]  # a killed run continues from its last epoch
+        print(f"running  {name}", flush=True)
+        if subprocess.run(command, cwd=ROOT).returncode != 0:
+            raise SystemExit(f"experiments.recipe_ablation: {name} failed; its output is above")
+        if run is not None:
+            from experiments.collect import copy_small_files
+
+            copy_small_files(run, result.parent)
+    if not SAMPLE.is_dir() or not BASELINE.is_file():
+        print(f"note: the runs need {SAMPLE} and {BASELINE} (../shared beside the repository)")
+
+
+if __name__ == "__main__":
+    main()
