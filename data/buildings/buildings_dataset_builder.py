@@ -95,11 +95,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         from data.buildings import polygon_sources
 
         kind, folder = polygon_sources.find_layout(manual_dir)
-        fraction = self.builder_config.validation_fraction
+        names = polygon_sources.example_names(kind, folder)
+        if len(names) < 2:
+            raise ValueError(f"{folder} holds {len(names)} chip(s) or window(s); training needs at least 2.")
+        chosen = readers.validation_stems(names, self.builder_config.validation_fraction)  # never none
         examples = polygon_sources.chip_examples if kind == "chips" else polygon_sources.scene_examples
         return {
-            "train": self._polygon_examples(examples(folder, keep=lambda n: not readers.is_validation(n, fraction))),
-            "validation": self._polygon_examples(examples(folder, keep=lambda n: readers.is_validation(n, fraction))),
+            "train": self._polygon_examples(examples(folder, keep=lambda name: name not in chosen)),
+            "validation": self._polygon_examples(examples(folder, keep=lambda name: name in chosen)),
         }  # no test split: --holdout / --folds hold out whole places
 
     def _polygon_examples(self, examples):

@@ -1,4 +1,4 @@
-"""TFDS DatasetBuilderTestCase for both configs of the `buildings` dataset."""
+"""TFDS DatasetBuilderTestCase for the configs of the `buildings` dataset."""
 
 from unittest import mock
 
@@ -32,6 +32,14 @@ class BuildingsSyntheticTest(tfds.testing.DatasetBuilderTestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         cls._patch.stop()
+
+
+class BuildingsPolygonsTest(tfds.testing.DatasetBuilderTestCase):
+    """Builds the polygons config from dummy_data/chips (four web-map chips and a labels.geojson)."""
+
+    DATASET_CLASS = buildings_dataset_builder.Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["polygons"]
+    SPLITS = {"train": 3, "validation": 1}
 
 
 if __name__ == "__main__":

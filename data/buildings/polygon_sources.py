@@ -77,6 +77,28 @@ def labelled(image, valid, ids):
     return image, mask[..., None], ids[..., None]
 
 
+def chip_name(chip, x, y, z):
+    """A chip's example name: its place (the zoom-GROUP_ZOOM tile above it), "__", its file name."""
+    shift = max(z - GROUP_ZOOM, 0)
+    return f"z{min(z, GROUP_ZOOM)}_{x >> shift}_{y >> shift}__{Path(chip).name}"
+
+
+def example_names(kind, folder, window=WINDOW):
+    """The names of every example of a layout, read from the file names and the scenes' sizes alone (every chip
+    name checked as a tile first), so the splits can be chosen before any pixel is decoded."""
+    if kind == "chips":
+        chips = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in CHIP_SUFFIXES)
+        return [chip_name(chip, *tile_of(chip)) for chip in chips]
+    import rasterio
+
+    names = []
+    for scene in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SCENE_SUFFIXES):
+        with rasterio.open(scene) as source:
+            names += [f"{scene.stem}__r{top}_c{left}.png" for top in range(0, source.height, window)
+                      for left in range(0, source.width, window)]  # fmt: skip
+    return names
+
+
 def chip_examples(folder, keep=lambda name: True, say=print):
     """(file name, image, mask, ids) of every chip in ``folder`` whose name ``keep`` accepts (asked before it is
     decoded); the polygons of its labels.geojson burnt in."""
@@ -87,8 +109,7 @@ def chip_examples(folder, keep=lambda name: True, say=print):
     mislabelled = []
     for chip in chips:
         x, y, z = tiles[chip]
-        shift = max(z - GROUP_ZOOM, 0)
-        name = f"z{min(z, GROUP_ZOOM)}_{x >> shift}_{y >> shift}__{chip.name}"  # its place first: see the module
+        name = chip_name(chip, x, y, z)
         if not keep(name):
             continue
         image, valid, found = decode_chip(chip)
