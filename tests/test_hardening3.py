@@ -143,3 +143,18 @@ def test_the_start_recipe_follows_the_encoders_weights_and_an_explicit_flag_wins
     line = recipe_line(config)
     assert line.startswith(f"recipe: {start}") and f"--lr {lr}" in line and f"--standardize {standardize}" in line
     assert ("as given" in line) == any(flag in argv for flag in ("--lr", "--standardize"))
+
+
+def test_separate_always_on_a_one_target_model_says_why_nothing_is_separated(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    import predict
+
+    create_model("fcn32", "resnet18", input_shape=(None, None, 3)).save(tmp_path / "model.keras")
+    Image.fromarray(np.full((40, 56, 3), 90, np.uint8)).save(tmp_path / "scene.png")
+    predict.main(["--model", str(tmp_path / "model.keras"), str(tmp_path / "scene.png"), "--out", str(tmp_path / "o"),
+                  "--separate", "always", "--precision", "float32"])  # fmt: skip
+    said = capsys.readouterr().out
+    assert "--separate always: this model has no separation channels, only the building mask" in said
+    assert "no separation (connected patches are buildings)" in said
