@@ -74,15 +74,23 @@ def write_results(results, path):
     return results
 
 
+def load_json(path):
+    """(the parsed file, None) or (None, why it cannot be read), the file named by its name."""
+    name = Path(path).name
+    try:
+        return json.loads(Path(path).read_text()), None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, f"{name} is not valid JSON ({getattr(error, 'msg', error)})"
+    except OSError as error:
+        return None, f"{name} cannot be read ({error.strerror})"
+
+
 def read_results(path):
     """(results, problem): the run's results with ``format`` set and bad optional numbers as NaN, or
     (None, why it cannot be used)."""
-    try:
-        results = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return None, f"results.json is not valid JSON ({getattr(error, 'msg', error)})"
-    except OSError as error:
-        return None, f"results.json cannot be read ({error.strerror})"
+    results, problem = load_json(path)
+    if problem:
+        return None, problem
     if not isinstance(results, dict):
         return None, "results.json is not a JSON object (edited or damaged)"
     missing = [key for key in REQUIRED if key not in results]
@@ -112,12 +120,9 @@ def read_results(path):
 def read_evaluation(path):
     """(scores, problem) of a predict.py evaluation's metrics.json: its overall scores as held-out ones
     (``heldout_iou`` ...), checked as read_results checks a run's, or (None, why it cannot be used)."""
-    try:
-        report = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return None, f"metrics.json is not valid JSON ({getattr(error, 'msg', error)})"
-    except OSError as error:
-        return None, f"metrics.json cannot be read ({error.strerror})"
+    report, problem = load_json(path)
+    if problem:
+        return None, problem
     overall = report.get("overall") if isinstance(report, dict) else None
     if not isinstance(overall, dict):
         return None, "metrics.json has no overall scores (partial, or not written by predict.py)"
@@ -159,12 +164,9 @@ def finished_results(run_dir, tool):
 def read_yardstick(path):
     """(scores per place, problem) of a yardstick's JSON (``../shared/baselines/plain_unet.py --json``):
     {place: {"heldout_iou", "heldout_building_f1"}} plus "all" (its places pooled), checked like a run's."""
-    try:
-        report = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return None, f"{Path(path).name} is not valid JSON ({getattr(error, 'msg', error)})"
-    except OSError as error:
-        return None, f"{Path(path).name} cannot be read ({error.strerror})"
+    report, problem = load_json(path)
+    if problem:
+        return None, problem
     places = report.get("places") if isinstance(report, dict) else None
     if not isinstance(places, dict) or not isinstance(report.get("all"), dict):
         return None, f"{Path(path).name} has no per-place scores (not a yardstick's --json output)"
