@@ -210,18 +210,27 @@ def test_true_buildings_are_counted_not_parts_of_the_mask():
     assert (by_mask["building_tp"], by_mask["building_fp"], by_mask["building_fn"]) == (0, 3, 1)  # IoU 1/3 each
 
 
-def test_scene_windows_carry_the_reprojected_polygons_and_a_file_overlapping_no_scene_is_refused(tmp_path):
+UTM, UTM_GRID = "EPSG:32636", from_origin(452_000, 35_000, 0.5, 0.5)  # Kampala's UTM zone, 0.5 m pixels
+
+
+def _utm_scene(path, width, height):
+    """A flat grey 3-band GeoTIFF on UTM_GRID."""
     import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs=UTM,
+                       transform=UTM_GRID) as scene:  # fmt: skip
+        scene.write(np.full((3, height, width), 120, np.uint8))
+
+
+def test_scene_windows_carry_the_reprojected_polygons_and_a_file_overlapping_no_scene_is_refused(tmp_path):
     from pyogrio.raw import write
 
     from data.buildings.polygon_sources import find_layout, scene_examples
 
     folder = tmp_path / "scenes"
     folder.mkdir()
-    utm, grid = "EPSG:32636", from_origin(452_000, 35_000, 0.5, 0.5)
-    with rasterio.open(folder / "site.tif", "w", driver="GTiff", width=48, height=40, count=3, dtype="uint8",
-                       crs=utm, transform=grid) as scene:  # fmt: skip
-        scene.write(np.full((3, 40, 48), 120, np.uint8))
+    utm = UTM
+    _utm_scene(folder / "site.tif", 48, 40)
     across = shapely.box(452_008, 34_990, 452_016, 34_996)  # columns 16-31, rows 8-19: across the edge at 24
     lonlat = reproject(np.array([across], dtype=object), utm, "EPSG:4326")
     write(str(folder / "roofs.gpkg"), geometry=shapely.to_wkb(lonlat), field_data=[], fields=[],
@@ -242,7 +251,6 @@ def test_scene_windows_carry_the_reprojected_polygons_and_a_file_overlapping_no_
 
 
 def test_predict_scores_a_scene_against_a_vector_file_of_true_buildings(tmp_path, capsys):
-    import rasterio
     from pyogrio.raw import write
 
     import predict
@@ -256,10 +264,8 @@ def test_predict_scores_a_scene_against_a_vector_file_of_true_buildings(tmp_path
     model.save(tmp_path / "model.keras")
     scenes = tmp_path / "src"
     scenes.mkdir()
-    utm, grid = "EPSG:32636", from_origin(452_000, 35_000, 0.5, 0.5)
-    with rasterio.open(scenes / "site.tif", "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8",
-                       crs=utm, transform=grid) as scene:  # fmt: skip
-        scene.write(np.full((3, 48, 64), 120, np.uint8))
+    utm = UTM
+    _utm_scene(scenes / "site.tif", 64, 48)
     roofs = [shapely.box(452_002, 34_990, 452_006, 34_994), shapely.box(452_006, 34_990, 452_010, 34_994)]
     lonlat = reproject(np.array(roofs, dtype=object), utm, "EPSG:4326")  # two touching roofs of 8 x 8 pixels
     write(str(tmp_path / "roofs.geojson"), geometry=shapely.to_wkb(lonlat), field_data=[], fields=[],
