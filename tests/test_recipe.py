@@ -2,6 +2,7 @@
 average, training on every image that is not held out."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -80,3 +81,18 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert result.parts[-3:] == ("ablation", "crops1_f2_s1", "results.json")
     config = train.parse_args(command[command.index("--dataset") :])  # what the run will be: valid train.py options
     assert (config.crops_per_image, config.fold, config.seed, config.loss) == (1, 2, 1, "dice+focal")
+
+
+def test_kept_weights_calibrates_the_kept_the_last_and_the_remeasured_weights(synthetic_dir, tmp_path):
+    from experiments.kept_weights import kept_weights_rows
+    from tests.tiny import TINY_TRAIN
+
+    run = train.main([*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1",
+                      "--run-dir", str(tmp_path / "run")])  # fmt: skip
+    rows = dict(kept_weights_rows(run))
+    assert list(rows) == ["kept (ema)", "last weights", "kept, BatchNorm statistics measured again"]
+    for found in rows.values():
+        assert 0 < found["threshold"] < 1 and found["iou"] >= found["iou_at_0.5"] and found["scenes"] == 12
+    recorded = json.loads((run / "results.json").read_text())["calibration"]
+    assert rows["kept (ema)"]["threshold"] == recorded["threshold"]  # as train.py calibrated the kept model
+    assert rows["kept (ema)"]["iou"] == pytest.approx(recorded["iou"], abs=1e-9)
