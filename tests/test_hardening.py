@@ -206,7 +206,8 @@ def _our_run(run_dir, **changes):
     import train
 
     run_dir.mkdir(parents=True)
-    config = {**train.Config().__dict__, "dataset": "buildings/synthetic", "run_dir": str(run_dir), **changes}
+    resolved = train.parse_args([]).__dict__  # as train.py saves it: the start recipe resolved
+    config = {**resolved, "dataset": "buildings/synthetic", "run_dir": str(run_dir), **changes}
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     (run_dir / "state.json").write_text(json.dumps({"epoch": 1, "best_value": 0.5, "monitor": "val_iou"}))
     with h5py.File(run_dir / "last.weights.h5", "w") as weights:

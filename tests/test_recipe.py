@@ -83,6 +83,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert (config.crops_per_image, config.fold, config.seed, config.loss) == (1, 2, 1, "dice+focal")
 
 
+@pytest.mark.slow  # a training run and three calibrations (~40 s); run with -m slow
 def test_kept_weights_calibrates_the_kept_the_last_and_the_remeasured_weights(synthetic_dir, tmp_path):
     from experiments.kept_weights import kept_weights_rows
     from tests.tiny import TINY_TRAIN
