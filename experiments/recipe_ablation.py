@@ -2,6 +2,7 @@
 
     python -m experiments.recipe_ablation            # list the runs: done, or the command still to run
     python -m experiments.recipe_ablation --run      # run what is missing, in order; a killed run resumes
+    python -m experiments.recipe_ablation --table 0 0   # fold 0, seed 0: scores and calibration of each run
 
 Runs, in this order (seeds are the outer loop, so a study cut short has paired runs on both folds):
 
@@ -60,12 +61,48 @@ def planned(data_dir, work):
     return runs
 
 
+def calibration_table(fold, seed):
+    """Markdown rows of one fold and seed: the default, each finished element, the yardstick; held-out pixel IoU
+    and building F1 (the fold's places pooled) beside the calibration on the run's own training images."""
+    import json
+
+    def row(label, path):
+        results = json.loads(path.read_text())
+        found = results.get("calibration") or {}
+        calibrated = (
+            f"{found['threshold']:.2f} | {found['iou']:.3f} | {found['iou_at_0.5']:.3f}" if found else "(0.5) | |"
+        )
+        return f"| {label} | {results['heldout_iou']:.3f} | {results['heldout_building_f1']:.3f} | {calibrated} |"
+
+    results = ROOT / "results"
+    lines = [
+        "| run | held-out pixel IoU | building F1 | calibrated threshold | IoU there | IoU at 0.5 |",
+        "|---|---|---|---|---|---|",
+        row("the default", results / "questions" / f"grid_unet_effnet-lite0_f{fold}_s{seed}" / "results.json"),
+    ]
+    for element, options in ELEMENTS.items():
+        path = results / "recipe" / "ablation" / f"{element}_f{fold}_s{seed}" / "results.json"
+        if path.exists():
+            lines.append(row(f"`{' '.join(options)}`" if element != "plain" else "the yardstick's recipe in our code",
+                             path))  # fmt: skip
+    yardstick = results / "recipe" / "baseline" / f"baseline128_f{fold}_s{seed}.json"
+    if yardstick.exists():
+        pooled = json.loads(yardstick.read_text())["all"]
+        lines.append(f"| the yardstick | {pooled['pixel_iou']:.3f} | {pooled['building_f1']:.3f} | (0.5) | | |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="store_true", help="run the missing runs, in order")
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe", help="where train.py runs write")
+    parser.add_argument("--table", nargs=2, type=int, metavar=("FOLD", "SEED"),
+                        help="print the calibration table of one fold and seed from the committed runs")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.table:
+        print(calibration_table(*args.table))
+        return
     for name, result, command, run in planned(args.data_dir, args.work):
         if result.exists():
             print(f"done     {name}")

@@ -97,3 +97,11 @@ def test_kept_weights_calibrates_the_kept_the_last_and_the_remeasured_weights(sy
     recorded = json.loads((run / "results.json").read_text())["calibration"]
     assert rows["kept (ema)"]["threshold"] == recorded["threshold"]  # as train.py calibrated the kept model
     assert rows["kept (ema)"]["iou"] == pytest.approx(recorded["iou"], abs=1e-9)
+
+
+def test_the_calibration_table_reads_the_committed_runs():
+    from experiments.recipe_ablation import calibration_table
+
+    table = calibration_table(0, 0).splitlines()
+    assert table[2] == "| the default | 0.602 | 0.163 | 0.09 | 0.548 | 0.481 |"  # results/questions, fold 0 seed 0
+    assert table[-1] == "| the yardstick | 0.650 | 0.214 | (0.5) | | |"  # results/recipe/baseline
