@@ -25,25 +25,33 @@ def kept_weights_rows(run_dir):
     from inference.loading import load_segmenter
     from models import create_model
     from models.segmenter import set_logit_offset
+    from training.setup import marks_nodata
 
     config, train_examples, _ = run_examples(run_dir)
+    polygons = marks_nodata(config["dataset"])
     model, fixed = load_segmenter(run_dir)
     set_logit_offset(model, 0.0)
     kept = model.get_weights()
-    rows = [("kept (" + config.get("select", "ema") + ")", calibrate_model(model, train_examples, fixed))]
+
+    def calibrated():
+        return calibrate_model(model, train_examples, fixed, polygons=polygons)
+
+    rows = [("kept (" + config.get("select", "ema") + ")", calibrated())]
     trained = create_model(config["arch"], config["encoder"], input_shape=(config["image_size"],) * 2 + (3,),
                            standardize=config.get("standardize") == "image")  # fmt: skip
     trained.load_weights(Path(run_dir) / "last.weights.h5")
     model.set_weights(trained.get_weights())
     set_logit_offset(model, 0.0)
-    rows.append(("last weights", calibrate_model(model, train_examples, fixed)))
+    rows.append(("last weights", calibrated()))
     model.set_weights(kept)
     batches = train_dataset(train_examples, size=config["image_size"], batch_size=config.get("batch_size", 8),
                             seed=123, crops_per_image=config.get("crops_per_image", 8))  # fmt: skip
     for images, *_ in batches.take(BATCHES):
         model(images, training=True)  # BatchNorm measures its statistics; no weight changes
     set_logit_offset(model, 0.0)
-    rows.append(("kept, BatchNorm statistics measured again", calibrate_model(model, train_examples, fixed)))
+    rows.append(
+        ("kept, BatchNorm statistics measured again", calibrate_model(model, train_examples, fixed, polygons=polygons))
+    )
     return rows
 
 

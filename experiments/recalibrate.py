@@ -18,6 +18,7 @@ def recalibrate(run_dir):
     from inference.heldout import calibrate_model, score_model
     from inference.loading import load_segmenter
     from models import create_model
+    from training.setup import marks_nodata
 
     saved, train_examples, heldout_examples = run_examples(run_dir)
     trained, fixed = load_segmenter(run_dir)
@@ -31,9 +32,10 @@ def recalibrate(run_dir):
     )
     model.set_weights(trained.get_weights())  # the new model's offset is 0: threshold 0.5
     separate = trained.output_shape[-1] > 1
-    at_half = score_model(model, heldout_examples, fixed, separate=separate)["overall"]
-    threshold = calibrate_model(model, train_examples, fixed)["threshold"]
-    calibrated = score_model(model, heldout_examples, fixed, separate=separate)["overall"]
+    polygons = marks_nodata(saved["dataset"])  # true buildings and no-data, where the labels have them
+    at_half = score_model(model, heldout_examples, fixed, separate=separate, polygons=polygons)["overall"]
+    threshold = calibrate_model(model, train_examples, fixed, polygons=polygons)["threshold"]
+    calibrated = score_model(model, heldout_examples, fixed, separate=separate, polygons=polygons)["overall"]
     # a list, not a dict keyed by threshold: a calibrated threshold of exactly 0.5 keeps both rows
     return [(0.5, at_half), (threshold, calibrated)]
 
