@@ -402,7 +402,8 @@ def test_compare_lists_damaged_runs_and_ranks_nan_last(tmp_path, capsys):
     assert "skipped c_string_gmacs: results.json has gmacs='0.8 G'" in out
     assert "skipped f_binary: results.json is not valid JSON" in out
     assert "learning curves: skipped a_good:" in out and "history.csv is malformed" in out
-    assert "prediction grid: skipped a_good: no model.keras" in out
+    assert "prediction grid: skipped a_good: no model.keras (finished, but its weights are not kept here" in out
+    assert "resume" not in out.split("prediction grid: skipped a_good")[1].splitlines()[0]  # a finished run: no resume
     assert (tmp_path / "out" / "iou_vs_gmacs.png").stat().st_size > 3000
     assert tree_hash(runs) == before
 
