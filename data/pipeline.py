@@ -192,6 +192,8 @@ AUGMENTATIONS = {
     # basic geometry with the brightness and contrast range of the sample's images (their means
     # run from 34 to 213 grey levels, their spreads from 18 to 98) and a gamma curve
     "radiometric": dict(max_rotate=20.0, max_scale=0.15, max_shift=0.08, brightness=0.3, contrast=0.5, gamma=0.4),
+    # the dihedral group alone (flips, 90-degree rotations, transpose): what most plain recipes use
+    "flips": dict(max_rotate=0.0, max_scale=0.0, max_shift=0.0, brightness=0.0, contrast=0.0),
     "none": None,
 }
 

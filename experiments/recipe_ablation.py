@@ -35,6 +35,10 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
     "last": ["--select", "last"],  # the last weights, not their moving average
     "plain": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
               "--schedule", "constant", "--standardize", "none", "--select", "last", "--calibrate", "none"],
+    "flips": ["--augment", "flips"],  # flips and 90-degree turns only, no small rotations, scaling or colour jitter
+    "plainflips": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
+                   "--schedule", "constant", "--standardize", "none", "--select", "last", "--calibrate", "none",
+                   "--augment", "flips"],
 }  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 SEEDS = (0, 1, 2)

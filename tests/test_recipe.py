@@ -105,3 +105,21 @@ def test_the_calibration_table_reads_the_committed_runs():
     table = calibration_table(0, 0).splitlines()
     assert table[2] == "| the default | 0.602 | 0.163 | 0.09 | 0.548 | 0.481 |"  # results/questions, fold 0 seed 0
     assert table[-1] == "| the yardstick | 0.650 | 0.214 | (0.5) | | |"  # results/recipe/baseline
+
+
+def test_the_flips_preset_is_the_dihedral_group_alone():
+    from data.pipeline import AUGMENTATIONS, augment_batch
+
+    images = tf.reshape(tf.range(2 * 8 * 8 * 3, dtype=tf.float32) % 251, (2, 8, 8, 3))
+    masks = tf.cast(images[..., :1] > 100, tf.float32)
+    seen = set()
+    for seed in range(12):
+        out, out_masks = augment_batch(images, masks, tf.constant([seed, 5], tf.int64), **AUGMENTATIONS["flips"])
+        for index in range(2):
+            source = images.numpy()[index]
+            group = [np.rot90(source, k) for k in range(4)] + [np.rot90(source.transpose(1, 0, 2), k) for k in range(4)]
+            matches = [k for k, moved in enumerate(group) if np.allclose(out.numpy()[index], moved, atol=1e-3)]
+            assert len(matches) >= 1  # the pixels moved, none blended, no colour changed
+            seen.add(matches[0])
+            assert np.array_equal(out_masks.numpy()[index], group[matches[0]][..., :1] > 100)
+    assert len(seen) >= 4  # several elements of the group are drawn
