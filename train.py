@@ -178,6 +178,21 @@ def parsing_problems(config):
     return problems
 
 
+def data_dir_problems(data_dir):
+    """A --data-dir that is a file, or that cannot be made (a read-only or missing parent), named before the run
+    folder exists; a missing one that can be made is made (the dataset is built there)."""
+    if not data_dir:
+        return []
+    folder = Path(data_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        return [f"--data-dir {data_dir}: a file, not a folder; pass the folder the datasets are built in"]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return [f"--data-dir {data_dir}: cannot be made ({error.strerror}); pass a folder you can write to"]
+    return []
+
+
 def weight_problems(config):
     """--encoder-weights FILE and --init, loaded into the model this run builds before anything is written:
     a missing, damaged or unfitting file is named here, not after the run folder exists."""
@@ -248,8 +263,8 @@ def check_config(config):
     if not 0 <= config.freeze_encoder <= config.epochs:
         problems.append(f"--freeze-encoder {config.freeze_encoder}: must lie in [0, --epochs] = [0, {config.epochs}]")
     problems += group_pattern_problems(config.group_pattern) + parsing_problems(config)
-    if not problems:  # the weights are loaded only into a model whose options all make sense
-        problems += weight_problems(config)
+    if not problems:  # the weights are loaded, and the data folder made, only when all options make sense
+        problems += weight_problems(config) + data_dir_problems(config.data_dir)
     if problems:
         raise SystemExit("train.py: invalid arguments:\n  " + "\n  ".join(problems))
 

@@ -158,3 +158,12 @@ def test_separate_always_on_a_one_target_model_says_why_nothing_is_separated(tmp
     said = capsys.readouterr().out
     assert "--separate always: this model has no separation channels, only the building mask" in said
     assert "no separation (connected patches are buildings)" in said
+
+
+def test_a_data_dir_that_cannot_be_made_or_is_a_file_is_named_before_the_run_folder(synthetic_dir, tmp_path):
+    args = [a if a != synthetic_dir else str(tmp_path / "never") for a in _synthetic(synthetic_dir)]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert_train_refuses(tmp_path / "a", [*args, "--data-dir", str(blocker)], "a file, not a folder")
+    assert_train_refuses(tmp_path / "b", [*args, "--data-dir", str(blocker / "tfds")], "cannot be made")
+    assert blocker.read_text() == "not a folder"
