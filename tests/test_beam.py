@@ -141,7 +141,7 @@ def test_globs_list_files_and_folders_name_the_same_scenes(scenes_and_model, tmp
         expand_inputs([], tmp_path / "missing.txt")
 
 
-def test_a_rerun_skips_only_the_same_input_model_and_options_with_every_output_present(scenes_and_model, tmp_path):
+def test_a_rerun_skips_only_the_same_input_and_says_so(scenes_and_model, tmp_path):
     pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
     scenes, model = scenes_and_model
     first, second = tmp_path / "a", tmp_path / "b"
@@ -149,26 +149,46 @@ def test_a_rerun_skips_only_the_same_input_model_and_options_with_every_output_p
     (first / "x.tif").write_bytes((scenes / "a.tif").read_bytes())
     (second / "x.tif").write_bytes((scenes / "c.tif").read_bytes())  # another scene of the same name
     out = tmp_path / "out"
-    beam = ["--out", out, "--precision", "float32", "--runner", "DirectRunner"]
 
-    def run(scene, *more):
-        done = _predict("--model", model, scene, *beam, *more)
+    def run(scene):
+        done = _predict("--model", model, scene, "--out", out, "--precision", "float32", "--runner", "DirectRunner")
         manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-        return done.stdout, manifest, _read_band(out / "x_prob.tif")
+        return done.stdout, manifest[0]["scene"], _read_band(out / "x_prob.tif")
 
-    said, manifest, from_a = run(first / "x.tif")
-    assert manifest[0]["scene"] == str(first / "x.tif")
-    said, manifest, again = run(first / "x.tif")  # the same: skipped, and said so
-    assert "1 of them skipped: finished earlier with the same input, model and options" in said
-    np.testing.assert_array_equal(again, from_a)
-    said, manifest, from_b = run(second / "x.tif")  # another input of the same name: predicted
+    said, scene, from_a = run(first / "x.tif")
+    said, scene, from_b = run(second / "x.tif")  # another input of the same name: predicted, said why
     assert "done again" in said and "the input is not the one finished earlier" in said and "skipped" not in said
-    assert manifest[0]["scene"] == str(second / "x.tif") and not np.array_equal(from_b, from_a)
-    said, _, _ = run(second / "x.tif", "--threshold", "0.7")  # other options: predicted again
-    assert "finished with another model or other options" in said
-    (out / "x.gpkg").unlink()  # an output gone: predicted again
-    said, _, _ = run(second / "x.tif", "--threshold", "0.7")
-    assert "its output x.gpkg is missing" in said and (out / "x.gpkg").is_file()
+    assert scene == str(second / "x.tif") and not np.array_equal(from_b, from_a)
+    said, scene, again = run(second / "x.tif")  # the same input, model and options: skipped, and said so
+    assert "1 of them skipped: finished earlier with the same input, model and options" in said
+    np.testing.assert_array_equal(again, from_b)
+
+
+def test_a_marker_is_trusted_only_with_the_same_input_model_options_and_outputs(tmp_path):
+    from inference.job import SceneJob, file_identity, finished_record, write_marker
+
+    scene = tmp_path / "x.tif"
+    scene.write_bytes(b"scene")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.gpkg").write_bytes(b"footprints")
+    run = {"model_sha256": "ab" * 32, "options": {"threshold": 0.5}}
+    job = SceneJob(out=str(out), markers=True, run=run)
+    record = {"manifest": {"stem": "x", "files": ["x.gpkg"]}, "score": None, "label_error": None}
+    write_marker(job.marker(scene), {**record, "input": file_identity(scene), "run": run})
+    assert finished_record(job, scene)[0]["manifest"]["files"] == ["x.gpkg"]
+    other = SceneJob(out=str(out), markers=True, run={**run, "options": {"threshold": 0.7}})
+    assert finished_record(other, scene) == (None, "it was finished with another model or other options")
+    (out / "x.gpkg").unlink()
+    assert finished_record(job, scene) == (None, "its output x.gpkg is missing")
+    (out / "x.gpkg").write_bytes(b"footprints")
+    scene.write_bytes(b"another scene")  # same path, other size: another input
+    assert "the input is not the one finished earlier" in finished_record(job, scene)[1]
+    job.marker(scene).write_text(json.dumps({"stem": "x"}))  # a row of the predict.py before markers proved anything
+    assert "written by an older predict.py" in finished_record(job, scene)[1]
+    job.marker(scene).write_text("{cut")
+    assert "is damaged" in finished_record(job, scene)[1]
+    assert finished_record(job, tmp_path / "new.tif") == (None, "no marker")
 
 
 def test_labels_under_beam_give_the_plain_runners_metrics_messages_and_exit(scenes_and_model, tmp_path):
