@@ -2,6 +2,7 @@
 
 python -m data.build --config kaggle --manual-dir ~/Downloads/buildings   # zip or folder
 python -m data.build --config synthetic
+python -m data.build --config polygons --manual-dir ../shared/data/kampala_chips --data-dir ~/.cache/kampala_tfds
 """
 
 import argparse
@@ -14,7 +15,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=["kaggle", "synthetic", "polygons"], default="kaggle")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default ~/tensorflow_datasets)")
-    parser.add_argument("--manual-dir", default=None, help="folder holding the Kaggle zip or extracted folder")
+    parser.add_argument("--manual-dir", default=None, help="the Kaggle zip or its folder; chips or scenes and polygons")
     parser.add_argument("--verbose", action="store_true", help="print the full traceback of a failed build")
     args = parser.parse_args(argv)
     try:
