@@ -43,21 +43,26 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
+FOLDS_OF = {"plainflips": (0, 1, 2, 3)}  # the candidate default runs on every fold, to be paired with the yardstick
 SEEDS = (0, 1, 2)
 
 
-def planned(data_dir, work):
-    """(name, result file, command, run folder or None) of every run, in order."""
+def planned(data_dir, work, elements=None):
+    """(name, result file, command, run folder or None) of every run, in order; ``elements``: only these
+    (None: the yardstick's runs and every element)."""
     runs = []
     for seed in SEEDS:
         for fold, places in FOLD_PLACES.items():
             out = ROOT / "results" / "recipe" / "baseline" / f"baseline128_f{fold}_s{seed}.json"
             command = [sys.executable, str(BASELINE), "--sample", str(SAMPLE), "--holdout", places, "--seed",
                        str(seed), "--size", "128", "--steps", "210", "--json", str(out)]  # fmt: skip
-            runs.append((out.stem, out, command, None))
+            if not elements or "yardstick" in elements:
+                runs.append((out.stem, out, command, None))
     for seed in SEEDS:
-        for fold in ABLATION_FOLDS:
+        for fold in sorted({fold for folds in FOLDS_OF.values() for fold in folds} | set(ABLATION_FOLDS)):
             for element, options in ELEMENTS.items():
+                if fold not in FOLDS_OF.get(element, ABLATION_FOLDS) or (elements and element not in elements):
+                    continue
                 name = f"{element}_f{fold}_s{seed}"
                 run = Path(work) / name
                 command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
@@ -104,11 +109,12 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe", help="where train.py runs write")
     parser.add_argument("--table", nargs=2, type=int, metavar=("FOLD", "SEED"),
                         help="print the calibration table of one fold and seed from the committed runs")  # fmt: skip
+    parser.add_argument("--only", default="", help="comma-separated elements (and 'yardstick') to list or run")
     args = parser.parse_args(argv)
     if args.table:
         print(calibration_table(*args.table))
         return
-    for name, result, command, run in planned(args.data_dir, args.work):
+    for name, result, command, run in planned(args.data_dir, args.work, [e for e in args.only.split(",") if e]):
         if result.exists():
             print(f"done     {name}")
             continue
