@@ -44,16 +44,35 @@ EXPORTS = ("saved_model", "tflite")
 
 
 def band_numbers(text):
-    """--bands: three band numbers, e.g. 3,2,1."""
+    """--bands: band numbers, e.g. 3,2,1 (three for an RGB model; as many as a model of more bands reads)."""
     try:
         bands = tuple(int(b) for b in text.split(","))
     except ValueError:
         bands = ()
-    if len(bands) != 3 or min(bands) < 1:
+    if len(bands) < 3 or min(bands) < 1:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not three band numbers (1-based, comma-separated), e.g. 3,2,1 or 1,1,1"
+            f"{text!r} is not band numbers (1-based, comma-separated, three or more), e.g. 3,2,1 or 1,1,1"
         )
     return bands
+
+
+def resolve_bands(args):
+    """(the band numbers to read or None, how many the model takes), from --bands and the bands the model
+    recorded (``models.metadata``); a --bands of another count is refused before anything is written."""
+    from inference.loading import model_bands
+
+    try:
+        recorded = model_bands(args.model)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"predict.py: {error}") from None
+    if args.bands and len(args.bands) != len(recorded):
+        raise SystemExit(
+            f"predict.py: --bands {','.join(map(str, args.bands))} names {len(args.bands)} band(s), but {args.model} "
+            f"reads {len(recorded)}: bands {','.join(map(str, recorded))} of its training images. Give "
+            f"{len(recorded)} band numbers, or leave --bands out to read bands {','.join(map(str, recorded))}."
+        )
+    default = None if tuple(recorded) == (1, 2, 3) else tuple(recorded)
+    return args.bands or default, len(recorded)
 
 
 def add_output_options(parser):
@@ -76,8 +95,8 @@ def add_output_options(parser):
     parser.add_argument(
         "--bands",
         type=band_numbers,
-        help="three band numbers of GeoTIFF/VRT inputs to use as RGB, e.g. 3,2,1 or 1,1,1 (grey); "
-        "default: the first three",
+        help="band numbers of GeoTIFF/VRT inputs to use as RGB, e.g. 3,2,1 or 1,1,1 (grey), and for a model "
+        "trained on more bands as many as it reads; default: the first three, or the bands the model recorded",
     )
     parser.add_argument(
         "--simplify", type=float, default=0.0, help="simplify footprint outlines by this tolerance in pixels"
@@ -213,6 +232,7 @@ def scene_job(args, out, *, tile, fixed_size, precision, separation, markers=Fal
         batch_size=args.batch_size,
         fixed_size=fixed_size,
         bands=args.bands,
+        channels=args.channels,
         labels=args.labels,
         precision=precision,
         writer=writer,
@@ -359,7 +379,7 @@ def export(kinds, model, out, *, tile, fixed_size):
         else:
             for weights in ("float32", "int8"):
                 path = export_tflite(model, out / f"model_{weights}.tflite", tile=tile, kind=weights)
-                print(f"exported: {path} (uint8 input 1x{tile}x{tile}x3)")
+                print(f"exported: {path} (uint8 input 1x{tile}x{tile}x{model.input.shape[-1]})")
 
 
 def main(argv=None):
@@ -373,6 +393,7 @@ def main(argv=None):
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
     check_out_dir(args.out, files, args.inputs)
+    args.bands, args.channels = resolve_bands(args)
     out = prepare_out_dir(args.out)
     model, fixed_size, tile, targets, separation, precision = load_model(args, bool(files))
     export(args.export, model, out, tile=tile, fixed_size=fixed_size)

@@ -38,7 +38,7 @@ from training.checkpoints import MONITOR
 from training.finish import SELECTIONS
 from training.recipes import recipe_line
 from training.rundir import make_run_dir
-from training.setup import target_weights
+from training.setup import bands_of, target_weights
 from training.trackers import create_trackers, parse_trackers
 
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle", "buildings/polygons")
@@ -94,6 +94,7 @@ class Config:
     fine_skip: bool = False  # U-Net: the input image joins the last, full-resolution stage (one-pixel gaps)
     zoom: int = 1  # > 1: the network sees the image enlarged this many times, its logits pooled back (zoom**2 compute)
     gap_weight: float = 0.0  # > 0: pixels between neighbouring buildings count 1 + this in the loss (data.targets)
+    bands: str = ""  # bands of the dataset's images the model reads, 1-based, RGB first, e.g. 1,2,3,4; empty: 1,2,3
     init: str = ""  # a finished run (or its model.keras) of the same arch and encoder to fine-tune
     freeze_encoder: int = (
         0  # train the decoder alone (encoder weights and BatchNorm statistics frozen) this many epochs
@@ -245,6 +246,10 @@ def check_config(config):
         problems.append("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
     if config.warmup_steps >= config.epochs * config.steps_per_epoch and config.schedule == "cosine":
         problems.append(f"--warmup-steps {config.warmup_steps}: must be smaller than epochs x steps-per-epoch")
+    try:
+        bands_of(config)
+    except ValueError as error:
+        problems.append(str(error))
     if config.manual_dir and not Path(config.manual_dir).is_dir():
         problems.append(
             f"--manual-dir {config.manual_dir}: no such folder; pass the folder holding the Kaggle zip or "
@@ -335,7 +340,7 @@ def main(argv=None):
     results = finish_run(
         config, run_dir, model, ema_weights=ema_weights, train_examples=train_examples,
         heldout_examples=heldout_examples, heldout=heldout, val_ds=val_ds,
-        shape=(config.image_size, config.image_size, 3), facts=facts, scorer=scorer,
+        shape=(config.image_size, config.image_size, len(bands_of(config))), facts=facts, scorer=scorer,
     )  # fmt: skip
     for tracker in trackers:
         tracker.finish(results, artifacts=[run_dir / "results.json", run_dir / "learning_curves.png"])

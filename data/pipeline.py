@@ -49,7 +49,9 @@ def load_split(dataset, split, *, data_dir=None, manual_dir=None):
     """Examples {"image", "mask", "file_name"} of a TFDS split, images left PNG-encoded (built first if needed)."""
     builder = prepare(dataset, data_dir=data_dir, manual_dir=manual_dir)
     skip = tfds.decode.SkipDecoding()
-    decoders = {name: skip for name in ("image", "mask", "instances") if name in builder.info.features}
+    features = builder.info.features
+    decoders = {name: skip for name in ("image", "mask", "instances")
+                if name in features and isinstance(features[name], tfds.features.Image)}  # fmt: skip
     return builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
 
 
@@ -73,16 +75,52 @@ def only_files(examples, names):
     return examples.filter(lambda ex: tf.reduce_any(tf.equal(ex["file_name"], wanted)))
 
 
+def image_of(example):
+    """uint8 (H, W, bands) of an example: its PNG bytes decoded (RGB), or the array of every band that the
+    polygons config stores (or ``select_bands`` left)."""
+    image = example["image"]
+    return tf.io.decode_png(image, channels=3) if image.dtype == tf.string else image
+
+
+def band_count(examples):
+    """How many bands the images of ``examples`` have (3 for PNG-encoded ones; else read from the first)."""
+    spec = examples.element_spec["image"]
+    if spec.dtype == tf.string:
+        return 3
+    if spec.shape.rank == 3 and spec.shape[-1] is not None:
+        return int(spec.shape[-1])
+    for example in examples.take(1):
+        return int(example["image"].shape[-1])
+    return 3
+
+
+def select_bands(examples, bands):
+    """``examples`` whose images hold only ``bands`` (1-based numbers of the stored bands, in this order); the
+    stored RGB (1, 2, 3) of PNG-encoded examples is left encoded."""
+    bands = tuple(bands or (1, 2, 3))
+    if bands == (1, 2, 3) and examples.element_spec["image"].dtype == tf.string:
+        return examples
+    indexes = tf.constant([band - 1 for band in bands], tf.int32)
+
+    def pick(example):
+        picked = tf.gather(image_of(example), indexes, axis=-1)
+        picked.set_shape([None, None, len(bands)])
+        return {**example, "image": picked}
+
+    return examples.map(pick)
+
+
 def decode(example):
-    """PNG bytes -> (uint8 image (H, W, 3), uint8 mask (H, W, 1))."""
-    image = tf.io.decode_png(example["image"], channels=3)
+    """An example -> (uint8 image (H, W, bands), uint8 mask (H, W, 1))."""
+    image = image_of(example)
     mask = tf.io.decode_png(example["mask"], channels=1)
     return image, mask
 
 
 def decode_instances(example):
-    """PNG bytes -> (uint8 image (H, W, 3), float32 building ids (H, W, 1), 0 = background; ``data.targets``)."""
-    image = tf.io.decode_png(example["image"], channels=3)
+    """An example -> (uint8 image (H, W, bands), float32 building ids (H, W, 1), 0 = background;
+    ``data.targets``)."""
+    image = image_of(example)
     ids = tf.io.decode_png(example["instances"], channels=1, dtype=tf.uint16)
     return image, tf.cast(ids, tf.float32)
 
@@ -131,8 +169,9 @@ def random_crops(image, mask, seed, *, size, count):
         tf.stack([top, left], 1),
         fn_output_signature=joint.dtype,
     )
-    crops = tf.ensure_shape(crops, [count, size, size, 4])
-    return crops[..., :3], crops[..., 3:]
+    bands = image.shape[-1] if image.shape[-1] is not None else 3
+    crops = tf.ensure_shape(crops, [count, size, size, bands + 1])
+    return crops[..., :bands], crops[..., bands:]
 
 
 def _random_transforms(seed, batch, size, *, max_rotate, max_scale, max_shift):
@@ -254,7 +293,7 @@ def augment_batch(
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
     images = tf.clip_by_value((images - mean) * factor + mean + offset, 0.0, 255.0)
     if channel_gain or saturation:
-        images = images * (1.0 + uniform(2, [batch, 1, 1, 3], channel_gain))
+        images = images * (1.0 + uniform(2, [batch, 1, 1, images.shape[-1] or 3], channel_gain))
         grey = tf.reduce_mean(images, axis=-1, keepdims=True)
         images = tf.clip_by_value(grey + (images - grey) * (1.0 + uniform(3, [batch, 1, 1, 1], saturation)), 0.0, 255.0)
     if gamma:
@@ -377,13 +416,14 @@ def tile_with_weights(image, mask, size):
     shape = tf.shape(image)
     height = (shape[0] + size - 1) // size * size
     width = (shape[1] + size - 1) // size * size
-    channels = 3 + mask.shape[-1] + 1
+    bands = image.shape[-1] if image.shape[-1] is not None else 3
+    channels = bands + mask.shape[-1] + 1
     weight = tf.ones_like(mask[..., :1], tf.float32)
     stacked = tf.concat([tf.cast(image, tf.float32), tf.cast(mask, tf.float32), weight], axis=-1)
     stacked = tf.image.pad_to_bounding_box(stacked, 0, 0, height, width)
     tiles = tf.reshape(stacked, [height // size, size, width // size, size, channels])
     tiles = tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [-1, size, size, channels])
-    return tiles[..., :3], tiles[..., 3:-1], tiles[..., -1:]
+    return tiles[..., :bands], tiles[..., bands:-1], tiles[..., -1:]
 
 
 def eval_dataset(examples, *, size, batch_size, cache=True, targets=("building",), nodata=False):

@@ -25,6 +25,7 @@ def split_examples(config, dataset, run_dir):
         log = run_dir / "build_error.log"
         log.write_text(traceback.format_exc())
         raise SystemExit(f"train.py: {error}\n(full traceback in {log})") from None
+    splits = with_bands(splits, config, dataset)
     if not (config.holdout or config.folds):  # TFDS splits know their sizes
         counts = [int(splits[name].cardinality()) for name in ("train", "validation", "validation")]
         return (
@@ -67,6 +68,23 @@ def split_examples(config, dataset, run_dir):
         description,
         counts,
     )
+
+
+def with_bands(splits, config, dataset):
+    """{split: examples} with the bands of ``config.bands`` (``data.pipeline.select_bands``), after checking that
+    the dataset's images have them."""
+    from data.pipeline import band_count, select_bands
+    from training.setup import bands_of
+
+    bands = bands_of(config)
+    stored = max(band_count(examples) for examples in splits.values())
+    if max(bands) > stored:
+        raise SystemExit(
+            f"train.py: --bands {','.join(map(str, bands))} asks for band {max(bands)}, but the images of {dataset} "
+            f"have {stored} band(s). Give band numbers from 1 to {stored}, or build the dataset from scenes with "
+            "those bands (the polygons config keeps every band of a GeoTIFF)."
+        )
+    return {name: select_bands(examples, bands) for name, examples in splits.items()}
 
 
 def run_examples(run_dir):

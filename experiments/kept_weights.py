@@ -37,7 +37,7 @@ def kept_weights_rows(run_dir):
         return calibrate_model(model, train_examples, fixed, polygons=polygons)
 
     rows = [("kept (" + config.get("select", "ema") + ")", calibrated())]
-    trained = create_model(config["arch"], config["encoder"], input_shape=(config["image_size"],) * 2 + (3,),
+    trained = create_model(config["arch"], config["encoder"], input_shape=model.input_shape[1:],
                            standardize=config.get("standardize") == "image")  # fmt: skip
     trained.load_weights(Path(run_dir) / "last.weights.h5")
     model.set_weights(trained.get_weights())

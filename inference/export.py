@@ -48,7 +48,7 @@ def _write_saved_model(model, path, input_shape):
 
 def export_saved_model(model, path, *, fixed_size=None):
     """SavedModel at ``path``: uint8 (N, H, W, 3) -> {"probabilities": (N, H, W, 1)}."""
-    return _write_saved_model(model, path, [None, fixed_size, fixed_size, 3])
+    return _write_saved_model(model, path, [None, fixed_size, fixed_size, model.input.shape[-1]])
 
 
 def export_tflite(model, path, *, tile, kind="float32"):
@@ -57,7 +57,7 @@ def export_tflite(model, path, *, tile, kind="float32"):
         raise ValueError(f"Unknown TFLite kind. Valid kinds: {', '.join(TFLITE_KINDS)}. Received: kind={kind!r}")
     staging = Path(tempfile.mkdtemp(prefix="tflite_export_"))
     try:
-        _write_saved_model(model, staging / "saved_model", [1, tile, tile, 3])
+        _write_saved_model(model, staging / "saved_model", [1, tile, tile, model.input.shape[-1]])
         converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "saved_model"))
         if kind == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -16,10 +16,11 @@ def decoded_scenes(examples, *, polygons=False):
     that mark no-data and keep one id per building: the polygons config) also (bool valid, true building ids)."""
     import tensorflow as tf
 
+    from data.pipeline import image_of
     from data.targets import NODATA_ID, NODATA_LABEL
 
     for example in examples:
-        image = tf.io.decode_png(example["image"], channels=3).numpy()
+        image = image_of(example).numpy()
         mask = tf.io.decode_png(example["mask"], channels=1).numpy()[..., 0]
         name = example["file_name"].numpy().decode("utf-8")
         if not polygons:

@@ -29,7 +29,8 @@ class SceneJob:
     overlap: int = defaults.OVERLAP
     batch_size: int = defaults.BATCH_SIZE
     fixed_size: int | None = None
-    bands: tuple | None = None
+    bands: tuple | None = None  # band numbers to read (None: the first three)
+    channels: int = 3  # the bands the model takes (``len(bands)`` when given)
     labels: str | None = None  # a folder of masks, "auto" (the Kaggle layout) or None
     precision: str = "float32"
     writer: dict = dataclasses.field(default_factory=dict)  # options of inference.outputs.SceneWriter
@@ -103,7 +104,7 @@ def predict_scene(path, logit_fn, job, pace=None):
 
     path = Path(path)
     started = time.perf_counter()
-    with contextlib.closing(open_scene(path, bands=job.bands, hint=HINT, local_only=job.local_only)) as source:
+    with contextlib.closing(open_scene(path, bands=job.bands, hint=HINT, local_only=job.local_only, channels=job.channels)) as source:
         height, width = source.height, source.width
         options, label_error = before_scene(path, width, height, job, pace)
         writer = SceneWriter(source, job.out, **options)

@@ -58,13 +58,13 @@ def load_segmenter(path):
         fixed = metadata["fixed_size"]
         if (
             len(shape_in) != 4
-            or shape_in[-1] != 3
+            or shape_in[-1] != len(metadata["bands"])
             or shape_out[-1] != channels
             or (fixed and tuple(shape_in[1:3]) != (fixed, fixed))
         ):
             raise ValueError(
                 f"--model {model_file}: its metadata ({metadata.get('arch')} / {metadata.get('encoder')}, targets "
-                f"{', '.join(metadata['targets'])}, fixed size {fixed}) does not match the model it holds "
+                f"{', '.join(metadata['targets'])}, fixed size {fixed}, bands {metadata['bands']}) does not match the model it holds "
                 f"({shape_in} -> {shape_out}); the archive is damaged. Use the model.keras a run wrote."
             )
         return model, fixed
@@ -84,6 +84,13 @@ def load_segmenter(path):
             f"--model {model_file} has an input size {height}x{width}; only square or any-size models are supported."
         )
     return model, height
+
+
+def model_bands(path):
+    """The bands of their training images a saved model reads, 1-based, RGB first (``models.metadata``)."""
+    from models.metadata import read_metadata
+
+    return tuple(read_metadata(resolve_model_path(path))["bands"])
 
 
 def model_targets(path):

@@ -42,7 +42,8 @@ COG_DEFLATE = {"float32": dict(predictor=3, level=1), "uint8": {}, "uint32": dic
 
 
 def overlay(image, mask, *, alpha=0.45):
-    """The scene with predicted buildings tinted red."""
+    """The scene (its RGB bands) with predicted buildings tinted red."""
+    image = image[..., :3]
     out = image.copy()
     out[mask] = ((1 - alpha) * image[mask] + alpha * OVERLAY_COLOUR).round().astype("uint8")
     return out

@@ -8,6 +8,8 @@ The band rule for GDAL rasters:
 - 3 bands: taken as they are. More bands (RGBA, RGBN): the first three. ``bands`` (predict.py
   --bands) picks others, e.g. (3, 2, 1) for BGR or (1, 1, 1) for a grey raster.
 - 1 or 2 bands: refused unless ``bands`` says which three to use.
+- A model trained on more bands (``channels`` > 3, train.py --bands) reads as many: those it
+  recorded, or ``bands`` naming as many.
 - Not 8-bit (16-bit, float): each band is scaled to 0..255 between its 2nd and 98th
   percentile, measured on a decimated read of the whole raster (its overviews when it has
   them), with no-data excluded. The same scale applies to every window, so no seams.
@@ -70,7 +72,7 @@ class ArraySource:
 class RasterSource:
     """A GDAL raster read one window of rows at a time (see the module's band rule)."""
 
-    def __init__(self, path, *, bands=None, hint="", local_only=False):
+    def __init__(self, path, *, bands=None, hint="", local_only=False, channels=3):
         from rasterio.enums import MaskFlags
         from rasterio.errors import RasterioIOError
 
@@ -83,7 +85,7 @@ class RasterSource:
             raise SceneReadError(f"Cannot open {self.path}: {error}. {hint}") from error
         try:
             self._check(local_only)
-            self.indexes = self._bands(bands)
+            self.indexes = self._bands(bands, channels)
             self.has_nodata = self.dataset.dtypes[0].startswith("float") or any(
                 MaskFlags.all_valid not in self.dataset.mask_flag_enums[i - 1] for i in self.indexes
             )
@@ -115,16 +117,23 @@ class RasterSource:
                 f"Restore them or rebuild the mosaic (gdalbuildvrt). {self.hint}"
             )
 
-    def _bands(self, bands):
+    def _bands(self, bands, channels):
         count = self.dataset.count
         if bands:
             wrong = [b for b in bands if not 1 <= b <= count]
-            if len(bands) != 3 or wrong:
+            if len(bands) != channels or wrong:
                 raise SceneReadError(
                     f"--bands {','.join(map(str, bands))} does not fit {self.path}, which has {count} band(s): "
-                    f"give three band numbers from 1 to {count}. Received: bands={bands}"
+                    f"give {channels} band numbers from 1 to {count}"
+                    + (" (the model reads that many: without --bands, those it was trained on)" if channels != 3 else "")
+                    + f". Received: bands={bands}"
                 )
             return list(bands)
+        if channels != 3:
+            if count < channels:
+                raise SceneReadError(f"{self.path} has {count} band(s), but the model takes {channels}. Pass "
+                                     f"--bands with {channels} band numbers, or use a model of fewer bands. {self.hint}")  # fmt: skip
+            return list(range(1, channels + 1))
         if count < 3:
             raise SceneReadError(
                 f"{self.path} has {count} band(s), but the models take three (RGB). Pass --bands 1,1,1 to repeat "
@@ -134,8 +143,9 @@ class RasterSource:
 
     def _note(self, bands):
         notes = []
-        if self.dataset.count > 3 and not bands:
-            notes.append(f"{self.dataset.count} bands: using bands 1,2,3 (--bands picks others)")
+        if self.dataset.count > len(self.indexes) and not bands:
+            used = ",".join(map(str, self.indexes))
+            notes.append(f"{self.dataset.count} bands: using bands {used} (--bands picks others)")
         if self.scale is not None:
             low, high = self.scale
             ranges = ", ".join(f"{lo:g}..{hi:g}" for lo, hi in zip(low.ravel(), high.ravel()))
@@ -180,13 +190,13 @@ class RasterSource:
             ) from error
 
     def read(self, y0, y1, x0=0, x1=None):
-        """Rows [y0, y1) and columns [x0, x1) (default: all) as uint8 (rows, columns, 3); no-data pixels take the
-        colour of the nearest valid pixel of the window (``fill_nodata``)."""
+        """Rows [y0, y1) and columns [x0, x1) (default: all) as uint8 (rows, columns, bands: 3 unless the source
+        reads more); no-data pixels take the colour of the nearest valid pixel of the window (``fill_nodata``)."""
         from rasterio.windows import Window
 
         x1 = self.width if x1 is None else x1
         window = Window(x0, y0, x1 - x0, y1 - y0)
-        pixels = np.empty((y1 - y0, x1 - x0, 3), dtype="uint8")
+        pixels = np.empty((y1 - y0, x1 - x0, len(self.indexes)), dtype="uint8")
         for channel, index in enumerate(self.indexes):  # one band at a time: no second copy
             band = self._guarded(lambda i=index: self.dataset.read(i, window=window), f"rows {y0}-{y1}")
             if self.scale is not None:
@@ -335,12 +345,16 @@ def read_georeference(path):
         return None, None  # GDAL cannot open it: then it carries no georeferencing we could keep
 
 
-def open_scene(path, *, bands=None, hint="", local_only=False):
+def open_scene(path, *, bands=None, hint="", local_only=False, channels=3):
     """A window reader of one scene: GDAL rasters (TIFF, VRT) in windows, PNG/JPEG decoded whole.
-    ``local_only``: refuse a raster (a VRT) that reads any of its sources over the network."""
+    ``local_only``: refuse a raster (a VRT) that reads any of its sources over the network. ``channels``: the
+    bands the model takes (more than 3 only from GDAL rasters)."""
     path = Path(path)
     if path.suffix.lower() in WINDOWED_SUFFIXES:
-        return RasterSource(path, bands=bands, hint=hint, local_only=local_only)
+        return RasterSource(path, bands=bands, hint=hint, local_only=local_only, channels=channels)
+    if channels != 3:
+        raise SceneReadError(f"{path} is decoded as RGB, but the model takes {channels} bands: give it a GeoTIFF "
+                             f"or VRT with those bands, or use a model of three. {hint}")  # fmt: skip
     if bands:
         raise SceneReadError(f"--bands applies to GeoTIFF/TIFF/VRT rasters; {path} is decoded as RGB. {hint}")
     try:

@@ -3,8 +3,9 @@
 A ``.keras`` file is a zip (Keras' config.json, metadata.json and model.weights.h5). train.py
 adds one more member, ``buildings_zoo.json``: the architecture, encoder, the targets of the
 output channels (the building channel first), the fixed input size of a dense-head model,
-and the decision threshold the run calibrated (already folded into the last layer's offset,
-so 0.5 is that threshold). Keras ignores the member when it loads the model; tools read it
+the decision threshold the run calibrated (already folded into the last layer's offset,
+so 0.5 is that threshold) and the bands of its training images it reads (``bands``, 1-based;
+RGB first). Keras ignores the member when it loads the model; tools read it
 with ``read_metadata`` instead of guessing from layer names. Archives from before it existed
 read as one building channel.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 MEMBER = "buildings_zoo.json"
 FORMAT = 1
-DEFAULTS = {"targets": ["building"], "fixed_size": None}
+DEFAULTS = {"targets": ["building"], "fixed_size": None, "bands": [1, 2, 3]}
 
 
 def add_metadata(keras_file, metadata):

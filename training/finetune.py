@@ -63,6 +63,7 @@ def check_init_fits(config):
     from data.targets import parse_targets
     from models import create_model
     from models.metadata import read_metadata
+    from training.setup import bands_of
 
     if not config.init:
         return
@@ -77,7 +78,10 @@ def check_init_fits(config):
         for name in INIT_OPTIONS
         if isinstance(saved, dict) and name in saved and saved[name] != getattr(config, name)
     ]
-    theirs = read_metadata(model_file)["targets"]
+    metadata = read_metadata(model_file)
+    if list(metadata["bands"]) != list(bands_of(config)):
+        differs.append(f"--bands {','.join(map(str, metadata['bands']))} (this run: {','.join(map(str, bands_of(config)))})")
+    theirs = metadata["targets"]
     if not differs and list(theirs) != list(parse_targets(config.targets)):
         differs.append(f"--targets {','.join(theirs)!r} (this run: {config.targets!r})")
     if differs:
@@ -86,7 +90,7 @@ def check_init_fits(config):
         config.arch,
         config.encoder,
         num_classes=len(parse_targets(config.targets)),
-        input_shape=(config.image_size, config.image_size, 3),
+        input_shape=(config.image_size, config.image_size, len(bands_of(config))),
         standardize=config.standardize == "image",
         fine_skip=config.fine_skip,
         zoom=config.zoom,

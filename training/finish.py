@@ -48,7 +48,7 @@ def finish_run(
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
     from training.results import write_results
-    from training.setup import encoder_weights, marks_nodata
+    from training.setup import bands_of, encoder_weights, marks_nodata
 
     wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)
@@ -59,7 +59,7 @@ def finish_run(
         config.arch,
         config.encoder,
         num_classes=len(targets),
-        input_shape=shape if fixed else (None, None, 3),
+        input_shape=shape if fixed else (None, None, len(bands_of(config))),
         bn_momentum=config.bn_momentum,
         standardize=config.standardize == "image",
         fine_skip=config.fine_skip,
@@ -90,6 +90,7 @@ def finish_run(
         "encoder": config.encoder,
         "targets": list(targets),
         "fixed_size": fixed,
+        "bands": list(bands_of(config)),
         "threshold": calibrations.get(config.select, {}).get("threshold", scorer.THRESHOLD),
         "encoder_weights": encoder_weights(config) or "none",
         "separate": separate,  # predict.py --separate auto follows this

@@ -63,7 +63,7 @@ def plot_predictions(images, masks, probabilities, path, *, max_rows=6):
     rows = min(max_rows, len(images))
     fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
     for row in range(rows):
-        image = np.clip(images[row], 0, 255).astype("uint8")
+        image = np.clip(images[row, ..., :3], 0, 255).astype("uint8")  # RGB of any further bands
         predicted = probabilities[row, ..., 0] > 0.5
         overlay = image.copy()
         overlay[predicted] = (0.5 * overlay[predicted] + [127, 0, 0]).astype("uint8")

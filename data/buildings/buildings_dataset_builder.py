@@ -39,8 +39,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         BuildingsConfig(
             name="polygons",
             description="Building polygons (GeoJSON, GeoPackage, ...) over web-map chips (fAIr / RAMP layout) or "
-            "GeoTIFF / VRT scenes cut into windows; by --manual-dir.",
+            "GeoTIFF / VRT scenes cut into windows (every band kept); by --manual-dir.",
             kind="polygons",
+            version=tfds.core.Version("1.2.0"),
+            release_notes={"1.2.0": "image: every band of a scene (uint8 array), not only RGB."},
         ),
     ]
     DEFAULT_CONFIG_NAME = "synthetic"
@@ -56,10 +58,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """
 
     def _info(self):
+        if self.builder_config.kind == "polygons":  # scenes may have more bands than PNG holds (RGB + NIR ...)
+            image = tfds.features.Tensor(shape=(None, None, None), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB)
+        else:
+            image = tfds.features.Image(shape=(None, None, 3), encoding_format="png")
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+                    "image": image,
                     "mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
                     "instances": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
                     "file_name": tfds.features.Text(),

@@ -7,8 +7,11 @@ Two layouts are read from the manual folder (a folder found at most two levels d
   suffix says (24 of fAIr's Kampala ``.png`` chips are JPEGs: counted and said).
 - **scenes**: GeoTIFF / COG / VRT files beside one or more vector files (GeoJSON, GeoPackage, Shapefile,
   FlatGeobuf), cut into windows of ``window`` pixels; the polygons are reprojected onto each scene's CRS.
+  Every band but an alpha band is kept (RGB first, then e.g. near-infrared: train.py --bands picks them),
+  read as predict.py reads it (``inference.rasters.RasterSource``: a band that is not 8-bit is scaled onto
+  0..255 from its own 2-98% range over the scene).
 
-Each example: the RGB image, the mask (0 background, 1 building, ``NODATA_LABEL`` where the image has no
+Each example: the image (RGB for chips; every band of a scene), the mask (0 background, 1 building, ``NODATA_LABEL`` where the image has no
 data: alpha 0, a nodata value, outside a scene), the building ids (each polygon its own id;
 ``NODATA_ID`` at no-data) and a file name that starts with its place, so that ``--holdout`` and
 ``--folds`` keep places whole: a scene's windows share the scene's name, and chips share a block of
@@ -133,14 +136,17 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
     from rasterio.windows import Window
     from rasterio.windows import transform as window_transform
 
+    from inference.rasters import RasterSource
+
     vectors = sorted(p for p in folder.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES)
     scenes = sorted(p for p in folder.iterdir() if p.suffix.lower() in SCENE_SUFFIXES)
     layers = [(path, *read_polygons(path)) for path in vectors]
-    polygons, used = {}, set()
+    polygons, used, counts = {}, set(), {}
     for scene in scenes:  # first every scene's polygons, so a file that overlaps none stops the build before work
         with rasterio.open(scene) as source:
-            if source.crs is None or source.count < 3:
+            if source.crs is None or len(data_bands(source)) < 3:
                 raise ValueError(f"{scene}: a scene needs a CRS and three bands (RGB) to lay polygons on it.")
+            counts[scene.name] = len(data_bands(source))
             footprint = shapely.box(*array_bounds(source.height, source.width, source.transform))
             moved = []
             for path, geometries, crs in layers:
@@ -149,6 +155,9 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
                 used.update([path] if len(inside) else [])
                 moved.append(inside)
             polygons[scene] = np.concatenate(moved) if moved else np.array([], dtype=object)
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"the scenes in {folder} have different numbers of bands ({counts}); one dataset holds "
+                         "scenes of one kind: move the others to a folder of their own.")  # fmt: skip
     unused = [str(path) for path, _, _ in layers if path not in used]
     if unused:
         raise ValueError(
@@ -157,16 +166,28 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
         )
     for scene in scenes:
         index = PolygonIndex(polygons.pop(scene))
-        with rasterio.open(scene) as source:
+        with rasterio.open(scene) as opened:
+            bands = data_bands(opened)
+        source = RasterSource(scene, bands=bands, channels=len(bands))
+        try:
             for top in range(0, source.height, window):
                 for left in range(0, source.width, window):
                     name = f"{scene.stem}__r{top}_c{left}.png"
                     if not keep(name):
                         continue
-                    area = Window(left, top, min(window, source.width - left), min(window, source.height - top))
-                    image = np.moveaxis(source.read([1, 2, 3], window=area), 0, -1)
-                    if image.dtype != np.uint8:
-                        raise ValueError(f"{scene}: {image.dtype} bands; convert the scene to 8-bit RGB first.")
-                    valid = np.any(source.read_masks([1, 2, 3], window=area) > 0, axis=0)
-                    ids = index.burn(window_transform(area, source.transform), int(area.height), int(area.width))
+                    bottom, right = min(top + window, source.height), min(left + window, source.width)
+                    image = source.read(top, bottom, left, right)
+                    valid = source.valid(top, bottom, left, right)
+                    valid = np.ones(image.shape[:2], bool) if valid is None else valid
+                    area = Window(left, top, right - left, bottom - top)
+                    ids = index.burn(window_transform(area, source.transform), bottom - top, right - left)
                     yield (name, *labelled(image, valid, ids))
+        finally:
+            source.close()
+
+
+def data_bands(source):
+    """The 1-based numbers of an open raster's bands that hold data (every band but an alpha band)."""
+    from rasterio.enums import ColorInterp
+
+    return [index + 1 for index, meaning in enumerate(source.colorinterp) if meaning != ColorInterp.alpha]

@@ -1,4 +1,4 @@
-"""Input preprocessing that lives inside every model: raw uint8-range RGB in."""
+"""Input preprocessing that lives inside every model: raw uint8-range RGB (and any further bands) in."""
 
 import numpy as np
 from keras import layers
@@ -11,13 +11,24 @@ def imagenet_normalize(x, *, name="preprocess"):
     """Scale raw 0..255 RGB to [0, 1], then standardise with ImageNet statistics.
 
     The statistics sit in a Normalization layer's (non-trainable) weights, exactly as in
-    keras.applications.EfficientNet, so a weight copy can carry them over.
+    keras.applications.EfficientNet, so a weight copy can carry them over. Bands after the
+    third (``--bands``) take the mean of the RGB statistics.
     """
     x = layers.Rescaling(1.0 / 255.0, name=f"{name}_rescale")(x)
     norm = layers.Normalization(axis=-1, name=f"{name}_norm")
     x = norm(x)
-    set_normalization(norm, IMAGENET_MEAN, np.square(IMAGENET_STD))
+    set_normalization(norm, *(extend_bands(np.asarray(v), int(x.shape[-1])) for v in (IMAGENET_MEAN, np.square(IMAGENET_STD))))
     return x
+
+
+def extend_bands(values, bands, *, axis=0, scale=1.0):
+    """``values`` of three RGB bands along ``axis`` extended to ``bands``: every further band is the mean of the
+    three, times ``scale``; the RGB values themselves unchanged. Fewer than three bands keep the first ones."""
+    values = np.asarray(values)
+    if bands <= values.shape[axis]:
+        return np.take(values, range(bands), axis=axis)
+    extra = np.mean(values, axis=axis, keepdims=True) * scale
+    return np.concatenate([values] + [extra] * (bands - values.shape[axis]), axis=axis)
 
 
 def set_normalization(layer, mean, variance):

@@ -1,5 +1,7 @@
 """The encoder registry: a dict of builders and the decorator that fills it."""
 
+import numpy as np
+
 from models.registry import OUTPUT_STRIDE, registrar
 
 ENCODERS = {}
@@ -29,13 +31,15 @@ def pyramid_channels(pyramid):
 
 
 def check_input_shape(input_shape, *, name, multiple=OUTPUT_STRIDE):
-    """Validate an (H, W, 3) input shape; H and W are None or multiples of ``multiple``."""
+    """Validate an (H, W, bands) input shape: H and W None or multiples of ``multiple``, at least 3 bands (RGB
+    first)."""
     if input_shape is None or len(input_shape) != 3:
         raise ValueError(f"{name}: input_shape must be (height, width, 3). Received: input_shape={input_shape}")
     height, width, channels = input_shape
-    if channels != 3:
+    if not isinstance(channels, int) or channels < 3:
         raise ValueError(
-            f"{name}: the encoders take RGB images, so input_shape must end in 3. Received: input_shape={input_shape}"
+            f"{name}: the encoders take RGB images (and maybe further bands after them), so input_shape must end "
+            f"in 3 or more. Received: input_shape={input_shape}"
         )
     for size in (height, width):
         if size is not None and (size <= 0 or size % multiple):
@@ -52,8 +56,9 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
 
     Args:
         name: a registered name, e.g. "effnet-b0", "resnet34", "vgg16".
-        input_shape: (H, W, 3); H and W multiples of 32 or None.
-        weights: None (random init) or "imagenet".
+        input_shape: (H, W, bands); H and W multiples of 32 or None; RGB first, then any further bands.
+        weights: None (random init), "imagenet" or a ``.weights.h5`` file of the RGB encoder. With more than
+            three bands the RGB encoder is filled and its weights copied over (``with_more_bands``).
 
     Returns:
         A keras.Model whose output is a dict of pyramid levels (``pyramid_channels`` reads
@@ -62,4 +67,39 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}")
     input_shape = check_input_shape(input_shape, name=name)
-    return ENCODERS[name](input_shape=input_shape, weights=weights)
+    if input_shape[-1] == 3 or weights is None:
+        return ENCODERS[name](input_shape=input_shape, weights=weights)
+    rgb = ENCODERS[name](input_shape=(*input_shape[:2], 3), weights=weights)
+    encoder = ENCODERS[name](input_shape=input_shape, weights=None)
+    with_more_bands(rgb, encoder)
+    return encoder
+
+
+def with_more_bands(rgb, encoder):
+    """Copy the weights of an RGB encoder into its twin that takes more bands. Every weight is copied as it is,
+    except those with one entry per input band (the first convolution's kernels, an input normalisation's
+    statistics): there the RGB entries are kept and each further band gets the mean of the RGB ones, scaled
+    by 3 / bands for kernels (a new band starts as a grey channel of modest weight) and by 1 for statistics."""
+    from models.encoders.preprocess import extend_bands
+
+    bands = int(encoder.input.shape[-1])
+    sources, targets = rgb.weights, encoder.weights
+    if len(sources) != len(targets):
+        raise ValueError(f"{encoder.name}: the RGB twin has {len(sources)} weights, this one {len(targets)}")
+    for source, target in zip(sources, targets):
+        value = np.asarray(source.numpy())
+        if tuple(value.shape) != tuple(target.shape):
+            grown = [axis for axis, (a, b) in enumerate(zip(value.shape, target.shape)) if (a, b) == (3, bands)]
+            if len(value.shape) != len(target.shape) or len(grown) != 1:
+                raise ValueError(f"{encoder.name}: weight {target.path} {tuple(target.shape)} does not extend "
+                                 f"{source.path} {tuple(value.shape)} by its bands")  # fmt: skip
+            scale = 3.0 / bands if value.ndim == 4 else 1.0
+            value = extend_bands(value, bands, axis=grown[0], scale=scale)
+        target.assign(value)
+    from keras import layers
+
+    from models.walk import leaf_layers
+
+    for layer in leaf_layers(encoder):
+        if isinstance(layer, layers.Normalization):
+            layer.finalize_state()  # its cached constants follow the statistics just assigned
