@@ -13,6 +13,11 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   and 2 (t3, t6), seeds 0-2, small files kept in ``results/recipe/ablation/<element>_f<F>_s<S>/``
   (the default itself: the committed grid runs ``results/questions/grid_unet_effnet-lite0_f*_s*``).
 
+- the candidate default (plainflips without ``--train-on all``, which needs held-out places) on every place of
+  the sample, nothing held out, seeds 0-4, with ``--calibrate train`` so that results.json records the kept
+  weights' best threshold on their own training images and their IoU there at 0.5 (the collapse check;
+  the offset it folds into the kept model changes nothing of the training): ``results/recipe/allplaces/``.
+
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
 unet_effnet-lite0`` and, beside the yardstick, ``... results/recipe/baseline --baseline baseline128``.
@@ -45,6 +50,10 @@ NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
 ABLATION_FOLDS = (0, 2)
 FOLDS_OF = {"plainflips": (0, 1, 2, 3)}  # the candidate default runs on every fold, to be paired with the yardstick
 SEEDS = (0, 1, 2)
+ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
+ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam", "--schedule",
+                             "constant", "--standardize", "none", "--select", "last", "--augment", "flips",
+                             "--calibrate", "train"]}  # fmt: skip
 
 
 def planned(data_dir, work, elements=None):
@@ -69,6 +78,17 @@ def planned(data_dir, work, elements=None):
                            "--data-dir", str(data_dir), "--tracker", "local", "--folds", "4", "--fold", str(fold),
                            "--seed", str(seed), *options, "--run-dir", str(run)]  # fmt: skip
                 runs.append((name, ROOT / "results" / "recipe" / "ablation" / name / "results.json", command, run))
+    for recipe, options in ALL_PLACES.items():
+        if elements and "allplaces" not in elements:
+            continue
+        for seed in ALL_PLACES_SEEDS:
+            name = f"{recipe}_s{seed}"
+            run = Path(work) / "allplaces" / name
+            command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
+                       "--data-dir", str(data_dir), "--tracker", "local", "--seed", str(seed), *options,
+                       "--run-dir", str(run)]  # fmt: skip
+            runs.append((f"allplaces_{name}", ROOT / "results" / "recipe" / "allplaces" / name / "results.json",
+                         command, run))  # fmt: skip
     return runs
 
 

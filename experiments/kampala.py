@@ -1,0 +1,131 @@
+"""Kampala (fAIr's chips, OSM polygons): from ImageNet on Kampala alone, the sample's model fine-tuned on
+Kampala (fAIr's workflow), and the sample's model with no fine-tuning, paired by fold and seed (issue #35).
+
+    python -m experiments.kampala            # list the runs: done, or the command still to run
+    python -m experiments.kampala --run      # run what is missing, in order; a finished run is never run again
+    python -m experiments.kampala --table    # pixel IoU and building F1 on the held-out chips, per fold and seed
+
+Runs, seeds the outer loop:
+
+- ``base_s<S>``: train.py's default on every place of ``../shared/data/buildings_sample`` (its own validation
+  split, nothing held out), seed S: the model a mapper starts from;
+- ``kampala_building_f<F>_s<S>``: train.py's default on Kampala from ImageNet, fold F of 4 spatial folds (blocks
+  of zoom-19 tiles), seed S;
+- ``finetuned_f<F>_s<S>``: the same from ``base_s<S>`` (``--init``, ``--freeze-encoder 1``: one epoch of the
+  decoder alone, then all of it);
+- ``base_s<S>`` scored as it is on the held-out chips of ``kampala_building_f<F>_s<S>`` (the same examples),
+  written to ``results/kampala/base_f<F>_s<S>/results.json``.
+
+Small files of every run go to ``results/kampala/<run>/``. Scores are against the true polygons: building F1
+counts OSM buildings, and pixels without data (alpha 0) count nowhere.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "results" / "kampala"
+FOLDS = (0, 1)
+SEEDS = (0, 1, 2)
+
+
+def planned(work, sample_dir, kampala_dir):
+    """(name, result file, command or None (a scoring), run folder) of every run, in order."""
+    sample = ["--dataset", "buildings/kaggle", "--manual-dir", str(SHARED / "buildings_sample"),
+              "--data-dir", str(sample_dir)]  # fmt: skip
+    kampala = ["--dataset", "buildings/polygons", "--manual-dir", str(SHARED / "kampala_chips"),
+               "--data-dir", str(kampala_dir), "--folds", "4"]  # fmt: skip
+    runs = []
+    for seed in SEEDS:
+        base = Path(work) / f"base_s{seed}"
+        runs.append((base.name, RESULTS / base.name / "results.json",
+                     ["train.py", *sample, "--seed", str(seed), "--tracker", "local", "--run-dir", str(base)], base))  # fmt: skip
+        for fold in FOLDS:
+            common = [*kampala, "--fold", str(fold), "--seed", str(seed), "--tracker", "local"]
+            for name, extra in ((f"kampala_building_f{fold}_s{seed}", []),
+                                (f"finetuned_f{fold}_s{seed}", ["--init", str(base), "--freeze-encoder", "1"])):  # fmt: skip
+                run = Path(work) / name
+                runs.append((name, RESULTS / name / "results.json", ["train.py", *common, *extra, "--run-dir", str(run)], run))  # fmt: skip
+            name = f"base_f{fold}_s{seed}"
+            runs.append((name, RESULTS / name / "results.json", None, (base, Path(work) / f"kampala_building_f{fold}_s{seed}")))  # fmt: skip
+    return runs
+
+
+def score_as_is(model_run, like_run):
+    """results.json-like scores of ``model_run``'s kept model, as predict.py applies it, on the held-out examples
+    of ``like_run`` (the same split, against its labels: true polygons, no-data left out)."""
+    from data.splits import run_examples
+    from inference.heldout import score_model
+    from inference.loading import load_segmenter
+    from training.setup import marks_nodata
+
+    config, _, heldout = run_examples(like_run)
+    model, fixed = load_segmenter(model_run)
+    overall = score_model(model, heldout, fixed, polygons=marks_nodata(config["dataset"]))["overall"]
+    return {"model": str(model_run), "scored_like": str(like_run), "seed": config["seed"], "fold": config["fold"],
+            **{f"heldout_{key}": overall[key] for key in ("iou", "f1", "building_f1", "building_precision",
+                                                          "building_recall")}}  # fmt: skip
+
+
+def table():
+    """Markdown rows: each fold and seed, the three starts side by side, then their means."""
+    rows = ["| fold | seed | ImageNet, Kampala alone | sample's model fine-tuned | sample's model as it is |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    sums = {}
+    for seed in SEEDS:
+        for fold in FOLDS:
+            cells = []
+            for kind in ("kampala_building", "finetuned", "base"):
+                path = RESULTS / f"{kind}_f{fold}_s{seed}" / "results.json"
+                if not path.exists():
+                    cells.append("")
+                    continue
+                found = json.loads(path.read_text())
+                pair = (found["heldout_iou"], found["heldout_building_f1"])
+                sums.setdefault(kind, []).append(pair)
+                cells.append(f"{pair[0]:.3f} / {pair[1]:.3f}")
+            rows.append(f"| {fold} | {seed} | " + " | ".join(cells) + " |")
+    means = [f"{sum(p[0] for p in sums[k]) / len(sums[k]):.3f} / {sum(p[1] for p in sums[k]) / len(sums[k]):.3f} "
+             f"({len(sums[k])})" if k in sums else "" for k in ("kampala_building", "finetuned", "base")]  # fmt: skip
+    rows.append("| mean | | " + " | ".join(means) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="store_true", help="run the missing runs, in order")
+    parser.add_argument("--table", action="store_true", help="print the table of the committed results")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "kampala", help="where train.py runs write")
+    parser.add_argument("--sample-data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
+    parser.add_argument("--kampala-data-dir", type=Path, default=Path.home() / ".cache" / "kampala_tfds")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table())
+        return
+    from experiments.collect import copy_small_files
+
+    for name, result, command, run in planned(args.work, args.sample_data_dir, args.kampala_data_dir):
+        if result.exists():
+            print(f"done     {name}")
+            continue
+        if not args.run:
+            print(f"missing  {name}: " + (" ".join(command) if command else f"scored: {run[0]} on {run[1]}"))
+            continue
+        print(f"running  {name}", flush=True)
+        if command is None:
+            result.parent.mkdir(parents=True, exist_ok=True)
+            result.write_text(json.dumps(score_as_is(*run), indent=2))
+            continue
+        if (run / "config.json").exists():
+            command = [*command, "--resume"]  # a killed run continues from its last epoch
+        if subprocess.run([sys.executable, *command], cwd=ROOT).returncode != 0:
+            raise SystemExit(f"experiments.kampala: {name} failed; its output is above")
+        copy_small_files(run, result.parent)
+
+
+if __name__ == "__main__":
+    main()
