@@ -42,13 +42,8 @@ from experiments.report import (
 )
 
 
-def parse_args(argv=None):
-    """(options, the train.py options passed on to --grid, the parser)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", default="runs", help="folder holding one directory per run")
-    parser.add_argument("--out", default=None, help="where tables and plots go (default RUNS/compare)")
-    parser.add_argument("--static", action="store_true", help="params and GMACs of every arch x encoder instead")
-    parser.add_argument("--size", type=int, default=256, help="input size for --static")
+def add_grid_options(parser):
+    """--grid and what shapes it: where it trains, seeds, entries, folds, budget."""
     parser.add_argument(
         "--grid",
         choices=KINDS,
@@ -81,6 +76,16 @@ def parse_args(argv=None):
     parser.add_argument("--budget", type=int, default=240, help="training steps per grid run")
     parser.add_argument("--grid-epochs", type=int, default=4, help="epochs the budget is split into")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def parse_args(argv=None):
+    """(options, the train.py options passed on to --grid, the parser)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs", help="folder holding one directory per run")
+    parser.add_argument("--out", default=None, help="where tables and plots go (default RUNS/compare)")
+    parser.add_argument("--static", action="store_true", help="params and GMACs of every arch x encoder instead")
+    parser.add_argument("--size", type=int, default=256, help="input size for --static")
+    add_grid_options(parser)
     parser.add_argument("--no-predictions", action="store_true", help="skip the prediction grid plot")
     parser.add_argument(
         "--score",

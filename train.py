@@ -38,7 +38,8 @@ from training.checkpoints import MONITOR
 from training.finish import SELECTIONS
 from training.recipes import recipe_line
 from training.rundir import make_run_dir
-from training.setup import bands_of, target_weights
+from data.bands import bands_of
+from training.setup import target_weights
 from training.trackers import create_trackers, parse_trackers
 
 DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle", "buildings/polygons")
@@ -209,20 +210,13 @@ def weight_problems(config):
     return problems
 
 
-def check_config(config):
-    """Reject unknown or contradictory values before any work."""
-    from models.decoders import takes_fine_skip
-    from models.registry import OUTPUT_STRIDE
-
+def number_problems(config):
+    """Numbers checked for meaning, not just form (nan and inf too): counts, rates and --bands."""
     problems = []
-    if config.encoder not in list_encoders():
-        problems.append(f"--encoder {config.encoder!r}: valid encoders are {', '.join(list_encoders())}")
-    if config.image_size <= 0 or config.image_size % OUTPUT_STRIDE:
-        problems.append(f"--image-size {config.image_size}: use a positive multiple of {OUTPUT_STRIDE} (e.g. 128, 256)")
     for name in ("batch_size", "epochs", "steps_per_epoch"):
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
-    for option, value, low, high, rule in (  # numbers checked for meaning, not just form (nan and inf too)
+    for option, value, low, high, rule in (
         ("--lr", config.lr, 0.0, math.inf, "a finite number above 0"),
         ("--weight-decay", config.weight_decay, 0.0, math.inf, "a finite number of at least 0"),
         ("--bn-momentum", config.bn_momentum, 0.0, 1.0, "a number in [0, 1)"),
@@ -232,6 +226,23 @@ def check_config(config):
     for option, value in (("--warmup-steps", config.warmup_steps), ("--crops-per-image", config.crops_per_image)):
         if value < (0 if option == "--warmup-steps" else 1):
             problems.append(f"{option} {value}: must be at least {0 if option == '--warmup-steps' else 1}")
+    try:
+        bands_of(config)
+    except ValueError as error:
+        problems.append(str(error))
+    return problems
+
+
+def check_config(config):
+    """Reject unknown or contradictory values before any work."""
+    from models.decoders import takes_fine_skip
+    from models.registry import OUTPUT_STRIDE
+
+    problems = number_problems(config)
+    if config.encoder not in list_encoders():
+        problems.append(f"--encoder {config.encoder!r}: valid encoders are {', '.join(list_encoders())}")
+    if config.image_size <= 0 or config.image_size % OUTPUT_STRIDE:
+        problems.append(f"--image-size {config.image_size}: use a positive multiple of {OUTPUT_STRIDE} (e.g. 128, 256)")
     if config.fine_skip and not takes_fine_skip(config.arch):
         problems.append(f"--fine-skip: the {config.arch} decoder has no full-resolution stage; use --arch unet")
     if config.zoom < 1 or config.zoom > 4:
@@ -246,10 +257,6 @@ def check_config(config):
         problems.append("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
     if config.warmup_steps >= config.epochs * config.steps_per_epoch and config.schedule == "cosine":
         problems.append(f"--warmup-steps {config.warmup_steps}: must be smaller than epochs x steps-per-epoch")
-    try:
-        bands_of(config)
-    except ValueError as error:
-        problems.append(str(error))
     if config.manual_dir and not Path(config.manual_dir).is_dir():
         problems.append(
             f"--manual-dir {config.manual_dir}: no such folder; pass the folder holding the Kaggle zip or "

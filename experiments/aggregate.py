@@ -18,6 +18,7 @@ from scipy import stats
 from training.results import is_number  # the results.json schema owns what a number is
 
 SCORE = "heldout_iou"
+SCORES = {"heldout_iou": "held-out IoU", "heldout_building_f1": "building F1"}  # what --score chooses from
 CONFIDENCE = 0.95
 INTERVAL_METHOD = "95% Welch t-interval"
 
@@ -210,8 +211,6 @@ def answer_lines(table, recipe):
 
 def score_answer_lines(rows, recipe, scores):
     """answer_lines and recipe_lines for each held-out score key in ``scores`` (its name before all but the IoU's)."""
-    from experiments.report import SCORES
-
     lines = []
     for score in scores:
         table = aggregate(rows, score=score)

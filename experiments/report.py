@@ -4,7 +4,7 @@ import csv
 import math
 from pathlib import Path
 
-from experiments.aggregate import SCORE
+from experiments.aggregate import SCORE, SCORES  # noqa: F401  (SCORES: what --score chooses from)
 
 COLUMNS = (
     ("arch", "arch"),
@@ -41,7 +41,6 @@ SUMMARY_COLUMNS = (
     ("predict_mp_per_sec", "predict MP/s"),
     ("heldout", "held out"),
 )
-SCORES = {"heldout_iou": "held-out IoU", "heldout_building_f1": "building F1"}  # what --score chooses from
 
 
 def recipe_label(recipe, selection):

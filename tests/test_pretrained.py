@@ -18,6 +18,7 @@ from models.encoders.lite_checkpoint import (
     assign_state_dict,
     checkpoint_file,
     pretrained_lite_classifier,
+    stage_repeats_of,
     tensor_names,
 )
 from models.encoders.registry import pyramid_channels
@@ -44,7 +45,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
 def test_every_checkpoint_tensor_maps_to_one_weight_of_the_same_shape(encoder):
     state = read_state_dict(checkpoint_file(encoder))
     variant = encoder.removeprefix("effnet-")
-    names = tensor_names(variant)
+    names = tensor_names(stage_repeats(variant))
     mapped = [tensor for tensors in names.values() for tensor in tensors]
     assert len(mapped) == len(set(mapped))  # each tensor used once
     # everything but PyTorch's BatchNorm step counters is mapped, and nothing else
@@ -64,6 +65,7 @@ def test_lite_architecture_facts():
     assert stage_repeats("lite0") == [1, 2, 2, 3, 3, 4, 1]
     assert stage_repeats("lite2") == [1, 3, 3, 4, 4, 5, 1]
     assert stage_repeats("b2") == [2, 3, 3, 4, 4, 5, 2]
+    assert stage_repeats_of(efficientnet("lite2", include_top=True)) == stage_repeats("lite2")  # read from names
     assert pyramid_channels(create_encoder("effnet-lite0")) == {"P1": 16, "P2": 24, "P3": 40, "P4": 112, "P5": 1280}
     assert pyramid_channels(create_encoder("effnet-lite4")) == {"P1": 24, "P2": 32, "P3": 56, "P4": 160, "P5": 1280}
     model = efficientnet("lite0", include_top=True)

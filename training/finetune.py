@@ -63,7 +63,7 @@ def check_init_fits(config):
     from data.targets import parse_targets
     from models import create_model
     from models.metadata import read_metadata
-    from training.setup import bands_of
+    from data.bands import bands_of
 
     if not config.init:
         return

@@ -48,7 +48,8 @@ def finish_run(
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
     from training.results import write_results
-    from training.setup import bands_of, encoder_weights, marks_nodata
+    from data.bands import bands_of
+    from training.setup import encoder_weights, marks_nodata
 
     wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])
     candidates = candidate_weights(model, run_dir, ema_weights, wanted)

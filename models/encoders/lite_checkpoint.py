@@ -55,17 +55,29 @@ def cache_dir():
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "buildings-zoo")
 
 
-def tensor_names(variant, *, include_top=True):
-    """{our layer name: [checkpoint tensor names, in the order of the layer's weights]}."""
-    from models.encoders.efficientnet import stage_repeats
+def stage_repeats_of(model):
+    """Blocks per stage of one of our EfficientNet models, read from its layer names (``block<stage><letter>_*``)."""
+    import re
+
+    blocks = {}
+    for layer in leaf_layers(model):
+        found = re.match(r"^block(\d+)([a-z])_dwconv$", layer.name)
+        if found:
+            blocks.setdefault(int(found.group(1)), set()).add(found.group(2))
+    return [len(blocks[stage]) for stage in sorted(blocks)]
+
+
+def tensor_names(repeats, *, include_top=True):
+    """{our layer name: [checkpoint tensor names, in the order of the layer's weights]} of a model with ``repeats``
+    blocks per stage (``stage_repeats_of``)."""
 
     def bn(prefix):
         return [f"{prefix}.{tensor}" for tensor in _BN_TENSORS]
 
     names = {"stem_conv": ["_conv_stem.weight"], "stem_bn": bn("_bn0")}
     index = 0
-    for stage, repeats in enumerate(stage_repeats(variant)):
-        for repeat in range(repeats):
+    for stage, count in enumerate(repeats):
+        for repeat in range(count):
             ours, theirs = f"block{stage + 1}{chr(ord('a') + repeat)}", f"_blocks.{index}"
             if stage > 0:  # the first stage's expand ratio is 1: no expand conv
                 names[f"{ours}_expand_conv"] = [f"{theirs}._expand_conv.weight"]
@@ -97,7 +109,7 @@ def assign_state_dict(model, state, variant, *, source="checkpoint"):
     Raises:
         ValueError: a tensor is missing, left over or of the wrong shape; the message names it.
     """
-    names = tensor_names(variant)
+    names = tensor_names(stage_repeats_of(model))
     used = set()
     layers_by_name = {layer.name: layer for layer in leaf_layers(model)}
     for layer_name, tensors in names.items():
@@ -133,11 +145,11 @@ def pretrained_lite_classifier(encoder_name, *, refresh=False):
         encoder_name: "effnet-lite0", "effnet-lite1" or "effnet-lite2".
         refresh: convert again even when the cache holds the weights.
     """
-    from models.encoders.efficientnet import efficientnet
+    from models.encoders.registry import encoder_properties
 
     variant = encoder_name.removeprefix("effnet-")
     path = checkpoint_file(encoder_name)
-    model = efficientnet(variant, include_top=True)
+    model = encoder_properties(encoder_name)["classifier"]()  # our classifier, as the encoder's module builds it
     cached = cache_dir() / f"{encoder_name}_imagenet_{path.stem}.weights.h5"
     source = cache_source(path)
     if cached.is_file() and not refresh and cache_entry_source(cached) == source:

