@@ -30,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from data.bands import bands_of
 from data.groups import DEFAULT_GROUP_PATTERN
 from data.pipeline import AUGMENTATIONS
 from models import list_archs, list_encoders
@@ -38,7 +39,6 @@ from training.checkpoints import MONITOR
 from training.finish import SELECTIONS
 from training.recipes import recipe_line
 from training.rundir import make_run_dir
-from data.bands import bands_of
 from training.setup import target_weights
 from training.trackers import create_trackers, parse_trackers
 

@@ -74,9 +74,9 @@ def ours(folder):
 
 def reference(folder):
     import rasterio
+    import shapely
     from pyogrio.raw import read
     from rasterio.features import rasterize
-    import shapely
 
     geometries = shapely.from_wkb(read(str(Path(folder) / "roofs.gpkg"))[2])
     with rasterio.open(Path(folder) / "scene.tif") as scene:
@@ -138,8 +138,10 @@ def main(argv=None):
     print("| reader | seconds | peak memory (MB) | of it above the imports (MB) | windows | pixels | building ids |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['kind']} | {row['seconds']} | {row['peak_mb']} | {row['above_imports_mb']} | {row['windows']} "
-              f"| {row['pixels']:,} | {row['ids']} |")
+        print(
+            f"| {row['kind']} | {row['seconds']} | {row['peak_mb']} | {row['above_imports_mb']} | {row['windows']} "
+            f"| {row['pixels']:,} | {row['ids']} |"
+        )
 
 
 if __name__ == "__main__":

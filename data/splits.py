@@ -73,8 +73,8 @@ def split_examples(config, dataset, run_dir):
 def with_bands(splits, config, dataset):
     """{split: examples} with the bands of ``config.bands`` (``data.pipeline.select_bands``), after checking that
     the dataset's images have them."""
-    from data.pipeline import band_count, select_bands
     from data.bands import bands_of
+    from data.pipeline import band_count, select_bands
 
     bands = bands_of(config)
     stored = max(band_count(examples) for examples in splits.values())

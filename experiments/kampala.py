@@ -42,16 +42,18 @@ def planned(work, sample_dir, kampala_dir):
     runs = []
     for seed in SEEDS:
         base = Path(work) / f"base_s{seed}"
-        runs.append((base.name, RESULTS / base.name / "results.json",
-                     ["train.py", *sample, "--seed", str(seed), "--tracker", "local", "--run-dir", str(base)], base))  # fmt: skip
+        command = ["train.py", *sample, "--seed", str(seed), "--tracker", "local", "--run-dir", str(base)]
+        runs.append((base.name, RESULTS / base.name / "results.json", command, base))
         for fold in FOLDS:
             common = [*kampala, "--fold", str(fold), "--seed", str(seed), "--tracker", "local"]
-            for name, extra in ((f"kampala_building_f{fold}_s{seed}", []),
-                                (f"finetuned_f{fold}_s{seed}", ["--init", str(base), "--freeze-encoder", "1"])):  # fmt: skip
+            starts = {f"kampala_building_f{fold}_s{seed}": [],
+                      f"finetuned_f{fold}_s{seed}": ["--init", str(base), "--freeze-encoder", "1"]}  # fmt: skip
+            for name, extra in starts.items():
                 run = Path(work) / name
-                runs.append((name, RESULTS / name / "results.json", ["train.py", *common, *extra, "--run-dir", str(run)], run))  # fmt: skip
-            name = f"base_f{fold}_s{seed}"
-            runs.append((name, RESULTS / name / "results.json", None, (base, Path(work) / f"kampala_building_f{fold}_s{seed}")))  # fmt: skip
+                command = ["train.py", *common, *extra, "--run-dir", str(run)]
+                runs.append((name, RESULTS / name / "results.json", command, run))
+            name, like = f"base_f{fold}_s{seed}", Path(work) / f"kampala_building_f{fold}_s{seed}"
+            runs.append((name, RESULTS / name / "results.json", None, (base, like)))
     return runs
 
 

@@ -104,7 +104,8 @@ def predict_scene(path, logit_fn, job, pace=None):
 
     path = Path(path)
     started = time.perf_counter()
-    with contextlib.closing(open_scene(path, bands=job.bands, hint=HINT, local_only=job.local_only, channels=job.channels)) as source:
+    opened = open_scene(path, bands=job.bands, hint=HINT, local_only=job.local_only, channels=job.channels)
+    with contextlib.closing(opened) as source:
         height, width = source.height, source.width
         options, label_error = before_scene(path, width, height, job, pace)
         writer = SceneWriter(source, job.out, **options)

@@ -64,7 +64,8 @@ def load_segmenter(path):
         ):
             raise ValueError(
                 f"--model {model_file}: its metadata ({metadata.get('arch')} / {metadata.get('encoder')}, targets "
-                f"{', '.join(metadata['targets'])}, fixed size {fixed}, bands {metadata['bands']}) does not match the model it holds "
+                f"{', '.join(metadata['targets'])}, fixed size {fixed}, bands {metadata['bands']}) does not match the "
+                "model it holds "
                 f"({shape_in} -> {shape_out}); the archive is damaged. Use the model.keras a run wrote."
             )
         return model, fixed

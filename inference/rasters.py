@@ -125,14 +125,16 @@ class RasterSource:
                 raise SceneReadError(
                     f"--bands {','.join(map(str, bands))} does not fit {self.path}, which has {count} band(s): "
                     f"give {channels} band numbers from 1 to {count}"
-                    + (" (the model reads that many: without --bands, those it was trained on)" if channels != 3 else "")
+                    + (" (the model reads that many; without --bands: those it was trained on)" * (channels != 3))
                     + f". Received: bands={bands}"
                 )
             return list(bands)
         if channels != 3:
             if count < channels:
-                raise SceneReadError(f"{self.path} has {count} band(s), but the model takes {channels}. Pass "
-                                     f"--bands with {channels} band numbers, or use a model of fewer bands. {self.hint}")  # fmt: skip
+                raise SceneReadError(
+                    f"{self.path} has {count} band(s), but the model takes {channels}. Pass --bands with {channels} "
+                    f"band numbers, or use a model of fewer bands. {self.hint}"
+                )
             return list(range(1, channels + 1))
         if count < 3:
             raise SceneReadError(

@@ -200,7 +200,8 @@ def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="
         return (total if all_channels else total[..., 0]) / len(transforms)
 
     def trace(shape):
-        function = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, model.input.shape[-1]], tf.float32)])
+        bands = model.input.shape[-1]
+        function = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, bands], tf.float32)])
         return freeze(function.get_concrete_function()) if frozen else function
 
     traced = {}

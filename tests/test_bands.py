@@ -40,7 +40,8 @@ def test_an_imagenet_normalisation_gives_further_bands_the_mean_of_the_rgb_stati
 
     encoder = create_encoder("effnet-b0", input_shape=(None, None, 5), weights=None)
     norm = next(layer for layer in encoder.layers if layer.name == "preprocess_norm")
-    np.testing.assert_allclose(norm.mean.numpy().ravel(), [*IMAGENET_MEAN, np.mean(IMAGENET_MEAN), np.mean(IMAGENET_MEAN)], rtol=1e-6)
+    mean = np.mean(IMAGENET_MEAN)
+    np.testing.assert_allclose(norm.mean.numpy().ravel(), [*IMAGENET_MEAN, mean, mean], rtol=1e-6)
     variance = np.square(IMAGENET_STD)
     np.testing.assert_allclose(norm.variance.numpy().ravel(), [*variance, variance.mean(), variance.mean()], rtol=1e-6)
 
@@ -71,8 +72,9 @@ def _four_band_scenes(folder):
                 image[:, top : top + 16, left : left + 16] = np.array([200, 180, 170, 250])[:, None, None] * 40
                 x0, y0 = 452_000 + left * 0.5, 35_000 - k * 100 - top * 0.5
                 roofs.append(shapely.box(x0, y0 - 8, x0 + 8, y0))
+        grid = from_origin(452_000, 35_000 - k * 100, 0.5, 0.5)
         with rasterio.open(folder / f"{name}.tif", "w", driver="GTiff", width=96, height=96, count=4, dtype="uint16",
-                           crs="EPSG:32636", transform=from_origin(452_000, 35_000 - k * 100, 0.5, 0.5)) as scene:  # fmt: skip
+                           crs="EPSG:32636", transform=grid) as scene:  # fmt: skip
             scene.write(image)
     lonlat = reproject(np.array(roofs, dtype=object), "EPSG:32636", "EPSG:4326")
     write(str(folder / "roofs.geojson"), geometry=shapely.to_wkb(lonlat), field_data=[], fields=[],

@@ -60,10 +60,10 @@ def check_init_fits(config):
     """Everything that decides whether ``--init`` fits this run, checked before anything is written: the
     options its run was trained with (its folder's config.json, when there is one), its targets (the archive's
     metadata), then its weights loaded into the model this run builds. A ValueError names what differs."""
+    from data.bands import bands_of
     from data.targets import parse_targets
     from models import create_model
     from models.metadata import read_metadata
-    from data.bands import bands_of
 
     if not config.init:
         return
@@ -80,7 +80,8 @@ def check_init_fits(config):
     ]
     metadata = read_metadata(model_file)
     if list(metadata["bands"]) != list(bands_of(config)):
-        differs.append(f"--bands {','.join(map(str, metadata['bands']))} (this run: {','.join(map(str, bands_of(config)))})")
+        theirs, ours = (",".join(map(str, bands)) for bands in (metadata["bands"], bands_of(config)))
+        differs.append(f"--bands {theirs} (this run: {ours})")
     theirs = metadata["targets"]
     if not differs and list(theirs) != list(parse_targets(config.targets)):
         differs.append(f"--targets {','.join(theirs)!r} (this run: {config.targets!r})")

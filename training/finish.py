@@ -41,6 +41,7 @@ def finish_run(
     """
     import tensorflow as tf
 
+    from data.bands import bands_of
     from data.targets import parse_targets
     from models import create_model
     from models.decoders import needs_fixed_size
@@ -48,7 +49,6 @@ def finish_run(
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
     from training.results import write_results
-    from data.bands import bands_of
     from training.setup import encoder_weights, marks_nodata
 
     wanted = [config.select] + ([c for c in SELECTIONS if c != config.select] if config.score_selections else [])

@@ -11,14 +11,15 @@ Two layouts are read from the manual folder (a folder found at most two levels d
   read as predict.py reads it (``inference.rasters.RasterSource``: a band that is not 8-bit is scaled onto
   0..255 from its own 2-98% range over the scene).
 
-Each example: the image (RGB for chips; every band of a scene), the mask (0 background, 1 building, ``NODATA_LABEL`` where the image has no
-data: alpha 0, a nodata value, outside a scene), the building ids (each polygon its own id;
-``NODATA_ID`` at no-data) and a file name that starts with its place, so that ``--holdout`` and
-``--folds`` keep places whole: a scene's windows share the scene's name, and chips share a block of
+Each example: the image (RGB for chips; every band of a scene), the mask (0 background, 1 building,
+``NODATA_LABEL`` where the image has no data: alpha 0, a nodata value, outside a scene), the building ids
+(each polygon its own id; ``NODATA_ID`` at no-data) and a file name that starts with its place, so that
+``--holdout`` and ``--folds`` keep places whole: a scene's windows share the scene's name, and chips share a block of
 the tiling (the zoom-``GROUP_ZOOM`` tile above them), so chips of several zooms over the same ground
 stay together.
 """
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
     from rasterio.windows import Window
     from rasterio.windows import transform as window_transform
 
-    from inference.rasters import RasterSource
+    from inference.rasters import RasterSource, gdal_options
 
     vectors = sorted(p for p in folder.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES)
     scenes = sorted(p for p in folder.iterdir() if p.suffix.lower() in SCENE_SUFFIXES)
@@ -168,8 +169,9 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
         index = PolygonIndex(polygons.pop(scene))
         with rasterio.open(scene) as opened:
             bands = data_bands(opened)
-        source = RasterSource(scene, bands=bands, channels=len(bands))
-        try:
+        # predict.py's GDAL block cache (the default, 5% of the RAM, grows with the scene): memory stays bounded
+        reader = RasterSource(scene, bands=bands, channels=len(bands))
+        with rasterio.Env(**gdal_options()), contextlib.closing(reader) as source:
             for top in range(0, source.height, window):
                 for left in range(0, source.width, window):
                     name = f"{scene.stem}__r{top}_c{left}.png"
@@ -182,8 +184,6 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
                     area = Window(left, top, right - left, bottom - top)
                     ids = index.burn(window_transform(area, source.transform), bottom - top, right - left)
                     yield (name, *labelled(image, valid, ids))
-        finally:
-            source.close()
 
 
 def data_bands(source):

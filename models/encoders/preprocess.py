@@ -17,7 +17,8 @@ def imagenet_normalize(x, *, name="preprocess"):
     x = layers.Rescaling(1.0 / 255.0, name=f"{name}_rescale")(x)
     norm = layers.Normalization(axis=-1, name=f"{name}_norm")
     x = norm(x)
-    set_normalization(norm, *(extend_bands(np.asarray(v), int(x.shape[-1])) for v in (IMAGENET_MEAN, np.square(IMAGENET_STD))))
+    bands = int(x.shape[-1])
+    set_normalization(norm, extend_bands(IMAGENET_MEAN, bands), extend_bands(np.square(IMAGENET_STD), bands))
     return x
 
 
