@@ -4,6 +4,7 @@ Kampala (fAIr's workflow), and the sample's model with no fine-tuning, paired by
     python -m experiments.kampala            # list the runs: done, or the command still to run
     python -m experiments.kampala --run      # run what is missing, in order; a finished run is never run again
     python -m experiments.kampala --table    # pixel IoU and building F1 on the held-out chips, per fold and seed
+    python -m experiments.kampala --gaps runs/kampala/kampala_separation_f0_s0   # true gaps the mask bridges
 
 Runs, seeds the outer loop:
 
@@ -14,7 +15,9 @@ Runs, seeds the outer loop:
 - ``finetuned_f<F>_s<S>``: the same from ``base_s<S>`` (``--init``, ``--freeze-encoder 1``: one epoch of the
   decoder alone, then all of it);
 - ``base_s<S>`` scored as it is on the held-out chips of ``kampala_building_f<F>_s<S>`` (the same examples),
-  written to ``results/kampala/base_f<F>_s<S>/results.json``.
+  written to ``results/kampala/base_f<F>_s<S>/results.json``;
+- last, ``kampala_separation_f<F>_s<S>``: the ImageNet run with ``--targets building,border,contact``, paired
+  with ``kampala_building_f<F>_s<S>`` (separation against the same recipe's patches).
 
 Small files of every run go to ``results/kampala/<run>/``. Scores are against the true polygons: building F1
 counts OSM buildings, and pixels without data (alpha 0) count nowhere.
@@ -54,6 +57,13 @@ def planned(work, sample_dir, kampala_dir):
                 runs.append((name, RESULTS / name / "results.json", command, run))
             name, like = f"base_f{fold}_s{seed}", Path(work) / f"kampala_building_f{fold}_s{seed}"
             runs.append((name, RESULTS / name / "results.json", None, (base, like)))
+    for seed in SEEDS:  # separation, paired with kampala_building_f<F>_s<S>: the same recipe learning the outlines
+        for fold in FOLDS:
+            name = f"kampala_separation_f{fold}_s{seed}"
+            run = Path(work) / name
+            command = ["train.py", *kampala, "--fold", str(fold), "--seed", str(seed), "--tracker", "local",
+                       "--targets", "building,border,contact", "--run-dir", str(run)]  # fmt: skip
+            runs.append((name, RESULTS / name / "results.json", command, run))
     return runs
 
 
@@ -71,6 +81,31 @@ def score_as_is(model_run, like_run):
     return {"model": str(model_run), "scored_like": str(like_run), "seed": config["seed"], "fold": config["fold"],
             **{f"heldout_{key}": overall[key] for key in ("iou", "f1", "building_f1", "building_precision",
                                                           "building_recall")}}  # fmt: skip
+
+
+def gaps_bridged(run_dir):
+    """(gap pixels the kept model's mask covers, gap pixels) over a run's held-out chips: the background pixels
+    between neighbouring true buildings that the contact target marks, from the true polygons' ids (no-data left
+    out), the mask cut as train.py scored it. A mask that covers most gaps leaves separation nothing to cut."""
+    import numpy as np
+    import tensorflow as tf
+
+    from data.splits import run_examples
+    from data.targets import separation_targets
+    from inference.heldout import THRESHOLD, decoded_scenes, tiling
+    from inference.loading import load_segmenter
+    from inference.tiling import make_logit_fn, predict_probabilities
+
+    _, _, heldout = run_examples(run_dir)
+    model, fixed = load_segmenter(run_dir)
+    logit_fn = make_logit_fn(model, fixed_size=fixed)
+    covered = total = 0
+    for _, image, truth, valid, ids in decoded_scenes(heldout, polygons=True):
+        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= THRESHOLD
+        contact = separation_targets(tf.constant(ids[None, ..., None].astype("float32")), ("contact",))
+        gaps = (contact.numpy()[0, ..., 0] > 0) & ~truth & valid
+        covered, total = covered + int(np.sum(gaps & predicted)), total + int(np.sum(gaps))
+    return covered, total
 
 
 def table():
@@ -101,12 +136,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="store_true", help="run the missing runs, in order")
     parser.add_argument("--table", action="store_true", help="print the table of the committed results")
+    parser.add_argument("--gaps", nargs="+", type=Path, metavar="RUN",
+                        help="the share of true gaps between neighbours the mask of each run bridges")  # fmt: skip
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "kampala", help="where train.py runs write")
     parser.add_argument("--sample-data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
     parser.add_argument("--kampala-data-dir", type=Path, default=Path.home() / ".cache" / "kampala_tfds")
     args = parser.parse_args(argv)
     if args.table:
         print(table())
+        return
+    if args.gaps:
+        for run in args.gaps:
+            covered, total = gaps_bridged(run)
+            print(f"{run.name}: the mask covers {covered} of {total} gap pixels ({covered / max(total, 1):.0%})")
         return
     from experiments.collect import copy_small_files
 
