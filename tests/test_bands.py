@@ -127,3 +127,24 @@ def test_train_on_4_bands_then_predict_reads_them_and_refuses_other_counts(tmp_p
     assert wrong.returncode != 0
     assert "--bands 1,2,3 names 3 band(s), but" in wrong.stderr and "reads 4: bands 1,2,3,4" in wrong.stderr
     assert not (tmp_path / "o2").exists()  # refused before any write
+
+
+def test_a_model_of_four_bands_refuses_rgb_inputs_naming_both(tmp_path):
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    from inference.rasters import SceneReadError, open_scene
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "chip.png")
+    with pytest.raises(SceneReadError, match=r"chip.png is decoded as RGB, but the model takes 4 bands"):
+        open_scene(tmp_path / "chip.png", channels=4)
+    with rasterio.open(tmp_path / "rgb.tif", "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8",
+                       crs="EPSG:32636", transform=from_origin(0, 32, 1, 1)) as scene:  # fmt: skip
+        scene.write(np.zeros((3, 32, 32), np.uint8))
+    with pytest.raises(SceneReadError, match=r"rgb.tif has 3 band\(s\), but the model takes 4"):
+        open_scene(tmp_path / "rgb.tif", channels=4)
+    with pytest.raises(SceneReadError, match=r"--bands 1,2,3,4 does not fit .*rgb.tif, which has 3 band\(s\): give 4"):
+        open_scene(tmp_path / "rgb.tif", bands=(1, 2, 3, 4), channels=4)
+    four = open_scene(tmp_path / "rgb.tif", bands=(1, 2, 3, 3), channels=4)  # a band twice is allowed, as for RGB
+    assert four.read(0, 8, 0, 8).shape == (8, 8, 4)
