@@ -16,6 +16,7 @@ Runs, seeds the outer loop:
   decoder alone, then all of it);
 - ``base_s<S>`` scored as it is on the held-out chips of ``kampala_building_f<F>_s<S>`` (the same examples),
   written to ``results/kampala/base_f<F>_s<S>/results.json``;
+- ``shape_f<F>_s<S>``: ``kampala_building_f<F>_s<S>``'s mask split by its shape (``--separate shape``);
 - last, ``kampala_separation_f<F>_s<S>``: the ImageNet run with ``--targets building,border,contact``, paired
   with ``kampala_building_f<F>_s<S>`` (separation against the same recipe's patches).
 
@@ -28,6 +29,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from inference import defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -57,6 +60,8 @@ def planned(work, sample_dir, kampala_dir):
                 runs.append((name, RESULTS / name / "results.json", command, run))
             name, like = f"base_f{fold}_s{seed}", Path(work) / f"kampala_building_f{fold}_s{seed}"
             runs.append((name, RESULTS / name / "results.json", None, (base, like)))
+            name = f"shape_f{fold}_s{seed}"  # the building run's mask split by its shape (predict.py --separate shape)
+            runs.append((name, RESULTS / name / "results.json", None, (like, like, defaults.SPLIT_DEPTH)))
     for seed in SEEDS:  # separation, paired with kampala_building_f<F>_s<S>: the same recipe learning the outlines
         for fold in FOLDS:
             name = f"kampala_separation_f{fold}_s{seed}"
@@ -67,9 +72,10 @@ def planned(work, sample_dir, kampala_dir):
     return runs
 
 
-def score_as_is(model_run, like_run):
+def score_as_is(model_run, like_run, depth=None):
     """results.json-like scores of ``model_run``'s kept model, as predict.py applies it, on the held-out examples
-    of ``like_run`` (the same split, against its labels: true polygons, no-data left out)."""
+    of ``like_run`` (the same split, against its labels: true polygons, no-data left out); ``depth``: its mask
+    split by its shape at that depth (``predict.py --separate shape --split-depth``)."""
     from data.splits import run_examples
     from inference.heldout import score_model
     from inference.loading import load_segmenter
@@ -77,8 +83,10 @@ def score_as_is(model_run, like_run):
 
     config, _, heldout = run_examples(like_run)
     model, fixed = load_segmenter(model_run)
-    overall = score_model(model, heldout, fixed, polygons=marks_nodata(config["dataset"]))["overall"]
+    polygons = marks_nodata(config["dataset"])
+    overall = score_model(model, heldout, fixed, separate=depth is not None, depth=depth, polygons=polygons)["overall"]
     return {"model": str(model_run), "scored_like": str(like_run), "seed": config["seed"], "fold": config["fold"],
+            "split_depth": depth,
             **{f"heldout_{key}": overall[key] for key in ("iou", "f1", "building_f1", "building_precision",
                                                           "building_recall")}}  # fmt: skip
 
@@ -108,27 +116,32 @@ def gaps_bridged(run_dir):
     return covered, total
 
 
-def table():
-    """Markdown rows: each fold and seed, the three starts side by side, then their means."""
-    rows = ["| fold | seed | ImageNet, Kampala alone | sample's model fine-tuned | sample's model as it is |",
-            "|---|---|---|---|---|"]  # fmt: skip
-    sums = {}
+STARTS = {"kampala_building": "ImageNet, Kampala alone", "finetuned": "sample's model fine-tuned",
+          "base": "sample's model as it is"}  # fmt: skip
+SEPARATIONS = {"kampala_building": "patches (building only)", "shape": "split by shape (--separate shape)",
+               "kampala_separation": "separation channels (building,border,contact)"}  # fmt: skip
+
+
+def table(kinds):
+    """Markdown rows: each fold and seed, the runs of ``kinds`` ({name prefix: column}) side by side as pixel IoU /
+    building F1, then the means over the pairs where all of them finished."""
+    rows = ["| fold | seed | " + " | ".join(kinds.values()) + " |", "|---|---|" + "---|" * len(kinds)]
+    complete = []
     for seed in SEEDS:
         for fold in FOLDS:
-            cells = []
-            for kind in ("kampala_building", "finetuned", "base"):
+            found = {}
+            for kind in kinds:
                 path = RESULTS / f"{kind}_f{fold}_s{seed}" / "results.json"
-                if not path.exists():
-                    cells.append("")
-                    continue
-                found = json.loads(path.read_text())
-                pair = (found["heldout_iou"], found["heldout_building_f1"])
-                sums.setdefault(kind, []).append(pair)
-                cells.append(f"{pair[0]:.3f} / {pair[1]:.3f}")
+                if path.exists():
+                    result = json.loads(path.read_text())
+                    found[kind] = (result["heldout_iou"], result["heldout_building_f1"])
+            cells = [f"{found[k][0]:.3f} / {found[k][1]:.3f}" if k in found else "" for k in kinds]
             rows.append(f"| {fold} | {seed} | " + " | ".join(cells) + " |")
-    means = [f"{sum(p[0] for p in sums[k]) / len(sums[k]):.3f} / {sum(p[1] for p in sums[k]) / len(sums[k]):.3f} "
-             f"({len(sums[k])})" if k in sums else "" for k in ("kampala_building", "finetuned", "base")]  # fmt: skip
-    rows.append("| mean | | " + " | ".join(means) + " |")
+            if len(found) == len(kinds):
+                complete.append([found[k] for k in kinds])
+    if complete:
+        means = [[sum(pairs[i][j] for pairs in complete) / len(complete) for j in (0, 1)] for i in range(len(kinds))]
+        rows.append(f"| mean of {len(complete)} | | " + " | ".join(f"{m[0]:.3f} / {m[1]:.3f}" for m in means) + " |")
     return "\n".join(rows)
 
 
@@ -143,7 +156,7 @@ def main(argv=None):
     parser.add_argument("--kampala-data-dir", type=Path, default=Path.home() / ".cache" / "kampala_tfds")
     args = parser.parse_args(argv)
     if args.table:
-        print(table())
+        print(table(STARTS), table(SEPARATIONS), sep="\n\n")
         return
     if args.gaps:
         for run in args.gaps:
