@@ -2,6 +2,7 @@
 weights, and of its kept weights with BatchNorm's statistics measured again on training batches.
 
     python -m experiments.kept_weights runs/recipe/trainall_f0_s0 [more runs]
+    python -m experiments.kept_weights --heldout runs/recipe/plainflips_f0_s0 [more runs]
 
 For each run (a train.py run folder with model.keras and last.weights.h5, and its dataset built), each
 variant is calibrated as train.py calibrates (the best-IoU threshold on the run's first 16 training images,
@@ -9,6 +10,10 @@ predict.py's scorer) and printed with its IoU there and its IoU at probability 0
 0.5 with the weight average and with the last weights alike puts the cause in training, not in the
 average; one that moves towards 0.5 when BatchNorm's statistics are measured again puts part of it in
 those statistics (momentum 0.9: the last ten batches of 8 crops).
+
+``--heldout`` asks whether measuring them again would help where it counts: the run's held-out places
+scored as train.py scored them (its kept model, its threshold), then with BatchNorm's statistics measured
+again on training batches, one row per run with both pixel IoU and building F1.
 """
 
 import argparse
@@ -19,7 +24,6 @@ BATCHES = 40  # training batches that measure BatchNorm's statistics again (mome
 
 def kept_weights_rows(run_dir):
     """[(variant, calibration)] of one run: kept, last, kept with BatchNorm statistics measured again."""
-    from data.pipeline import train_dataset
     from data.splits import run_examples
     from inference.heldout import calibrate_model
     from inference.loading import load_segmenter
@@ -44,19 +48,56 @@ def kept_weights_rows(run_dir):
     set_logit_offset(model, 0.0)
     rows.append(("last weights", calibrated()))
     model.set_weights(kept)
-    batches = train_dataset(train_examples, size=config["image_size"], batch_size=config.get("batch_size", 8),
-                            seed=123, crops_per_image=config.get("crops_per_image", 8))  # fmt: skip
-    for images, *_ in batches.take(BATCHES):
-        model(images, training=True)  # BatchNorm measures its statistics; no weight changes
+    remeasure_batchnorm(model, config, train_examples)
     set_logit_offset(model, 0.0)
     rows.append(("kept, BatchNorm statistics measured again", calibrated()))
+    return rows
+
+
+def remeasure_batchnorm(model, config, train_examples, batches=BATCHES):
+    """Measure ``model``'s BatchNorm statistics again on ``batches`` training batches of the run's own crops and
+    augmentation (no weight changes)."""
+    from data.pipeline import train_dataset
+
+    crops = train_dataset(train_examples, size=config["image_size"], batch_size=config.get("batch_size", 8),
+                          seed=123, crops_per_image=config.get("crops_per_image", 8),
+                          augmentation=config.get("augment", "basic"))  # fmt: skip
+    for images, *_ in crops.take(batches):
+        model(images, training=True)
+
+
+def heldout_row(run_dir):
+    """(held-out scores as kept, with BatchNorm's statistics measured again): {"iou", "building_f1"} each."""
+    from data.splits import run_examples
+    from inference.heldout import score_model
+    from inference.loading import load_segmenter
+    from training.setup import marks_nodata
+
+    config, train_examples, heldout = run_examples(run_dir)
+    polygons = marks_nodata(config["dataset"])
+    model, fixed = load_segmenter(run_dir)
+    rows = []
+    for remeasured in (False, True):
+        if remeasured:
+            remeasure_batchnorm(model, config, train_examples)
+        overall = score_model(model, heldout, fixed, polygons=polygons)["overall"]
+        rows.append({"iou": overall["iou"], "building_f1": overall["building_f1"]})
     return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--heldout", action="store_true", help="score the held-out places, kept vs measured again")
     args = parser.parse_args(argv)
+    if args.heldout:
+        print("| run | held-out pixel IoU, kept | measured again | building F1, kept | measured again |")
+        print("|---|---|---|---|---|")
+        for run in args.runs:
+            kept, again = heldout_row(run)
+            print(f"| {run.name} | {kept['iou']:.3f} | {again['iou']:.3f} | {kept['building_f1']:.3f} | "
+                  f"{again['building_f1']:.3f} |", flush=True)  # fmt: skip
+        return
     print("| run | weights | calibrated threshold | IoU there | IoU at 0.5 |")
     print("|---|---|---|---|---|")
     for run in args.runs:
