@@ -93,6 +93,7 @@ class Config:
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
     fine_skip: bool = False  # U-Net: the input image joins the last, full-resolution stage (one-pixel gaps)
+    encoder_top: str = "keep"  # drop: the decoder's P5 is the encoder's last block, before its top conv
     zoom: int = 1  # > 1: the network sees the image enlarged this many times, its logits pooled back (zoom**2 compute)
     gap_weight: float = 0.0  # > 0: pixels between neighbouring buildings count 1 + this in the loss (data.targets)
     bands: str = ""  # bands of the dataset's images the model reads, 1-based, RGB first, e.g. 1,2,3,4; empty: 1,2,3
@@ -117,6 +118,7 @@ def parse_args(argv=None):
         "calibrate": CALIBRATIONS,
         "train_on": ("train", "all"),
         "start_recipe": ("auto", "pretrained", "random"),
+        "encoder_top": ("keep", "drop"),
     }
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")

@@ -42,7 +42,8 @@ def kept_weights_rows(run_dir):
 
     rows = [("kept (" + config.get("select", "ema") + ")", calibrated())]
     trained = create_model(config["arch"], config["encoder"], input_shape=model.input_shape[1:],
-                           standardize=config.get("standardize") == "image")  # fmt: skip
+                           standardize=config.get("standardize") == "image",
+                           encoder_top=config.get("encoder_top", "keep") != "drop")  # fmt: skip
     trained.load_weights(Path(run_dir) / "last.weights.h5")
     model.set_weights(trained.get_weights())
     set_logit_offset(model, 0.0)

@@ -29,6 +29,7 @@ def recalibrate(run_dir):
         input_shape=trained.input_shape[1:],
         bn_momentum=saved["bn_momentum"],
         standardize=saved.get("standardize") == "image",
+        encoder_top=saved.get("encoder_top", "keep") != "drop",
     )
     model.set_weights(trained.get_weights())  # the new model's offset is 0: threshold 0.5
     separate = trained.output_shape[-1] > 1

@@ -44,11 +44,16 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
     "plainflips": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
                    "--schedule", "constant", "--standardize", "none", "--select", "last", "--calibrate", "none",
                    "--augment", "flips"],
+    "plainflipsnotop": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
+                        "--schedule", "constant", "--standardize", "none", "--select", "last", "--calibrate", "none",
+                        "--augment", "flips", "--encoder-top", "drop"],
 }  # fmt: skip
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
-         "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)"}  # fmt: skip
+         "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
+         "plainflipsnotop": "the same, P5 from the last block before the top conv (as the yardstick)"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
-FOLDS_OF = {"plainflips": (0, 1, 2, 3)}  # the candidate default runs on every fold, to be paired with the yardstick
+# the candidates run on every fold, to be paired with the yardstick
+FOLDS_OF = {"plainflips": (0, 1, 2, 3), "plainflipsnotop": (0, 1, 2, 3)}
 SEEDS = (0, 1, 2)
 ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
 ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam", "--schedule",

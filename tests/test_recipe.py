@@ -69,11 +69,13 @@ def test_the_weight_average_is_kept_only_when_asked(select, ema):
 
 
 def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed(tmp_path):
-    from experiments.recipe_ablation import ELEMENTS, planned
+    from experiments.recipe_ablation import ALL_PLACES_SEEDS, ELEMENTS, FOLDS_OF, planned
 
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
-    assert len(runs) == 4 * 3 + len(ELEMENTS) * 2 * 3 and len(set(names)) == len(names)
+    per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
+    assert per_seed == len(ELEMENTS) * 2 + 2 * 2
+    assert len(runs) == 4 * 3 + per_seed * 3 + len(ALL_PLACES_SEEDS) and len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
     name, result, command, run = next(r for r in runs if r[0] == "crops1_f2_s1")
     assert command[command.index("--crops-per-image") + 1] == "1" and command[command.index("--fold") + 1] == "2"
@@ -81,6 +83,34 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert result.parts[-3:] == ("ablation", "crops1_f2_s1", "results.json")
     config = train.parse_args(command[command.index("--dataset") :])  # what the run will be: valid train.py options
     assert (config.crops_per_image, config.fold, config.seed, config.loss) == (1, 2, 1, "dice+focal")
+    command = next(r for r in runs if r[0] == "plainflipsnotop_f3_s2")[2]
+    assert train.parse_args(command[command.index("--dataset") :]).encoder_top == "drop"
+    command = next(r for r in runs if r[0] == "allplaces_plainflips_s4")[2]
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
+
+
+def test_encoder_top_drop_feeds_the_last_block_to_the_decoder_with_the_whole_encoders_weights():
+    import numpy as np
+
+    from models import create_model
+    from models.encoders import create_encoder
+    from models.encoders.registry import pyramid_channels
+
+    whole = create_encoder("effnet-lite0", input_shape=(64, 64, 3), weights="imagenet")
+    topless = create_encoder("effnet-lite0", input_shape=(64, 64, 3), weights="imagenet", top=False)
+    assert pyramid_channels(topless) == {"P1": 16, "P2": 24, "P3": 40, "P4": 112, "P5": 320}
+    assert pyramid_channels(whole)["P5"] == 1280
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    for level in ("P1", "P4"):
+        np.testing.assert_array_equal(topless(image)[level].numpy(), whole(image)[level].numpy())
+    model = create_model("unet", "effnet-lite0", input_shape=(128, 128, 3), encoder_top=False)
+    # the top conv (320 -> 1280, BN) and the wider first decoder stage (1392 -> 256 instead of 432 -> 256) go
+    assert create_model("unet", "effnet-lite0", input_shape=(128, 128, 3)).count_params() - model.count_params() == (
+        320 * 1280 + 4 * 1280 + (1392 - 432) * 256 * 9
+    )
+    with pytest.raises(ValueError, match="resnet18 has no top conv to leave out"):
+        create_encoder("resnet18", top=False)
 
 
 @pytest.mark.slow  # a training run and three calibrations (~40 s); run with -m slow

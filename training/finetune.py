@@ -53,7 +53,7 @@ def check_init(path, arch, encoder):
 
 
 # options of the run an --init model comes from that decide whether its weights fit (as config.json keeps them)
-INIT_OPTIONS = ("targets", "standardize", "fine_skip", "zoom")
+INIT_OPTIONS = ("targets", "standardize", "fine_skip", "zoom", "encoder_top")
 
 
 def check_init_fits(config):
@@ -95,6 +95,7 @@ def check_init_fits(config):
         standardize=config.standardize == "image",
         fine_skip=config.fine_skip,
         zoom=config.zoom,
+        encoder_top=config.encoder_top != "drop",
     )
     try:
         load_init_weights(model, config.init)

@@ -65,6 +65,7 @@ def finish_run(
         standardize=config.standardize == "image",
         fine_skip=config.fine_skip,
         zoom=config.zoom,
+        encoder_top=config.encoder_top != "drop",
     )
     tiling = scorer.tiling(fixed)
     polygons = marks_nodata(facts["dataset"])  # labels with no-data and one id per building: scored against those

