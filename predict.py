@@ -63,8 +63,8 @@ def resolve_bands(args):
 
     try:
         recorded = model_bands(args.model)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"predict.py: {error}") from None
+    except (OSError, ValueError):  # not a model of this project: loading it says why (``load_model``)
+        return args.bands, len(args.bands or (1, 2, 3))
     if args.bands and len(args.bands) != len(recorded):
         raise SystemExit(
             f"predict.py: --bands {','.join(map(str, args.bands))} names {len(args.bands)} band(s), but {args.model} "
