@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from inference.tiling import input_bands
 from models.registry import OUTPUT_STRIDE
 
 TFLITE_KINDS = ("float32", "int8")
@@ -48,7 +49,7 @@ def _write_saved_model(model, path, input_shape):
 
 def export_saved_model(model, path, *, fixed_size=None):
     """SavedModel at ``path``: uint8 (N, H, W, 3) -> {"probabilities": (N, H, W, 1)}."""
-    return _write_saved_model(model, path, [None, fixed_size, fixed_size, model.input.shape[-1]])
+    return _write_saved_model(model, path, [None, fixed_size, fixed_size, input_bands(model)])
 
 
 def export_tflite(model, path, *, tile, kind="float32"):
@@ -57,7 +58,7 @@ def export_tflite(model, path, *, tile, kind="float32"):
         raise ValueError(f"Unknown TFLite kind. Valid kinds: {', '.join(TFLITE_KINDS)}. Received: kind={kind!r}")
     staging = Path(tempfile.mkdtemp(prefix="tflite_export_"))
     try:
-        _write_saved_model(model, staging / "saved_model", [1, tile, tile, model.input.shape[-1]])
+        _write_saved_model(model, staging / "saved_model", [1, tile, tile, input_bands(model)])
         converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "saved_model"))
         if kind == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -170,6 +170,14 @@ def resolve_precision(precision):
     return precision
 
 
+def input_bands(model):
+    """How many bands ``model`` takes (its input's last axis); 3 for a model not built on an input yet."""
+    try:
+        return int(model.input.shape[-1])
+    except (AttributeError, TypeError, ValueError):
+        return 3
+
+
 def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="float32", all_channels=False):
     """A traced function: float32 (N, H, W, 3) raw RGB -> (N, H, W) building logits.
 
@@ -200,7 +208,7 @@ def make_logit_fn(model, *, tta=False, fixed_size=None, frozen=True, precision="
         return (total if all_channels else total[..., 0]) / len(transforms)
 
     def trace(shape):
-        bands = model.input.shape[-1]
+        bands = input_bands(model)
         function = tf.function(logits, input_signature=[tf.TensorSpec([None, *shape, bands], tf.float32)])
         return freeze(function.get_concrete_function()) if frozen else function
 
