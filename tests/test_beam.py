@@ -66,6 +66,7 @@ def _read_band(path):
         return src.read(1)
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_direct_runner_matches_predict_py_and_sends_a_corrupt_scene_to_the_dead_letters(scenes_and_model, tmp_path):
     pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
     from pyogrio.raw import read
@@ -99,6 +100,7 @@ def test_direct_runner_matches_predict_py_and_sends_a_corrupt_scene_to_the_dead_
     assert not list(beam.glob("*partial*")) and not list(beam.glob(".*"))
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_a_killed_pipeline_continues_where_it_stopped(scenes_and_model, tmp_path):
     pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
     scenes, model = scenes_and_model
@@ -141,6 +143,7 @@ def test_globs_list_files_and_folders_name_the_same_scenes(scenes_and_model, tmp
         expand_inputs([], tmp_path / "missing.txt")
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_a_rerun_skips_only_the_same_input_and_says_so(scenes_and_model, tmp_path):
     pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
     scenes, model = scenes_and_model
@@ -191,6 +194,7 @@ def test_a_marker_is_trusted_only_with_the_same_input_model_options_and_outputs(
     assert finished_record(job, tmp_path / "new.tif") == (None, "no marker")
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_labels_under_beam_give_the_plain_runners_metrics_messages_and_exit(scenes_and_model, tmp_path):
     pytest.importorskip("apache_beam", reason="predict.py --runner needs requirements-beam.txt")
     scenes, model = scenes_and_model

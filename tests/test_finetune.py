@@ -42,6 +42,7 @@ def _fit_with_freeze(freeze_epochs, epochs):
     return model, before, snapshots
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_freeze_encoder_keeps_encoder_bit_identical_then_trains_it():
     model, before, snapshots = _fit_with_freeze(freeze_epochs=2, epochs=3)
     moving = [path for path in before if "moving_" in path]
@@ -69,6 +70,7 @@ def _run(args):
     return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_init_fine_tunes_a_run_and_refuses_another_model(synthetic_dir, tmp_path):
     common = [*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--calibrate", "none"]
     base = tmp_path / "base"

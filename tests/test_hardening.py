@@ -447,6 +447,7 @@ def test_predict_out_holding_inputs_is_refused(tmp_path, tiny_model):
     assert tree_hash(tmp_path) == before  # no output written, no input replaced
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_predict_missing_label_keeps_the_outputs_and_says_what_to_do(tmp_path, tiny_model):
     scenes = _scenes(tmp_path / "scenes")
     labels = tmp_path / "labels"

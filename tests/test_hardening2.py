@@ -61,6 +61,7 @@ def test_bad_bands_are_named(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_an_empty_validation_split_is_said_and_no_best_epoch_is_recorded(synthetic_dir, tmp_path):
     import json
 
@@ -261,6 +262,7 @@ def _remote_vrt(path, url, size=(32, 48)):
     return path
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_a_stalled_network_source_is_given_up_named_and_the_next_scene_mapped(tmp_path):
     server, port = _silent_server()
     scenes = tmp_path / "scenes"

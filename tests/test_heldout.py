@@ -9,6 +9,7 @@ from tests.tiny import TINY_TRAIN
 TINY = [*TINY_TRAIN, "--epochs", "1"]
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_path, capsys):
     import predict
     import train

@@ -23,6 +23,7 @@ def test_dataset_auto_is_kaggle_where_its_download_or_build_is_else_synthetic(tm
     assert not (tmp_path / "empty").exists()  # deciding builds nothing
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_folds_best_epoch_and_every_selection_scored(sample_dir, sample_tfds, tmp_path, capsys):
     """--folds 8 --fold K holds out fold K's groups (here Rio), --select best keeps the epoch with the best
     validation IoU, --score-selections scores the other two weight choices on the same places."""

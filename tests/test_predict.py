@@ -151,6 +151,7 @@ def test_scene_smaller_than_the_output_stride(logit_fn):
     np.testing.assert_allclose(probabilities, predict_whole(logit_fn, scene), atol=1e-4)
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_tta_average_is_exactly_flip_and_rotation_equivariant(model):
     """Averaging g^-1 f(g x) over all 8 flips/rotations commutes with each of them, if every
     inverse is right, even though the network itself is not equivariant."""
@@ -290,6 +291,7 @@ def test_bfloat16_calls_stay_close_and_leave_float32_calls_exact(model):
         make_logit_fn(model, precision="float16")
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_saved_model_and_tflite_match_keras(model, tmp_path):
     import tensorflow as tf
 
@@ -347,6 +349,7 @@ def test_clear_errors(everywhere_model_file, tmp_path, capsys):
     assert (tmp_path / "o4" / "good_mask.png").exists()
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 @pytest.mark.parametrize("arch", ["fpn", "deeplabv3plus"])
 def test_bilinear_upsampling_archs_predict_any_window_shape(arch):
     """FPN and DeepLabV3+ resize bilinearly; their windows trace with static sizes (and TTA keeps them: FPN)."""

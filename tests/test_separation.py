@@ -150,6 +150,7 @@ def test_multi_target_pipeline_computes_targets_after_augmentation(synthetic_dir
     assert tiles.shape[-1] == 3 and weights.shape[-1] == 1
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_train_and_predict_with_separation_targets(synthetic_dir, tmp_path):
     import subprocess
     import sys

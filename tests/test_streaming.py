@@ -69,6 +69,7 @@ def _pixels(buildings, shape):
     return features.rasterize(shapes, out_shape=shape, dtype="uint8").astype(bool) if shapes else np.zeros(shape, bool)
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_streaming_equals_the_whole_scene_on_the_sample(sample_dir, logit_fn):
     scenes = sorted((sample_dir / "building_data" / "test" / "src").iterdir())
     assert len(scenes) == 5

@@ -56,6 +56,7 @@ def _installed(module):
 OPTIONAL_TRACKERS = [name for name in ("mlflow", "neptune") if _installed(name)]
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkeypatch, capsys):
     import train
 
@@ -174,6 +175,7 @@ train.main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_kill_and_resume_keeps_history_whole(synthetic_dir, tmp_path):
     run_dir = tmp_path / "run"
     args = _train_args(synthetic_dir, run_dir, "--epochs", "3", "--steps-per-epoch", "6")
