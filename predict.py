@@ -21,7 +21,7 @@ not grow with the scene. Outputs:
   GeoTIFFs with overviews and the input's georeferencing);
 - small scenes (up to 25 MP): <stem>_mask.png (0/255), <stem>_prob.png and <stem>_overlay.jpg,
   and <stem>.geojson when georeferenced (--geojson: for every scene).
-Rasters with other than 3 bands, or not 8-bit, follow the rule in inference/rasters.py
+Rasters with other than 3 bands, or not 8-bit, follow the rule in common/rasters.py
 (first three bands; 2-98% range scaled to 8-bit; --bands picks the bands). No-data pixels
 (nodata value, alpha band, NaN) are mirrored from valid ones for the model, NaN / masked in the
 COGs, and left out of footprints and scores. A scene that cannot be read, or whose outputs cannot

@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
+from common.rasters import open_scene  # noqa: E402
 from inference import defaults  # noqa: E402
-from inference.rasters import open_scene  # noqa: E402
 from inference.tiling import (  # noqa: E402
     cpu_flags,
     make_logit_fn,
@@ -165,8 +165,8 @@ def stream(logit_fn, scene, out):
     the files are finished in threads, so these seconds are work done, partly hidden behind
     the model's. "strips" is the staging GeoTIFF writes and the footprint tracing as rows finish.
     """
+    from common.rasters import open_scene
     from inference.outputs import SceneWriter, write_strips
-    from inference.rasters import open_scene
 
     source = open_scene(scene)
     writer = SceneWriter(source, out)

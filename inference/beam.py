@@ -73,8 +73,8 @@ class PredictScene(beam.DoFn):
     def process(self, scene):
         import rasterio
 
+        from common.rasters import gdal_options
         from inference.job import finished_record, predict_scene
-        from inference.rasters import gdal_options
 
         record, why = finished_record(self.job, scene)
         if record is not None:

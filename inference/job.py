@@ -96,9 +96,9 @@ def predict_scene(path, logit_fn, job, pace=None):
     """
     from tqdm import tqdm
 
+    from common.rasters import open_scene
     from inference.evaluation import scene_scores
     from inference.outputs import SceneWriter, write_strips
-    from inference.rasters import open_scene
     from inference.scenes import HINT, read_label
     from inference.tiling import predict_strips
 
@@ -199,7 +199,7 @@ def before_scene(path, width, height, job, pace):
     import shutil
 
     from common.images import check_allocation
-    from inference.rasters import SceneReadError
+    from common.rasters import SceneReadError
 
     pixels = width * height
     if pixels >= LARGE_SCENE_PIXELS:
@@ -290,8 +290,8 @@ def predict_scenes(files, logit_fn, job):
     unfinished scene's files, naming it and what is complete."""
     import rasterio
 
+    from common.rasters import SceneReadError, gdal_options
     from inference.job import predict_scene
-    from inference.rasters import SceneReadError, gdal_options
 
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt

@@ -150,7 +150,7 @@ class SceneWriter:
     """Everything predict.py writes for one scene, fed one strip of probabilities at a time.
 
     Args:
-        source: the scene (``inference.rasters``): size, CRS, transform, ``read`` for the overlay.
+        source: the scene (``common.rasters``): size, CRS, transform, ``read`` for the overlay.
         out_dir: the output folder.
         threshold, min_area: as in predict.py.
         simplify, squared: footprint outlines (``inference.footprints.StripTracer``).

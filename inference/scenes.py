@@ -1,6 +1,6 @@
 """Find the scenes to predict (and their labels), keeping any georeferencing.
 
-Scenes are read by ``inference.rasters`` (GDAL rasters in windows, PNG/JPEG by the data
+Scenes are read by ``common.rasters`` (GDAL rasters in windows, PNG/JPEG by the data
 layer's decoder, the same decoding the training data went through); the georeferencing
 (CRS and affine transform, from a GeoTIFF's tags or a world file) is read with rasterio.
 """
@@ -111,7 +111,7 @@ def read_label(labels_dir, stem, shape, *, crs=None, transform=None):
 
 def check_label_grid(label, crs, transform):
     """Refuse a georeferenced label whose CRS or pixel grid differs from its scene's."""
-    from inference.rasters import read_georeference
+    from common.rasters import read_georeference
 
     label_crs, label_transform = read_georeference(label)
     if label_transform is None:

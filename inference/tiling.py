@@ -265,7 +265,7 @@ def predict_strips(
 ):
     """Yield ``(y0, logits)`` strips that cover a scene top to bottom.
 
-    ``scene`` is an (H, W, 3) uint8 array or a window reader (``inference.rasters``: ``height``,
+    ``scene`` is an (H, W, 3) uint8 array or a window reader (``common.rasters``: ``height``,
     ``width`` and ``read(y0, y1, x0, x1)``); each window is read when its batch is due. ``progress`` (e.g.
     a tqdm bar) gets its ``total`` set to the number of windows and an ``update(n)`` after
     every model call. ``logits`` is float32 (rows, W), or (rows, W, C) when ``logit_fn`` returns

@@ -82,8 +82,8 @@ def _four_band_scenes(folder):
 
 
 def test_the_polygons_config_keeps_every_band_scaled_as_predict_reads_it(tmp_path):
+    from common.rasters import RasterSource
     from data.buildings.polygon_sources import scene_examples
-    from inference.rasters import RasterSource
 
     _four_band_scenes(tmp_path / "scenes")
     windows = {name: (image, mask) for name, image, mask, _ in scene_examples(tmp_path / "scenes", window=48)}
@@ -134,7 +134,7 @@ def test_a_model_of_four_bands_refuses_rgb_inputs_naming_both(tmp_path):
     from PIL import Image
     from rasterio.transform import from_origin
 
-    from inference.rasters import SceneReadError, open_scene
+    from common.rasters import SceneReadError, open_scene
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "chip.png")
     with pytest.raises(SceneReadError, match=r"chip.png is decoded as RGB, but the model takes 4 bands"):

@@ -194,7 +194,7 @@ def test_a_label_of_another_crs_or_grid_is_named_and_not_scored(tmp_path):
     labels.mkdir()
     truth = np.zeros((40, 60), np.uint8)
     truth[10:20, 10:30] = 255
-    from inference.rasters import read_georeference
+    from common.rasters import read_georeference
 
     crs, transform = read_georeference(scene)
     _geotiff(labels / "s.tif", truth)  # the same grid: scored
@@ -418,7 +418,7 @@ def test_nodata_is_filled_from_valid_pixels_marked_in_both_cogs_and_left_out_of_
     import rasterio
 
     import predict
-    from inference.rasters import fill_nodata
+    from common.rasters import fill_nodata
 
     # the fill rule: no-data pixels mirror the valid ones across the edge (a row 0 1 2 | x x reads 0 1 2 1 0)
     pixels = np.zeros((2, 5, 3), np.uint8)
@@ -507,7 +507,7 @@ def test_transparent_png_pixels_are_nodata_filled_for_the_model_and_left_out_of_
     from PIL import Image
 
     import predict
-    from inference.rasters import open_scene
+    from common.rasters import open_scene
 
     rng = np.random.default_rng(5)
     rgb = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)

@@ -236,8 +236,8 @@ def test_geotiff_keeps_georeferencing_and_polygons_lie_inside(sample_dir, everyw
 def test_label_polygons_cover_the_mask_inside_the_bounds(sample_dir):
     import rasterio
 
+    from common.rasters import open_scene
     from inference.footprints import trace
-    from inference.rasters import open_scene
     from inference.scenes import read_label
 
     test = sample_dir / "building_data" / "test"

@@ -10,8 +10,8 @@ from scipy import ndimage
 
 import predict
 from common.images import decode_image
+from common.rasters import RasterSource, SceneReadError, open_scene
 from inference.footprints import StripTracer, regularize, trace
-from inference.rasters import RasterSource, SceneReadError, open_scene
 from inference.tiling import make_logit_fn, predict_probabilities, predict_strips, sigmoid
 from tests.helpers import count_buildings
 

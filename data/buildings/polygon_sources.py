@@ -8,7 +8,7 @@ Two layouts are read from the manual folder (a folder found at most two levels d
 - **scenes**: GeoTIFF / COG / VRT files beside one or more vector files (GeoJSON, GeoPackage, Shapefile,
   FlatGeobuf), cut into windows of ``window`` pixels; the polygons are reprojected onto each scene's CRS.
   Every band but an alpha band is kept (RGB first, then e.g. near-infrared: train.py --bands picks them),
-  read as predict.py reads it (``inference.rasters.RasterSource``: a band that is not 8-bit is scaled onto
+  read as predict.py reads it (``common.rasters.RasterSource``: a band that is not 8-bit is scaled onto
   0..255 from its own 2-98% range over the scene).
 
 Each example: the image (RGB for chips; every band of a scene), the mask (0 background, 1 building,
@@ -137,7 +137,7 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
     from rasterio.windows import Window
     from rasterio.windows import transform as window_transform
 
-    from inference.rasters import RasterSource, gdal_options
+    from common.rasters import RasterSource, gdal_options
 
     vectors = sorted(p for p in folder.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES)
     scenes = sorted(p for p in folder.iterdir() if p.suffix.lower() in SCENE_SUFFIXES)
