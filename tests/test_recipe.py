@@ -22,12 +22,13 @@ def _images_of_one_colour_each(count, size=64):
 
 @pytest.mark.parametrize("crops_per_image", [1, 8])
 def test_a_batchs_crops_come_from_as_many_images_as_asked(crops_per_image):
+    tf.random.set_seed(0)  # the stream's shuffles combine their seed with the global one: fix it whatever ran before
     batches = train_dataset(_images_of_one_colour_each(40), size=32, batch_size=8, crops_per_image=crops_per_image,
                             augment_data=False, seed=3)  # fmt: skip
     sources = [len(np.unique(images.numpy()[:, 0, 0, 0])) for images, _ in batches.take(20)]
     repeated = sum(count < 8 for count in sources)  # batches holding two crops of one image
-    if crops_per_image == 1:  # every crop from another image, but where a pass over the images ends
-        assert min(sources) >= 7 and repeated <= 2
+    if crops_per_image == 1:  # every crop from another image, but where one of the 4 passes over the images ends
+        assert min(sources) >= 7 and repeated <= 4
     else:  # 8 crops of each decoded image, interleaved from 4 and shuffled: most batches repeat an image
         assert repeated >= 14
 
