@@ -95,11 +95,8 @@ def gaps_bridged(run_dir):
     """(gap pixels the kept model's mask covers, gap pixels) over a run's held-out chips: the background pixels
     between neighbouring true buildings that the contact target marks, from the true polygons' ids (no-data left
     out), the mask cut as train.py scored it. A mask that covers most gaps leaves separation nothing to cut."""
-    import numpy as np
-    import tensorflow as tf
-
     from data.splits import run_examples
-    from data.targets import separation_targets
+    from experiments.separation_bound import gap_counts
     from inference.heldout import THRESHOLD, decoded_scenes, tiling
     from inference.loading import load_segmenter
     from inference.tiling import make_logit_fn, predict_probabilities
@@ -110,9 +107,8 @@ def gaps_bridged(run_dir):
     covered = total = 0
     for _, image, truth, valid, ids in decoded_scenes(heldout, polygons=True):
         predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= THRESHOLD
-        contact = separation_targets(tf.constant(ids[None, ..., None].astype("float32")), ("contact",))
-        gaps = (contact.numpy()[0, ..., 0] > 0) & ~truth & valid
-        covered, total = covered + int(np.sum(gaps & predicted)), total + int(np.sum(gaps))
+        found, gaps = gap_counts(predicted, truth, ids, valid)
+        covered, total = covered + found, total + gaps
     return covered, total
 
 

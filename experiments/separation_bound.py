@@ -89,14 +89,17 @@ def close_counts(truth, min_area, gaps=(1, 4)):
     return (*close, len(sizes) - 1)
 
 
-def gap_counts(predicted, truth):
-    """(gap pixels the mask covers, gap pixels): the background pixels the contact target marks in ``truth``."""
+def gap_counts(predicted, truth, ids=None, valid=None):
+    """(gap pixels the mask covers, gap pixels): the background pixels the contact target marks in ``truth``;
+    ``ids``: the true buildings' own ids (polygons; default: the 4-connected parts of ``truth``), ``valid``: the
+    pixels holding data (default: all)."""
     import tensorflow as tf
 
     from data.targets import instance_ids, separation_targets
 
-    ids = tf.constant(instance_ids(truth)[None].astype("float32"))
-    gaps = (separation_targets(ids, ("contact",)).numpy()[0, ..., 0] > 0) & ~truth
+    ids = instance_ids(truth)[..., 0] if ids is None else ids  # (H, W)
+    contact = separation_targets(tf.constant(ids[None, ..., None].astype("float32")), ("contact",))
+    gaps = (contact.numpy()[0, ..., 0] > 0) & ~truth & (True if valid is None else valid)
     return int(np.sum(gaps & predicted)), int(np.sum(gaps))
 
 

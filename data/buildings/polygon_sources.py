@@ -145,9 +145,9 @@ def scene_examples(folder, keep=lambda name: True, window=WINDOW):
     polygons, used, counts = {}, set(), {}
     for scene in scenes:  # first every scene's polygons, so a file that overlaps none stops the build before work
         with rasterio.open(scene) as source:
-            if source.crs is None or len(data_bands(source)) < 3:
-                raise ValueError(f"{scene}: a scene needs a CRS and three bands (RGB) to lay polygons on it.")
             counts[scene.name] = len(data_bands(source))
+            if source.crs is None or counts[scene.name] < 3:
+                raise ValueError(f"{scene}: a scene needs a CRS and three bands (RGB) to lay polygons on it.")
             footprint = shapely.box(*array_bounds(source.height, source.width, source.transform))
             moved = []
             for path, geometries, crs in layers:
