@@ -94,6 +94,7 @@ class Config:
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
     fine_skip: bool = False  # U-Net: the input image joins the last, full-resolution stage (one-pixel gaps)
     encoder_top: str = "keep"  # drop: the decoder's P5 is the encoder's last block, before its top conv
+    drop_connect: str = "auto"  # EfficientNets: stochastic depth of the last block while training; auto: 0.2; 0: none
     zoom: int = 1  # > 1: the network sees the image enlarged this many times, its logits pooled back (zoom**2 compute)
     gap_weight: float = 0.0  # > 0: pixels between neighbouring buildings count 1 + this in the loss (data.targets)
     bands: str = ""  # bands of the dataset's images the model reads, 1-based, RGB first, e.g. 1,2,3,4; empty: 1,2,3
@@ -235,6 +236,23 @@ def number_problems(config):
     return problems
 
 
+def drop_connect_problems(config):
+    """--drop-connect: auto, or a rate in [0, 1) for an encoder with stochastic depth."""
+    from models.encoders.registry import check_drop_connect
+
+    if config.drop_connect == "auto" or config.encoder not in list_encoders():
+        return []
+    try:
+        rate = float(config.drop_connect)
+    except ValueError:
+        return [f"--drop-connect {config.drop_connect!r}: use auto (the encoder's own) or a number in [0, 1)"]
+    try:
+        check_drop_connect(config.encoder, rate)
+    except ValueError as error:
+        return [f"--drop-connect {config.drop_connect}: {error}"]
+    return []
+
+
 def check_config(config):
     """Reject unknown or contradictory values before any work."""
     from models.decoders import takes_fine_skip
@@ -251,6 +269,7 @@ def check_config(config):
         problems.append(f"--zoom {config.zoom}: use 1 (the image as it is) to 4; each step costs zoom**2 times as much")
     if not (math.isfinite(config.gap_weight) and config.gap_weight >= 0):
         problems.append(f"--gap-weight {config.gap_weight}: must be at least 0 (0: every pixel counts once)")
+    problems += drop_connect_problems(config)
     if config.encoder_weights not in ("none", "imagenet", "auto") and not config.encoder_weights.endswith(
         ".weights.h5"
     ):

@@ -29,6 +29,7 @@ def kept_weights_rows(run_dir):
     from inference.loading import load_segmenter
     from models import create_model
     from models.segmenter import set_logit_offset
+    from training.recipes import model_options
     from training.setup import marks_nodata
 
     config, train_examples, _ = run_examples(run_dir)
@@ -42,8 +43,7 @@ def kept_weights_rows(run_dir):
 
     rows = [("kept (" + config.get("select", "ema") + ")", calibrated())]
     trained = create_model(config["arch"], config["encoder"], input_shape=model.input_shape[1:],
-                           standardize=config.get("standardize") == "image",
-                           encoder_top=config.get("encoder_top", "keep") != "drop")  # fmt: skip
+                           **model_options(config))  # fmt: skip
     trained.load_weights(Path(run_dir) / "last.weights.h5")
     model.set_weights(trained.get_weights())
     set_logit_offset(model, 0.0)

@@ -18,6 +18,7 @@ def recalibrate(run_dir):
     from inference.heldout import calibrate_model, score_model
     from inference.loading import load_segmenter
     from models import create_model
+    from training.recipes import model_options
     from training.setup import marks_nodata
 
     saved, train_examples, heldout_examples = run_examples(run_dir)
@@ -27,9 +28,7 @@ def recalibrate(run_dir):
         saved["encoder"],
         num_classes=trained.output_shape[-1],
         input_shape=trained.input_shape[1:],
-        bn_momentum=saved["bn_momentum"],
-        standardize=saved.get("standardize") == "image",
-        encoder_top=saved.get("encoder_top", "keep") != "drop",
+        **model_options(saved),
     )
     model.set_weights(trained.get_weights())  # the new model's offset is 0: threshold 0.5
     separate = trained.output_shape[-1] > 1

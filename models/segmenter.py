@@ -34,6 +34,7 @@ def create_model(
     fine_skip=False,
     zoom=1,
     encoder_top=True,
+    drop_connect=None,
 ):
     """Build a segmentation model from a registered decoder and encoder.
 
@@ -55,6 +56,8 @@ def create_model(
             them (``zoom`` x ``zoom`` pooling): same contract, ``zoom ** 2`` times the compute.
         encoder_top: False: the decoder's P5 is the encoder's last block before its top conv (EfficientNet
             B0 / Lite0: 320 channels instead of the top conv's 1280), as U-Nets over EfficientNet often take it.
+        drop_connect: the encoder's stochastic depth while training (EfficientNets: the last block's drop rate,
+            0.2 by default; 0: none); None: the encoder's own.
 
     Returns:
         A keras.Model: raw RGB (N, H, W, 3) -> logits (N, H, W, num_classes), float32.
@@ -73,7 +76,9 @@ def create_model(
     if not isinstance(zoom, int) or zoom < 1:
         raise ValueError(f"zoom must be a positive int (1: the image as it is). Received: zoom={zoom!r}")
     zoomed = tuple(None if side is None else side * zoom for side in input_shape[:2]) + tuple(input_shape[2:])
-    backbone = create_encoder(encoder, input_shape=zoomed, weights=encoder_weights, top=encoder_top)
+    backbone = create_encoder(
+        encoder, input_shape=zoomed, weights=encoder_weights, top=encoder_top, drop_connect=drop_connect
+    )
     inputs = keras.Input(shape=input_shape, name="image")
     image = standardize_image(inputs) if standardize else inputs
     if zoom > 1:

@@ -3,6 +3,7 @@ average, training on every image that is not held out."""
 
 import dataclasses
 import json
+import re
 
 import keras
 import numpy as np
@@ -75,7 +76,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + 2 * 2
+    assert per_seed == len(ELEMENTS) * 2 + 4 * 2
     assert len(runs) == 4 * 3 + per_seed * 3 + len(ALL_PLACES_SEEDS) and len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
     name, result, command, run = next(r for r in runs if r[0] == "crops1_f2_s1")
@@ -86,6 +87,9 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert (config.crops_per_image, config.fold, config.seed, config.loss) == (1, 2, 1, "dice+focal")
     command = next(r for r in runs if r[0] == "plainflipsnotop_f3_s2")[2]
     assert train.parse_args(command[command.index("--dataset") :]).encoder_top == "drop"
+    command = next(r for r in runs if r[0] == "plainnosd_f1_s0")[2]
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.encoder_top, config.drop_connect, config.augment, config.loss) == ("drop", "0", "flips", "bce+dice")
     command = next(r for r in runs if r[0] == "allplaces_plainflips_s4")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
@@ -112,6 +116,33 @@ def test_encoder_top_drop_feeds_the_last_block_to_the_decoder_with_the_whole_enc
     )
     with pytest.raises(ValueError, match="resnet18 has no top conv to leave out"):
         create_encoder("resnet18", top=False)
+
+
+def test_drop_connect_sets_the_encoders_stochastic_depth_and_only_where_it_has_one():
+    from models import create_model
+    from models.encoders import create_encoder
+    from models.walk import leaf_layers
+
+    def rates(model):
+        return [layer.rate for layer in leaf_layers(model) if isinstance(layer, keras.layers.Dropout)]
+
+    own = rates(create_encoder("effnet-lite0", input_shape=(64, 64, 3)))
+    # Lite0: 16 MBConv blocks (stages of 1, 2, 2, 3, 3, 4, 1); the 9 that keep width and stride have a residual
+    # branch to drop, at 0.2 * block index / 16
+    assert own == pytest.approx([0.2 * index / 16 for index in (2, 4, 6, 7, 9, 10, 12, 13, 14)])
+    half = rates(create_encoder("effnet-lite0", input_shape=(64, 64, 3), drop_connect=0.1))
+    assert half == pytest.approx([rate / 2 for rate in own])
+    assert rates(create_model("unet", "effnet-lite0", input_shape=(64, 64, 3), drop_connect=0.0)) == []
+    assert rates(create_model("unet", "effnet-lite0", input_shape=(64, 64, 3), encoder_top=False, drop_connect=0)) == []
+    with pytest.raises(ValueError, match="resnet18 has no stochastic depth to set"):
+        create_encoder("resnet18", drop_connect=0.0)
+    with pytest.raises(ValueError, match=r"drop_connect must be a number in \[0, 1\)"):
+        create_encoder("effnet-b0", drop_connect=1.0)
+    for value, message in (("0.5", None), ("auto", None), ("x", "use auto"), ("1", "in \\[0, 1\\)")):
+        problems = train.drop_connect_problems(train.parse_args(["--drop-connect", value]))
+        assert (problems == []) if message is None else (len(problems) == 1 and re.search(message, problems[0]))
+    problems = train.drop_connect_problems(train.parse_args(["--encoder", "resnet18", "--drop-connect", "0"]))
+    assert len(problems) == 1 and "resnet18 has no stochastic depth" in problems[0]
 
 
 @pytest.mark.slow  # a training run and three calibrations (~40 s); run with -m slow

@@ -64,6 +64,7 @@ def check_init_fits(config):
     from data.targets import parse_targets
     from models import create_model
     from models.metadata import read_metadata
+    from training.recipes import model_options
 
     if not config.init:
         return
@@ -92,10 +93,7 @@ def check_init_fits(config):
         config.encoder,
         num_classes=len(parse_targets(config.targets)),
         input_shape=(config.image_size, config.image_size, len(bands_of(config))),
-        standardize=config.standardize == "image",
-        fine_skip=config.fine_skip,
-        zoom=config.zoom,
-        encoder_top=config.encoder_top != "drop",
+        **model_options(config),
     )
     try:
         load_init_weights(model, config.init)

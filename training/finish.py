@@ -48,6 +48,7 @@ def finish_run(
     from models.segmenter import set_logit_offset
     from training.checkpoints import atomic_save_model, atomic_write_json, read_history
     from training.plots import plot_learning_curves, plot_predictions
+    from training.recipes import model_options
     from training.results import write_results
     from training.setup import encoder_weights, marks_nodata
 
@@ -61,11 +62,7 @@ def finish_run(
         config.encoder,
         num_classes=len(targets),
         input_shape=shape if fixed else (None, None, len(bands_of(config))),
-        bn_momentum=config.bn_momentum,
-        standardize=config.standardize == "image",
-        fine_skip=config.fine_skip,
-        zoom=config.zoom,
-        encoder_top=config.encoder_top != "drop",
+        **model_options(config),
     )
     tiling = scorer.tiling(fixed)
     polygons = marks_nodata(facts["dataset"])  # labels with no-data and one id per building: scored against those

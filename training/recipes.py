@@ -7,6 +7,7 @@ nothing to keep: the higher rate and raw colours it was tuned with (docs/experim
 pretrained recipe trains it worse (fcn8 / effnet-b0 on the synthetic set: held-out IoU 0.363 against 0.540).
 
 Only options the command line left at their defaults are set from the recipe: an explicit flag always wins.
+``model_options`` turns a run's config into the model it trains (the options that shape it).
 """
 
 START_RECIPES = {
@@ -46,3 +47,20 @@ def recipe_line(config):
     return f"recipe: {config.start_recipe}: {why}: {settings}" + (
         f" ({', '.join(changed)} as given)" if changed else ""
     )
+
+
+def model_options(config):
+    """``create_model``'s keyword arguments for the model a run trains: a train.py Config, or a run's config.json
+    as a dict (runs from before an option read its default)."""
+    from models.segmenter import DEFAULT_BN_MOMENTUM
+
+    saved = config if isinstance(config, dict) else vars(config)
+    drop_connect = saved.get("drop_connect", "auto")
+    return {
+        "bn_momentum": saved.get("bn_momentum", DEFAULT_BN_MOMENTUM),
+        "standardize": saved.get("standardize") == "image",
+        "fine_skip": bool(saved.get("fine_skip", False)),
+        "zoom": saved.get("zoom", 1),
+        "encoder_top": saved.get("encoder_top", "keep") != "drop",
+        "drop_connect": None if drop_connect == "auto" else float(drop_connect),
+    }

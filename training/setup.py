@@ -4,6 +4,7 @@ from pathlib import Path
 
 from data.bands import bands_of
 from data.splits import split_examples
+from training.recipes import model_options
 
 
 def target_weights(config):
@@ -156,11 +157,7 @@ def build_model(config, strategy, train_ds):
             num_classes=len(targets),
             input_shape=shape,
             encoder_weights=weights,
-            bn_momentum=config.bn_momentum,
-            standardize=config.standardize == "image",
-            fine_skip=config.fine_skip,
-            zoom=config.zoom,
-            encoder_top=config.encoder_top != "drop",
+            **model_options(config),
         )
         if config.init:
             load_init_weights(model, config.init)

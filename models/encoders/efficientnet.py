@@ -209,10 +209,10 @@ def efficientnet(
 
 
 def _efficientnet_encoder(variant):
-    def build(*, input_shape, weights=None, top=True):
+    def build(*, input_shape, weights=None, top=True, drop_connect=DROP_CONNECT_RATE):
         inputs = keras.Input(shape=input_shape, name="image")
         x = family_of(variant).preprocess(inputs)
-        _, taps = efficientnet_features(x, variant, top=top)
+        _, taps = efficientnet_features(x, variant, top=top, drop_connect_rate=drop_connect)
         model = keras.Model(inputs, taps, name=f"effnet-{variant}")
         if weights is not None:
             from models.encoders.weights import load_encoder_weights
@@ -233,5 +233,6 @@ for _variant in SCALING:
         native_size=SCALING[_variant][2],
         imagenet=IMAGENET_SOURCES.get(_variant),
         top=True,
+        drop_connect=DROP_CONNECT_RATE,
         classifier=functools.partial(efficientnet, _variant, include_top=True),
     )(_efficientnet_encoder(_variant))

