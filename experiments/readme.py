@@ -6,9 +6,12 @@ A block sits between two markers; the first names the study folder it is made fr
     ...
     <!-- compare.py --readme: end -->
 
+(``--readme README.md (table): begin``: the table without the answer lines.)
 ``python compare.py --runs results/questions --readme README.md`` rewrites that block from the
 runs' small files (results.json), so a fresh clone regenerates it byte for byte, and
 tests/test_readme_results.py checks that the README holds exactly what its runs give.
+
+A study's table is kept the same way by ``experiments.study`` (``--readme``; its ``study_blocks``).
 """
 
 import re
@@ -18,8 +21,10 @@ from experiments.report import markdown_table, summary_rows
 
 BEGIN = "<!-- compare.py --runs {runs} --readme {readme}: begin -->"
 END = "<!-- compare.py --readme: end -->"
+TABLE_ONLY = " (table)"  # after the readme's name in the first marker: the block holds the table, not the answers
 BLOCK = re.compile(
-    r"<!-- compare\.py --runs (?P<runs>\S+) --readme (?P<readme>\S+): begin -->\n(?P<body>.*?)" + re.escape(END),
+    r"<!-- compare\.py --runs (?P<runs>\S+) --readme (?P<readme>\S+)(?P<table> \(table\))?: begin -->\n"
+    r"(?P<body>.*?)" + re.escape(END),
     re.S,
 )
 COLUMNS = (
@@ -34,8 +39,9 @@ COLUMNS = (
 )
 
 
-def study_block(runs_dir):
-    """The block's Markdown: what was run, one row per model (mean ± sd), one answer line per question and score."""
+def study_block(runs_dir, answers=True):
+    """The block's Markdown: what was run, one row per model (mean ± sd), one answer line per question and score
+    (``answers``; a block whose marker ends in "(table)" leaves them to the page that cites it)."""
     from experiments.aggregate import aggregate, main_recipe, score_answer_lines, short_name
     from experiments.report import SCORES, load_runs
 
@@ -57,17 +63,17 @@ def study_block(runs_dir):
         f"each {budget} at {size}; recipe {recipe}. Scores on the held-out places only; mean ± sd over runs."
     )
     body = markdown_table(summary_rows(table), COLUMNS)
-    answers = score_answer_lines(rows, recipe, tuple(SCORES))
+    lines = score_answer_lines(rows, recipe, tuple(SCORES)) if answers else []
     missing = [f"{short_name(m)}: {m['n']}" for m in table if m["n"] < len(places) * len(seeds)]
-    parts = [head, body, "\n".join(f"- {line}" for line in answers)]
+    parts = [head, body, "\n".join(f"- {line}" for line in lines)]
     if missing:
         parts.append(f"Not finished yet (runs so far): {', '.join(missing)}; the command above continues the grid.")
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
 def blocks(text):
-    """[(runs folder, readme name, body)] of every block in ``text``."""
-    return [(m["runs"], m["readme"], m["body"]) for m in BLOCK.finditer(text)]
+    """[(runs folder, readme name, body, with answers)] of every block in ``text``."""
+    return [(m["runs"], m["readme"], m["body"], not m["table"]) for m in BLOCK.finditer(text)]
 
 
 def update_readme(readme, runs_dir):
@@ -83,7 +89,7 @@ def update_readme(readme, runs_dir):
         )
     new = text
     for match in reversed(found):
-        body = study_block(readme.parent / match["runs"])
+        body = study_block(readme.parent / match["runs"], answers=not match["table"])
         new = new[: match.start("body")] + body + new[match.end("body") :]
     if new != text:
         readme.write_text(new)

@@ -16,12 +16,20 @@ as two.
     python -m experiments.study results/pretrained --baseline b0rand
     python -m experiments.study results/defaults results/questions --by-place \
         --recipes b0rand,unet_effnet-lite0 --baseline b0rand
+
+A Markdown file keeps a study's output between two markers, the first holding the arguments; ``--readme FILE``
+rewrites that block with what the same arguments print (tests/test_readme_results.py checks the README's):
+
+    <!-- python -m experiments.study results/recipe/baseline results/questions --wide ...: begin -->
+    ...
+    <!-- experiments.study: end -->
 """
 
 import argparse
 import json
 import math
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -151,6 +159,28 @@ def summary_table(runs, extra=("heldout_unseparated_building_f1",)):
     return "\n".join(lines)
 
 
+def wide_table(runs, recipes, names=None):
+    """Markdown: one row per place with each of ``recipes`` side by side (mean ± sd of each score over seeds), and
+    a last row over all places every recipe was scored on (per seed, the mean over those places); ``names``: the
+    recipes' column names."""
+    places = sorted({place for place, recipe in runs if recipe in recipes})
+    header = [f"{name}: {label}" for name in (names or recipes) for _, label in SCORES]
+    lines = ["| place | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for place in places:
+        cells = [_mean_sd([r.get(key) for r in runs.get((place, recipe), {}).values()])
+                 for recipe in recipes for key, _ in SCORES]  # fmt: skip
+        lines.append(f"| {place} | " + " | ".join(cells) + " |")
+    shared = [p for p in places if all((p, recipe) in runs for recipe in recipes)]
+    if shared:
+        cells = []
+        for recipe in recipes:
+            seeds = set.intersection(*(set(runs[(p, recipe)]) for p in shared))
+            for key, _ in SCORES:
+                cells.append(_mean_sd([np.mean([runs[(p, recipe)][s].get(key) for p in shared]) for s in seeds]))
+        lines.append(f"| all {len(shared)} places | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def comparison_lines(runs, baseline):
     """Every recipe against ``baseline`` on each place and each score, paired by seed."""
     lines = []
@@ -171,9 +201,11 @@ def comparison_lines(runs, baseline):
     return lines
 
 
-def overall_lines(runs, baseline):
+def overall_lines(runs, baseline, names=None):
     """Every recipe against ``baseline`` over all the places both were scored on: per seed, the mean over the
-    places of each score, paired by seed; and the place where the recipe falls furthest below."""
+    places of each score, paired by seed; and the place where the recipe falls furthest below. ``names``:
+    {recipe: name} to print instead of the recipes' ids."""
+    names = names or {}
     lines = []
     for recipe in sorted({r for _, r in runs} - {baseline}):
         places = sorted(p for p, r in runs if r == recipe and (p, baseline) in runs)
@@ -191,21 +223,29 @@ def overall_lines(runs, baseline):
                                                        for s in seeds]))  # fmt: skip
             gap = np.mean([runs[(worst, recipe)][s][key] - runs[(worst, baseline)][s][key] for s in seeds])
             lines.append(
-                f"all {len(places)} places: {recipe} - {baseline}, {label}: {diff:+.3f}{span} "
+                f"all {len(places)} places: {names.get(recipe, recipe)} - {names.get(baseline, baseline)}, "
+                f"{label}: {diff:+.3f}{span} "
                 f"({np.mean(list(a.values())):.3f} vs {np.mean(list(b.values())):.3f}; {method}); "
                 f"worst place {worst} {gap:+.3f}"
             )
     return lines
 
 
-def main(argv=None):
+def study_text(argv=None):
+    """What ``python -m experiments.study`` prints for ``argv``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", type=Path, nargs="+", metavar="folder")
     parser.add_argument("--baseline", default="", help="the recipe the others are compared with")
     parser.add_argument("--by-place", action="store_true", help="score each run once per place it held out")
     parser.add_argument("--recipes", default="", help="comma-separated recipes to keep (default: all)")
+    parser.add_argument("--wide", action="store_true",
+                        help="one row per place, --recipes side by side in their order, and all places together; "
+                             "with --baseline, only the comparisons over all places")  # fmt: skip
+    parser.add_argument("--names", default="", help="--wide: comma-separated column names for --recipes")
     args = parser.parse_args(argv)
     recipes = set(args.recipes.split(",")) if args.recipes else None
+    if args.wide and not recipes:
+        parser.error("--wide needs --recipes (the columns, in order)")
     runs = load_study(*args.folders, by_place=args.by_place, recipes=recipes)
     if not runs:
         raise SystemExit(
@@ -213,13 +253,69 @@ def main(argv=None):
             + (f" with recipes {args.recipes}" if recipes else "")
             + " (<place>/<recipe>_s<seed>/results.json or <recipe>_f<fold>_s<seed>/results.json)"
         )
-    print(summary_table(runs))
+    names = args.names.split(",") if args.names else None
+    if names and len(names) != len(args.recipes.split(",")):
+        parser.error(f"--names {args.names!r}: one name per recipe of --recipes {args.recipes!r}")
+    parts = [wide_table(runs, args.recipes.split(","), names) if args.wide else summary_table(runs)]
     if args.baseline:
-        print()
-        print("\n".join(comparison_lines(runs, args.baseline)))
-        if args.by_place:
-            print()
-            print("\n".join(overall_lines(runs, args.baseline)))
+        if not args.wide:
+            parts.append("\n".join(comparison_lines(runs, args.baseline)))
+        if args.wide:  # Markdown bullets, by the columns' names
+            named = dict(zip(args.recipes.split(","), names or []))
+            parts.append("\n".join(f"- {line}" for line in overall_lines(runs, args.baseline, named)))
+        elif args.by_place:
+            parts.append("\n".join(overall_lines(runs, args.baseline)))
+    return "\n\n".join(parts)
+
+
+STUDY_BEGIN = "<!-- python -m experiments.study {args}: begin -->"
+STUDY_END = "<!-- experiments.study: end -->"
+STUDY_BLOCK = re.compile(
+    r"<!-- python -m experiments\.study (?P<args>[^\n]+?): begin -->\n(?P<body>.*?)" + re.escape(STUDY_END), re.S
+)
+
+
+def study_blocks(text):
+    """[(experiments.study arguments, body)] of every study block in ``text``."""
+    return [(m["args"], m["body"]) for m in STUDY_BLOCK.finditer(text)]
+
+
+def study_body(args):
+    """A study block's body: what ``python -m experiments.study ARGS`` prints (paths from the repository's root)."""
+    return study_text(shlex.split(args)) + "\n"
+
+
+def update_study_block(readme, args):
+    """Rewrite the block of the study ``args`` (a string, as in its marker) in ``readme``; returns whether the file
+    changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    found = [m for m in STUDY_BLOCK.finditer(text) if shlex.split(m["args"]) == shlex.split(args)]
+    if not found:
+        raise SystemExit(
+            f"experiments.study --readme: {readme} has no block for these arguments; put these two lines where it "
+            f"belongs:\n{STUDY_BEGIN.format(args=args)}\n{STUDY_END}"
+        )
+    new = text
+    for match in reversed(found):
+        new = new[: match.start("body")] + study_body(match["args"]) + new[match.end("body") :]
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--readme" in argv:  # rewrite the README block of these arguments instead of printing
+        at = argv.index("--readme")
+        if at + 1 >= len(argv):
+            raise SystemExit("experiments.study --readme: name the Markdown file, e.g. --readme README.md")
+        readme = argv[at + 1]
+        args = shlex.join(argv[:at] + argv[at + 2 :])
+        changed = update_study_block(readme, args)
+        print(f"{readme}: the block of experiments.study {args} {'rewritten' if changed else 'already up to date'}")
+        return
+    print(study_text(argv))
 
 
 if __name__ == "__main__":
