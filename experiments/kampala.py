@@ -95,19 +95,13 @@ def gaps_bridged(run_dir):
     """(gap pixels the kept model's mask covers, gap pixels) over a run's held-out chips: the background pixels
     between neighbouring true buildings that the contact target marks, from the true polygons' ids (no-data left
     out), the mask cut as train.py scored it. A mask that covers most gaps leaves separation nothing to cut."""
-    from data.splits import run_examples
+    from experiments.predicted import predicted_scenes
     from experiments.separation_bound import gap_counts
-    from inference.heldout import THRESHOLD, decoded_scenes, tiling
-    from inference.loading import load_segmenter
-    from inference.tiling import make_logit_fn, predict_probabilities
+    from inference.heldout import THRESHOLD
 
-    _, _, heldout = run_examples(run_dir)
-    model, fixed = load_segmenter(run_dir)
-    logit_fn = make_logit_fn(model, fixed_size=fixed)
     covered = total = 0
-    for _, image, truth, valid, ids in decoded_scenes(heldout, polygons=True):
-        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= THRESHOLD
-        found, gaps = gap_counts(predicted, truth, ids, valid)
+    for scene in predicted_scenes(run_dir, polygons=True):
+        found, gaps = gap_counts(scene.probabilities >= THRESHOLD, scene.truth, scene.ids, scene.valid)
         covered, total = covered + found, total + gaps
     return covered, total
 

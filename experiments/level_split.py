@@ -21,8 +21,9 @@ import argparse
 
 import numpy as np
 
+from experiments.predicted import TRAINING, runs_parser
 from experiments.separation_bound import f1
-from experiments.shape_split import PATCHES, TRAINING, counted_runs, run_counts, runs_parser, with_held_out
+from experiments.shape_split import PATCHES, counted_runs, run_counts, with_held_out
 
 SHAPE = "shape"
 
@@ -93,7 +94,7 @@ def table(all_counts, levels):
 
 
 def main(argv=None):
-    parser = runs_parser(__doc__)
+    parser = runs_parser(__doc__, counts=True)
     parser.add_argument("--levels", type=parse_levels, default=parse_levels("0.7,0.8,0.9"), help="e.g. 0.7,0.8,0.9")
     args = parser.parse_args(argv)
     wanted = [PATCHES, SHAPE] + [level_name(level) for level in args.levels]

@@ -10,8 +10,7 @@ threshold), and the held-out building F1 both ways: as the run's results.json ha
 threshold was chosen cut at 0.5). Nothing is written.
 """
 
-import argparse
-from pathlib import Path
+from experiments.predicted import run_name, runs_parser
 
 
 def main(argv=None):
@@ -22,8 +21,7 @@ def main(argv=None):
     from models.segmenter import set_logit_offset
     from training.results import finished_results
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser = runs_parser(__doc__)
     parser.add_argument("--rescore", action="store_true", help="score the held-out places at the chosen threshold")
     args = parser.parse_args(argv)
     print(
@@ -44,7 +42,7 @@ def main(argv=None):
             overall = score_model(model, heldout_examples, fixed, separate=True)["overall"]
             separated, plain = overall["building_f1"], overall["unseparated_building_f1"]
         print(
-            f"| {run_dir.parent.name}/{run_dir.name} | {choice['threshold']} | {choice['building_f1_separated']:.3f} | "
+            f"| {run_name(run_dir)} | {choice['threshold']} | {choice['building_f1_separated']:.3f} | "
             f"{choice['building_f1_unseparated']:.3f} | {'yes' if choice['separate'] else 'no'} | "
             f"{separated:.3f} | {plain:.3f} |",
             flush=True,

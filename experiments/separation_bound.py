@@ -24,12 +24,10 @@ scorer, the calibrated threshold), and the mask is counted three ways, per place
 Nothing is written; the table is printed.
 """
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 from common.scores import building_matches, confusion_counts, scores_from_counts
+from experiments.predicted import predicted_scenes, run_name, runs_parser
 
 
 def split_by_truth(predicted, truth):
@@ -133,40 +131,25 @@ def run_counts(run_dir, threshold=None):
     ``threshold``: None scores the mask as train.py did (its calibrated threshold); a probability
     removes the calibration and cuts the model's own probabilities there instead.
     """
-
-    from data.groups import DEFAULT_GROUP_PATTERN, group_of
-    from data.splits import run_examples
     from inference import defaults
-    from inference.heldout import THRESHOLD, decoded_scenes, tiling
-    from inference.loading import load_segmenter
-    from inference.tiling import make_logit_fn, predict_probabilities
+    from inference.heldout import THRESHOLD
     from training.results import finished_results
 
-    config, _, heldout = run_examples(run_dir)
     results = finished_results(run_dir, "experiments.separation_bound")
     if results.get("separated"):
         raise SystemExit(f"experiments.separation_bound: {run_dir} separates its buildings already; pass runs without")
-    model, fixed = load_segmenter(run_dir)
-    if threshold is not None:
-        from models.segmenter import set_logit_offset
-
-        set_logit_offset(model, 0.0)
-    logit_fn = make_logit_fn(model, fixed_size=fixed)
     cut = THRESHOLD if threshold is None else threshold
     totals = {}
-    for name, image, truth in decoded_scenes(heldout):
-        predicted = predict_probabilities(logit_fn, image, **tiling(fixed)) >= cut
-        place = group_of(name, config.get("group_pattern") or DEFAULT_GROUP_PATTERN)
-        counts = scene_counts(predicted, truth, defaults.MIN_AREA)
-        total = totals.setdefault(place, {key: np.zeros_like(value) for key, value in counts.items()})
+    for scene in predicted_scenes(run_dir, raw=threshold is not None):
+        counts = scene_counts(scene.probabilities >= cut, scene.truth, defaults.MIN_AREA)
+        total = totals.setdefault(scene.place, {key: np.zeros_like(value) for key, value in counts.items()})
         for key, value in counts.items():
             total[key] += value
     return totals
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
+    parser = runs_parser(__doc__)
     parser.add_argument(
         "--raw-threshold",
         type=float,
@@ -185,7 +168,7 @@ def main(argv=None):
             plain, split, bound = f1(counts["patches"]), f1(counts["split"]), f1(counts["bound"])
             merged, true = counts["merged"]
             print(
-                f"| {run_dir.name} | {place} | {true} | {plain:.3f} | {_against(split, plain)} | "
+                f"| {run_name(run_dir)} | {place} | {true} | {plain:.3f} | {_against(split, plain)} | "
                 f"{_against(bound, plain)} | "
                 f"{merged / max(true, 1):.0%} | {counts['close'][0] / max(true, 1):.0%} / "
                 f"{counts['close'][1] / max(true, 1):.0%} | {counts['gaps'][0] / max(counts['gaps'][1], 1):.0%} | "

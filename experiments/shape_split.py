@@ -35,13 +35,12 @@ recipe's split against the baseline's patches and split (paired).
 import argparse
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 
+from experiments.predicted import TRAINING, predicted_scenes, run_name, runs_parser
 from experiments.separation_bound import f1
 
-TRAINING = "training images"
 PATCHES = "patches"
 OWN = "own choice"
 HELD_OUT = "all held-out places"
@@ -76,25 +75,13 @@ def run_counts(run_dir, depths, counter=scene_counts):
 
     ``counter(building, truth, depths, min_area)`` counts one scene's variants (``scene_counts``).
     """
-    from data.groups import DEFAULT_GROUP_PATTERN, group_of
-    from data.splits import run_examples
     from inference import defaults
-    from inference.heldout import CALIBRATION_IMAGES, decoded_scenes, tiling
-    from inference.loading import load_segmenter
-    from inference.tiling import make_logit_fn, predict_probabilities
 
-    config, train_examples, heldout = run_examples(run_dir)
-    model, fixed = load_segmenter(run_dir)
-    logit_fn = make_logit_fn(model, fixed_size=fixed)
-    pattern = config.get("group_pattern") or DEFAULT_GROUP_PATTERN
     totals = {}
-    for where, examples in ((TRAINING, train_examples.take(CALIBRATION_IMAGES)), (None, heldout)):
-        for name, image, truth in decoded_scenes(examples):
-            building = predict_probabilities(logit_fn, image, **tiling(fixed))
-            place = where or group_of(name, pattern)
-            for variant, counts in counter(building, truth, depths, defaults.MIN_AREA).items():
-                total = totals.setdefault(place, {}).setdefault(variant, [0, 0, 0])
-                total[:] = [a + int(b) for a, b in zip(total, counts)]
+    for scene in predicted_scenes(run_dir, training=True):
+        for variant, counts in counter(scene.probabilities, scene.truth, depths, defaults.MIN_AREA).items():
+            total = totals.setdefault(scene.place, {}).setdefault(variant, [0, 0, 0])
+            total[:] = [a + int(b) for a, b in zip(total, counts)]
     return totals
 
 
@@ -205,7 +192,7 @@ def counted_runs(runs, files, wanted, count, tool="experiments.shape_split"):
     saved.update(kept)
     all_counts = {}
     for run_dir in runs:
-        key = run_dir.name  # runs are named by folder: counts kept in a results/ file serve any clone
+        key = run_name(run_dir)  # runs are named by folder: counts kept in a results/ file serve any clone
         counts = saved.get(key)
         if counts is None or any(v not in counts.get(TRAINING, {}) for v in wanted):
             if not (run_dir / "model.keras").exists():
@@ -219,22 +206,8 @@ def counted_runs(runs, files, wanted, count, tool="experiments.shape_split"):
     return all_counts
 
 
-def runs_parser(description):
-    """The command line both split studies share: run folders and the ``--counts`` files (``counted_runs``)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders with model.keras and a held-out split")
-    parser.add_argument(
-        "--counts",
-        type=Path,
-        action="append",
-        help="JSON file that keeps each run's counts (read again on a rerun); give several to read them all, "
-        "new counts go to the last",
-    )
-    return parser
-
-
 def main(argv=None):
-    parser = runs_parser(__doc__)
+    parser = runs_parser(__doc__, counts=True)
     parser.add_argument("--depths", type=parse_depths, default=parse_depths("8,12,16"), help="e.g. 8,12,16")
     parser.add_argument("--baseline", help="folder-name prefix of the baseline recipe's runs: compare the others to it")
     args = parser.parse_args(argv)
