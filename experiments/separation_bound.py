@@ -3,7 +3,9 @@
     python -m experiments.separation_bound runs/questions/grid_unet_effnet-lite0_f0_s0 ...   (folders with model.keras)
 
 For each run: its kept weights predict its held-out scenes as train.py scored them (predict.py's
-scorer, the calibrated threshold), and the mask is counted three ways, per place:
+scorer, the calibrated threshold), and the mask is counted three ways, per place (the true buildings:
+the 4-connected parts of a raster mask, or one per polygon where the labels keep them, pixels without
+data left out):
 
 - **patches**: the mask's 4-connected patches are the buildings (predict.py without separation);
 - **split by the truth**: every predicted patch is cut along the true buildings' nearest-neighbour
@@ -31,11 +33,15 @@ from experiments.predicted import predicted_scenes, run_name, runs_parser
 
 
 def split_by_truth(predicted, truth):
-    """Integer building ids: each 4-connected patch of ``predicted`` cut by the nearest-true-building cells."""
+    """Integer building ids: each 4-connected patch of ``predicted`` cut by the nearest-true-building cells.
+    ``truth``: a bool mask (its 4-connected parts are the buildings) or the true buildings' ids."""
     from scipy import ndimage
 
     patches, _ = ndimage.label(predicted)
-    truth_ids, count = ndimage.label(truth)
+    if truth.dtype == bool:
+        truth_ids, count = ndimage.label(truth)
+    else:
+        truth_ids, count = truth.astype("int64"), int(truth.max())
     if count == 0:
         return patches
     _, (rows, cols) = ndimage.distance_transform_edt(truth_ids == 0, return_indices=True)
@@ -76,7 +82,7 @@ def close_counts(truth, min_area, gaps=(1, 4)):
     from common.scores import _components
 
     ids, sizes = _components(truth, min_area)
-    none = np.iinfo(ids.dtype).max  # the background, for the minimum
+    none = int(ids.max()) + 1  # the background, for the minimum (int64's own maximum wraps in scipy's filters)
     far = np.where(ids > 0, ids, none)
     close = []
     for gap in gaps:
@@ -101,16 +107,21 @@ def gap_counts(predicted, truth, ids=None, valid=None):
     return int(np.sum(gaps & predicted)), int(np.sum(gaps))
 
 
-def scene_counts(predicted, truth, min_area):
-    """{"patches", "split", "bound": (tp, fp, fn), "merged": (merged, true)} of one scene."""
+def scene_counts(predicted, truth, min_area, ids=None, valid=None):
+    """{"patches", "split", "bound": (tp, fp, fn), "merged": (merged, true)} of one scene. Where the labels keep
+    one id per building (polygons), ``ids`` are the true buildings (touching ones apart) and ``valid`` the pixels
+    with data (the mask is counted there only)."""
+    if valid is not None:
+        predicted = predicted & valid
+    buildings = truth if ids is None else ids
     return {
-        "patches": np.array(building_matches(truth, predicted, min_area=min_area)),
-        "split": np.array(building_matches(truth, split_by_truth(predicted, truth), min_area=min_area)),
-        "bound": np.array(best_split_counts(predicted, truth, min_area)),
-        "merged": np.array(merged_share(predicted, truth, min_area)),
-        "close": np.array(close_counts(truth, min_area)),
-        "gaps": np.array(gap_counts(predicted, truth)),
-        "pixels": np.array(confusion_counts(truth, predicted)),
+        "patches": np.array(building_matches(buildings, predicted, min_area=min_area)),
+        "split": np.array(building_matches(buildings, split_by_truth(predicted, buildings), min_area=min_area)),
+        "bound": np.array(best_split_counts(predicted, buildings, min_area)),
+        "merged": np.array(merged_share(predicted, buildings, min_area)),
+        "close": np.array(close_counts(buildings, min_area)),
+        "gaps": np.array(gap_counts(predicted, truth, ids, valid)),
+        "pixels": np.array(confusion_counts(truth, predicted, None if valid is None else valid)),
     }
 
 
@@ -140,8 +151,8 @@ def run_counts(run_dir, threshold=None):
         raise SystemExit(f"experiments.separation_bound: {run_dir} separates its buildings already; pass runs without")
     cut = THRESHOLD if threshold is None else threshold
     totals = {}
-    for scene in predicted_scenes(run_dir, raw=threshold is not None):
-        counts = scene_counts(scene.probabilities >= cut, scene.truth, defaults.MIN_AREA)
+    for scene in predicted_scenes(run_dir, raw=threshold is not None, polygons=True):
+        counts = scene_counts(scene.probabilities >= cut, scene.truth, defaults.MIN_AREA, scene.ids, scene.valid)
         total = totals.setdefault(scene.place, {key: np.zeros_like(value) for key, value in counts.items()})
         for key, value in counts.items():
             total[key] += value

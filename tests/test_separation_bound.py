@@ -92,3 +92,20 @@ def test_raw_threshold_must_be_a_probability(capsys):
     with pytest.raises(SystemExit):
         main(["runs/none", "--raw-threshold", "1.5"])
     assert "--raw-threshold 1.5: a probability between 0 and 1" in capsys.readouterr().err
+
+
+def test_with_polygon_ids_touching_buildings_count_apart_and_no_data_counts_nowhere():
+    ids = np.zeros((30, 40), np.int64)
+    ids[5:15, 5:15], ids[5:15, 15:25] = 1, 2  # two 10 x 10 roofs sharing a wall: one part of the mask
+    truth = ids > 0
+    valid = np.ones_like(truth)
+    valid[:, 30:] = False  # no data on the right
+    predicted = truth.copy()
+    predicted[20:25, 32:38] = True  # a "building" where there is no data
+    as_mask = scene_counts(predicted, truth, 16)
+    as_ids = scene_counts(predicted, truth, 16, ids, valid)
+    assert as_mask["patches"].tolist() == [1, 1, 0] and as_mask["merged"].tolist() == [0, 1]
+    # one patch over both roofs: IoU 0.5 with each, so it matches one; the truth's cells cut it into both
+    assert as_ids["patches"].tolist() == [1, 0, 1] and as_ids["split"].tolist() == [2, 0, 0]
+    assert as_ids["merged"].tolist() == [2, 2] and as_ids["close"].tolist() == [2, 2, 2]
+    assert as_ids["pixels"].tolist() == [200, 0, 0]  # the no-data "building" is neither false nor counted
