@@ -59,6 +59,17 @@ def test_freeze_encoder_keeps_encoder_bit_identical_then_trains_it():
     assert encoder_of(model).trainable
 
 
+def test_a_run_frozen_to_its_last_epoch_ends_with_the_weight_average_in_place():
+    # --freeze-encoder equal to --epochs: fit writes the average back over the trainable weights, one to one
+    model, before, snapshots = _fit_with_freeze(freeze_epochs=1, epochs=1)
+    state = _encoder_state(model)
+    # the encoder never trained: its average is itself, within float32 rounding (m * w + (1 - m) * w)
+    assert all(np.allclose(state[path], before[path], rtol=1e-5, atol=1e-7) for path in before)
+    last = snapshots[0][1]
+    changed = [not np.array_equal(a, b) for a, b in zip(model.get_weights(), last)]
+    assert 0 < sum(changed) < len(last) and encoder_of(model).trainable  # the decoder's average replaced its last
+
+
 @pytest.mark.slow  # ~22 s; the freeze test below also checks that the encoder trains once unfrozen
 def test_no_freeze_trains_the_encoder_from_the_first_epoch():
     _, before, snapshots = _fit_with_freeze(freeze_epochs=0, epochs=1)

@@ -161,3 +161,11 @@ class UnfreezeEncoder(keras.callbacks.Callback):
             encoder.trainable = True
             self.model.make_train_function(force=True)  # the traced step fixed the trainable list
             print(f"epoch {epoch + 1}: encoder unfrozen (it trained frozen for {self.freeze_epochs} epochs)")
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A run that ends with the encoder still frozen (--freeze-encoder equal to --epochs) makes it trainable
+        # again before fit writes the weight average back: Keras pairs the model's trainable weights with the
+        # averages one to one, and the optimizer averaged every weight (``start_frozen``).
+        encoder = encoder_of(self.model)
+        if not encoder.trainable and (epoch + 1 >= self.params.get("epochs", 0) or self.model.stop_training):
+            encoder.trainable = True
