@@ -3,6 +3,7 @@ weights, and of its kept weights with BatchNorm's statistics measured again on t
 
     python -m experiments.kept_weights runs/recipe/trainall_f0_s0 [more runs]
     python -m experiments.kept_weights --heldout runs/recipe/plainflips_f0_s0 [more runs]
+    python -m experiments.kept_weights --one-pass runs/recipe/plainflips_f0_s0 [more runs]
 
 For each run (a train.py run folder with model.keras and last.weights.h5, and its dataset built), each
 variant is calibrated as train.py calibrates (the best-IoU threshold on the run's first 16 training images,
@@ -13,7 +14,9 @@ those statistics (momentum 0.9: the last ten batches of 8 crops).
 
 ``--heldout`` asks whether measuring them again would help where it counts: the run's held-out places
 scored as train.py scored them (its kept model, its threshold), then with BatchNorm's statistics measured
-again on training batches, one row per run with both pixel IoU and building F1.
+again on training batches, one row per run with both pixel IoU and building F1. ``--one-pass`` scores them in
+predict.py's blended windows and with each image in one call, as the yardstick scores (the scoring, not the
+weights, as the difference).
 """
 
 import argparse
@@ -86,11 +89,39 @@ def heldout_row(run_dir):
     return rows
 
 
+def scoring_row(run_dir):
+    """The run's held-out scores as train.py scored them (blended 1024-pixel windows) and with each image in one
+    pass, as the yardstick scores: {"iou", "building_f1"} each."""
+    from data.splits import run_examples
+    from inference.heldout import score_model
+    from inference.loading import load_segmenter
+    from training.setup import marks_nodata
+
+    config, _, heldout = run_examples(run_dir)
+    model, fixed = load_segmenter(run_dir)
+    polygons = marks_nodata(config["dataset"])
+    rows = []
+    for one_pass in (False, True):
+        overall = score_model(model, heldout, fixed, polygons=polygons, one_pass=one_pass)["overall"]
+        rows.append({"iou": overall["iou"], "building_f1": overall["building_f1"]})
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--heldout", action="store_true", help="score the held-out places, kept vs measured again")
+    parser.add_argument("--one-pass", action="store_true",
+                        help="held-out scores in blended windows and with each image in one pass")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.one_pass:
+        print("| run | held-out pixel IoU, windows | one pass | building F1, windows | one pass |")
+        print("|---|---|---|---|---|")
+        for run in args.runs:
+            windows, whole = scoring_row(run)
+            print(f"| {run.name} | {windows['iou']:.3f} | {whole['iou']:.3f} | {windows['building_f1']:.3f} | "
+                  f"{whole['building_f1']:.3f} |", flush=True)  # fmt: skip
+        return
     if args.heldout:
         print("| run | held-out pixel IoU, kept | measured again | building F1, kept | measured again |")
         print("|---|---|---|---|---|")

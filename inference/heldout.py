@@ -68,15 +68,20 @@ def threshold_of(results):
     return (results.get("calibration") or {}).get("threshold", defaults.THRESHOLD)
 
 
-def score_model(model, examples, fixed, *, separate=False, depth=None, polygons=False):
+def score_model(model, examples, fixed, *, separate=False, depth=None, polygons=False, one_pass=False):
     """predict.py's scores of ``model`` on whole ``examples`` (a TFDS split of image / mask examples); ``depth``:
-    separate by the mask's shape (``inference.separation.split_by_shape``), not the separation channels."""
+    separate by the mask's shape (``inference.separation.split_by_shape``), not the separation channels;
+    ``one_pass``: each image in one call (mirror-padded to the output stride) instead of blended windows."""
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
 
     logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=separate and depth is None)
     scenes = decoded_scenes(examples, polygons=polygons)
-    return score_scenes(logit_fn, scenes, separate=separate, depth=depth, **tiling(fixed))
+    windows = {**tiling(fixed), **({"tile": ONE_PASS_TILE, "overlap": 0} if one_pass and not fixed else {})}
+    return score_scenes(logit_fn, scenes, separate=separate, depth=depth, **windows)
+
+
+ONE_PASS_TILE = 8192  # larger than any image scored in one pass: one window, padded to the output stride
 
 
 SEPARATION_THRESHOLDS = (0.5, 0.35, 0.2, 0.1)  # where the separation channels may cut seeds apart

@@ -185,3 +185,17 @@ def test_the_flips_preset_is_the_dihedral_group_alone():
             seen.add(matches[0])
             assert np.array_equal(out_masks.numpy()[index], group[matches[0]][..., :1] > 100)
     assert len(seen) >= 4  # several elements of the group are drawn
+
+
+def test_one_pass_scoring_predicts_each_image_in_one_call_as_the_reference():
+    from inference.heldout import ONE_PASS_TILE
+    from inference.tiling import make_logit_fn, predict_probabilities, predict_whole
+    from models import create_model
+
+    model = create_model("unet", "effnet-lite0", input_shape=(None, None, 3))
+    image = np.random.default_rng(0).integers(0, 255, (150, 230, 3)).astype("uint8")
+    logit_fn = make_logit_fn(model)
+    one_pass = predict_probabilities(logit_fn, image, tile=ONE_PASS_TILE, overlap=0)
+    np.testing.assert_allclose(one_pass, predict_whole(logit_fn, image), atol=1e-5)
+    windows = predict_probabilities(logit_fn, image, tile=64, overlap=16)
+    assert np.abs(windows - one_pass).max() > 1e-3  # blended small windows are another prediction
