@@ -53,11 +53,14 @@ def file_identity(path):
 
 
 def run_identity(model_path, options):
-    """The model (its SHA-256) and the options of a run, as a marker records them (JSON types only)."""
+    """The model (its SHA-256) and the options of a run, as a marker records them (JSON types only);
+    ``model_path``: a run directory of train.py or its model.keras."""
     import hashlib
 
+    from inference.loading import resolve_model_path
+
     digest = hashlib.sha256()
-    with open(model_path, "rb") as stream:
+    with open(resolve_model_path(model_path), "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return json.loads(json.dumps({"model_sha256": digest.hexdigest(), "options": options}, default=str))

@@ -221,3 +221,14 @@ def test_labels_under_beam_give_the_plain_runners_metrics_messages_and_exit(scen
         assert [row["scene"] for row in report["scenes"]] == ["a"]
     assert results[True][2]["overall"] == results[False][2]["overall"]
     assert not list((tmp_path / "beam").glob(".*"))
+
+
+def test_a_run_folder_and_its_model_keras_are_the_same_model_to_a_marker(tmp_path):
+    from inference.job import run_identity
+
+    (tmp_path / "model.keras").write_bytes(b"weights")  # the hash reads bytes only
+    folder, file = run_identity(tmp_path, {"tile": 1024}), run_identity(tmp_path / "model.keras", {"tile": 1024})
+    assert folder == file and folder["model_sha256"].startswith("9a1290")  # sha256 of b"weights"
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ValueError, match="holds no model.keras"):
+        run_identity(tmp_path / "sub", {})

@@ -187,3 +187,39 @@ def test_the_readmes_commands_run_with_tiny_budgets(tmp_path):
         assert done.returncode == 0, f"python {shlex.join(words)}\n{done.stderr[-3000:]}"
         ran += 1
     assert ran == len(readme) - 2  # all but the two with the reader's own files
+
+
+# studies that print from committed files (the runs/ they name are read from --counts)
+READ_ONLY = ("experiments.study", "experiments.shape_split", "experiments.level_split", "experiments.labels",
+             "experiments.kampala")  # fmt: skip
+
+
+def braces(word):
+    """Bash's brace expansion of one word: ``f{0,1}_s{0,1}`` -> f0_s0, f0_s1, f1_s0, f1_s1."""
+    match = re.search(r"\{([^{}]*,[^{}]*)\}", word)
+    if not match:
+        return [word]
+    return [out for part in match[1].split(",") for out in braces(word[: match.start()] + part + word[match.end() :])]
+
+
+def test_brace_expansion_follows_bash():
+    assert braces("runs/f{0,1}_s{0,1}") == ["runs/f0_s0", "runs/f0_s1", "runs/f1_s0", "runs/f1_s1"]
+    assert braces("results/questions") == ["results/questions"]
+
+
+@pytest.mark.slow  # every study the docs show that reads committed files, run as written (~3 min)
+@pytest.mark.skipif(not (SHARED / "buildings_sample").is_dir(), reason="../shared/data/buildings_sample is absent")
+def test_the_docs_studies_of_committed_runs_print_their_tables():
+    ran = 0
+    for name, words in doc_commands():
+        if words[0] != "-m" or words[1] not in READ_ONLY or "--run" in words:
+            continue
+        if any(word.startswith("runs/") for word in words) and "--counts" not in words:
+            continue  # needs the runs' models, which are not committed
+        command = [sys.executable, *[w for word in words for w in braces(word)]]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{name}: {shlex.join(command[1:])}\n{done.stderr[-2000:]}"
+        rows = [line for line in done.stdout.splitlines() if re.match(r"^\| [^-].*\d.*\|$", line)]
+        assert len(rows) >= 2, f"{name}: {shlex.join(command[1:])} printed no table"  # two rows of numbers
+        ran += 1
+    assert ran == 18
