@@ -59,6 +59,7 @@ def test_freeze_encoder_keeps_encoder_bit_identical_then_trains_it():
     assert encoder_of(model).trainable
 
 
+@pytest.mark.slow  # ~20 s, as the other freeze tests; run with -m slow
 def test_a_run_frozen_to_its_last_epoch_ends_with_the_weight_average_in_place():
     # --freeze-encoder equal to --epochs: fit writes the average back over the trainable weights, one to one
     model, before, snapshots = _fit_with_freeze(freeze_epochs=1, epochs=1)

@@ -192,7 +192,7 @@ def test_one_pass_scoring_predicts_each_image_in_one_call_as_the_reference():
     from inference.tiling import make_logit_fn, predict_probabilities, predict_whole
     from models import create_model
 
-    model = create_model("unet", "effnet-lite0", input_shape=(None, None, 3))
+    model = create_model("fcn8", "resnet18", input_shape=(None, None, 3))
     image = np.random.default_rng(0).integers(0, 255, (150, 230, 3)).astype("uint8")
     logit_fn = make_logit_fn(model)
     one_pass = predict_probabilities(logit_fn, image, tile=ONE_PASS_TILE, overlap=0)
