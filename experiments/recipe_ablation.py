@@ -64,7 +64,10 @@ SEEDS = (0, 1, 2)
 ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
 ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam", "--schedule",
                              "constant", "--standardize", "none", "--select", "last", "--augment", "flips",
-                             "--calibrate", "train"]}  # fmt: skip
+                             "--calibrate", "train"],
+              "default": []}  # fmt: skip
+# the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
+SAME_RUNS = {("default", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
 
 def planned(data_dir, work, elements=None):
@@ -90,7 +93,7 @@ def planned(data_dir, work, elements=None):
                            "--seed", str(seed), *options, "--run-dir", str(run)]  # fmt: skip
                 runs.append((name, ROOT / "results" / "recipe" / "ablation" / name / "results.json", command, run))
     for recipe, options in ALL_PLACES.items():
-        if elements and "allplaces" not in elements:
+        if elements and "allplaces" not in elements and f"allplaces_{recipe}" not in elements:
             continue
         for seed in ALL_PLACES_SEEDS:
             name = f"{recipe}_s{seed}"
@@ -98,8 +101,8 @@ def planned(data_dir, work, elements=None):
             command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
                        "--data-dir", str(data_dir), "--tracker", "local", "--seed", str(seed), *options,
                        "--run-dir", str(run)]  # fmt: skip
-            runs.append((f"allplaces_{name}", ROOT / "results" / "recipe" / "allplaces" / name / "results.json",
-                         command, run))  # fmt: skip
+            result = SAME_RUNS.get((recipe, seed), ROOT / "results" / "recipe" / "allplaces" / name / "results.json")
+            runs.append((f"allplaces_{name}", result, command, run))
     return runs
 
 
@@ -133,6 +136,24 @@ def calibration_table(fold, seed):
     return "\n".join(lines)
 
 
+def collapse_table(recipe):
+    """Markdown rows: each all-places run of ``recipe``, its calibrated threshold on its own training images, the
+    IoU there and at 0.5, and the IoU lost at 0.5 (the no-collapse check: at most 0.02)."""
+    import json
+
+    lines = ["| seed | calibrated threshold | IoU there | IoU at 0.5 | lost at 0.5 |", "|---|---|---|---|---|"]
+    for seed in ALL_PLACES_SEEDS:
+        path = SAME_RUNS.get(
+            (recipe, seed), ROOT / "results" / "recipe" / "allplaces" / f"{recipe}_s{seed}" / "results.json"
+        )
+        if path.exists():
+            found = json.loads(path.read_text())["calibration"]
+            lost = found["iou"] - found["iou_at_0.5"]
+            lines.append(f"| {seed} | {found['threshold']:.2f} | {found['iou']:.3f} | {found['iou_at_0.5']:.3f} | "
+                         f"{lost:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="store_true", help="run the missing runs, in order")
@@ -141,7 +162,11 @@ def main(argv=None):
     parser.add_argument("--table", nargs=2, type=int, metavar=("FOLD", "SEED"),
                         help="print the calibration table of one fold and seed from the committed runs")  # fmt: skip
     parser.add_argument("--only", default="", help="comma-separated elements (and 'yardstick') to list or run")
+    parser.add_argument("--collapse", choices=tuple(ALL_PLACES), help="print the all-places runs' calibration")
     args = parser.parse_args(argv)
+    if args.collapse:
+        print(collapse_table(args.collapse))
+        return
     if args.table:
         print(calibration_table(*args.table))
         return

@@ -71,13 +71,14 @@ def test_the_weight_average_is_kept_only_when_asked(select, ema):
 
 
 def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed(tmp_path):
-    from experiments.recipe_ablation import ALL_PLACES_SEEDS, ELEMENTS, FOLDS_OF, planned
+    from experiments.recipe_ablation import ALL_PLACES, ALL_PLACES_SEEDS, ELEMENTS, FOLDS_OF, collapse_table, planned
 
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
     assert per_seed == len(ELEMENTS) * 2 + 4 * 2
-    assert len(runs) == 4 * 3 + per_seed * 3 + len(ALL_PLACES_SEEDS) and len(set(names)) == len(names)
+    assert len(runs) == 4 * 3 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)
+    assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
     name, result, command, run = next(r for r in runs if r[0] == "crops1_f2_s1")
     assert command[command.index("--crops-per-image") + 1] == "1" and command[command.index("--fold") + 1] == "2"
@@ -93,6 +94,14 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     command = next(r for r in runs if r[0] == "allplaces_plainflips_s4")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
+    # the default on every place: seeds 0-2 are the Kampala base models (the same command), 3-4 run here
+    default = {name: (result, command) for name, result, command, _ in runs if name.startswith("allplaces_default")}
+    assert default["allplaces_default_s1"][0].parts[-3:] == ("kampala", "base_s1", "results.json")
+    assert default["allplaces_default_s3"][0].parts[-4:] == ("recipe", "allplaces", "default_s3", "results.json")
+    command = default["allplaces_default_s3"][1]  # train.py's defaults: nothing between the seed and the run folder
+    assert command[command.index("--seed") : command.index("--run-dir")] == ["--seed", "3"]
+    rows = collapse_table("default").splitlines()[2:]  # the committed base runs: seed 0 lost 0.055 at 0.5
+    assert rows[0] == "| 0 | 0.10 | 0.593 | 0.538 | 0.055 |" and len(rows) >= 3
 
 
 def test_encoder_top_drop_feeds_the_last_block_to_the_decoder_with_the_whole_encoders_weights():
