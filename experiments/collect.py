@@ -33,6 +33,12 @@ def copy_small_files(run, destination):
             shutil.copy2(Path(run) / name, destination / name)
 
 
+def resume_args(run):
+    """["--resume"] when a killed train.py run in folder ``run`` finished an epoch (its state.json), else []: a run
+    killed before its first epoch has only its config and starts again (train.py takes the folder back)."""
+    return ["--resume"] if run is not None and (Path(run) / "state.json").exists() else []
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path)

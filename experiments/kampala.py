@@ -153,7 +153,7 @@ def main(argv=None):
             covered, total = gaps_bridged(run)
             print(f"{run.name}: the mask covers {covered} of {total} gap pixels ({covered / max(total, 1):.0%})")
         return
-    from experiments.collect import copy_small_files
+    from experiments.collect import copy_small_files, resume_args
 
     for name, result, command, run in planned(args.work, args.sample_data_dir, args.kampala_data_dir):
         if result.exists():
@@ -167,8 +167,7 @@ def main(argv=None):
             result.parent.mkdir(parents=True, exist_ok=True)
             result.write_text(json.dumps(score_as_is(*run), indent=2))
             continue
-        if (run / "config.json").exists():
-            command = [*command, "--resume"]  # a killed run continues from its last epoch
+        command = [*command, *resume_args(run)]  # a killed run continues from its last epoch
         if subprocess.run([sys.executable, *command], cwd=ROOT).returncode != 0:
             raise SystemExit(f"experiments.kampala: {name} failed; its output is above")
         copy_small_files(run, result.parent)

@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from experiments.collect import resume_args
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
 BASELINE = ROOT.parent / "shared" / "baselines" / "plain_unet.py"
@@ -177,8 +179,7 @@ def main(argv=None):
         if not args.run:
             print(f"missing  {name}: {' '.join(command)}")
             continue
-        if run is not None and (run / "config.json").exists():
-            command = [*command, "--resume"]  # a killed run continues from its last epoch
+        command = [*command, *resume_args(run)]  # a killed run continues from its last epoch
         print(f"running  {name}", flush=True)
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             raise SystemExit(f"experiments.recipe_ablation: {name} failed; its output is above")

@@ -208,3 +208,12 @@ def test_one_pass_scoring_predicts_each_image_in_one_call_as_the_reference():
     np.testing.assert_allclose(one_pass, predict_whole(logit_fn, image), atol=1e-5)
     windows = predict_probabilities(logit_fn, image, tile=64, overlap=16)
     assert np.abs(windows - one_pass).max() > 1e-3  # blended small windows are another prediction
+
+
+def test_a_study_resumes_only_a_run_that_finished_an_epoch(tmp_path):
+    from experiments.collect import resume_args
+
+    (tmp_path / "config.json").write_text("{}")  # killed before its first epoch: starts again
+    assert resume_args(tmp_path) == [] and resume_args(None) == []
+    (tmp_path / "state.json").write_text("{}")
+    assert resume_args(tmp_path) == ["--resume"]
