@@ -107,6 +107,16 @@ def scoring_row(run_dir):
     return rows
 
 
+def print_pairs(runs, row, first, second):
+    """A Markdown table of ``row(run)`` -> two {"iou", "building_f1"} for each run, side by side."""
+    print(f"| run | held-out pixel IoU, {first} | {second} | building F1, {first} | {second} |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        a, b = row(run)
+        print(f"| {run.name} | {a['iou']:.3f} | {b['iou']:.3f} | {a['building_f1']:.3f} | {b['building_f1']:.3f} |",
+              flush=True)  # fmt: skip
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
@@ -114,22 +124,11 @@ def main(argv=None):
     parser.add_argument("--one-pass", action="store_true",
                         help="held-out scores in blended windows and with each image in one pass")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.one_pass:
-        print("| run | held-out pixel IoU, windows | one pass | building F1, windows | one pass |")
-        print("|---|---|---|---|---|")
-        for run in args.runs:
-            windows, whole = scoring_row(run)
-            print(f"| {run.name} | {windows['iou']:.3f} | {whole['iou']:.3f} | {windows['building_f1']:.3f} | "
-                  f"{whole['building_f1']:.3f} |", flush=True)  # fmt: skip
-        return
-    if args.heldout:
-        print("| run | held-out pixel IoU, kept | measured again | building F1, kept | measured again |")
-        print("|---|---|---|---|---|")
-        for run in args.runs:
-            kept, again = heldout_row(run)
-            print(f"| {run.name} | {kept['iou']:.3f} | {again['iou']:.3f} | {kept['building_f1']:.3f} | "
-                  f"{again['building_f1']:.3f} |", flush=True)  # fmt: skip
-        return
+    for wanted, row, (first, second) in ((args.one_pass, scoring_row, ("windows", "one pass")),
+                                         (args.heldout, heldout_row, ("kept", "measured again"))):  # fmt: skip
+        if wanted:
+            print_pairs(args.runs, row, first, second)
+            return
     print("| run | weights | calibrated threshold | IoU there | IoU at 0.5 |")
     print("|---|---|---|---|---|")
     for run in args.runs:
