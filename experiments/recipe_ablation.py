@@ -53,15 +53,19 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
     "plainnosd": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
                   "--schedule", "constant", "--standardize", "none", "--select", "last", "--calibrate", "none",
                   "--augment", "flips", "--encoder-top", "drop", "--drop-connect", "0"],
+    "plainstd": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
+                 "--schedule", "constant", "--standardize", "image", "--select", "last", "--calibrate", "none",
+                 "--augment", "flips", "--encoder-top", "drop", "--drop-connect", "0"],
 }  # fmt: skip
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
          "plainflipsnotop": "the same, P5 from the last block before the top conv (as the yardstick)",
          "nosd": "the default without stochastic depth in the encoder (as the yardstick)",
-         "plainnosd": "plainflipsnotop without stochastic depth: the yardstick's whole recipe in our code"}  # fmt: skip
+         "plainnosd": "plainflipsnotop without stochastic depth: the yardstick's whole recipe in our code",
+         "plainstd": "plainnosd with each image's colours standardised (the default's --standardize image)"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
-FOLDS_OF = {name: (0, 1, 2, 3) for name in ("plainflips", "plainflipsnotop", "nosd", "plainnosd")}
+FOLDS_OF = {name: (0, 1, 2, 3) for name in ("plainflips", "plainflipsnotop", "nosd", "plainnosd", "plainstd")}
 SEEDS = (0, 1, 2)
 ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
 ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam", "--schedule",
