@@ -115,9 +115,9 @@ def add_output_options(parser):
         choices=("auto", "always", "shape", "none"),
         default="auto",
         help="split touching buildings with the model's border/contact channels and a watershed (auto: when the "
-        "model has them and its run found separation helped on its training images; always: whenever the model has "
-        "them; shape: any model, by the mask's shape, cut at narrow necks (--split-depth); none: every connected "
-        "patch of the mask is one building)",
+        "model has them and its run found separation helped on its training images, else by the mask's shape when "
+        "its run chose that, train.py --split shape; always: whenever the model has them; shape: any model, by the "
+        "mask's shape, cut at narrow necks (--split-depth); none: every connected patch of the mask is one building)",
     )
     parser.add_argument(
         "--split-depth",
@@ -324,7 +324,7 @@ def load_model(args, has_inputs):
 
     ``separation``: "channels" (the model's separation channels), "shape" (the mask's shape) or None.
     """
-    from inference.loading import load_segmenter, model_targets, separates
+    from inference.loading import load_segmenter, model_targets, separates, splits_by_shape
     from inference.tiling import check_tiling, cpu_has_amx, resolve_precision
 
     try:
@@ -335,11 +335,12 @@ def load_model(args, has_inputs):
         channels = len(targets) > 1 and (
             args.separate == "always" or (args.separate == "auto" and separates(args.model))
         )
+        shape = args.separate == "shape" or (args.separate == "auto" and splits_by_shape(args.model))
     except ValueError as error:
         raise SystemExit(f"predict.py: {error}") from None
     if args.split_depth <= 0:
         raise SystemExit(f"predict.py: --split-depth {args.split_depth} must be above 0 (pixels; e.g. 12)")
-    separation = "shape" if args.separate == "shape" else "channels" if channels else None
+    separation = "shape" if shape else "channels" if channels else None
     amx = cpu_has_amx()
     precision = resolve_precision(args.precision)
     why = f" (auto: this CPU {'has' if amx else 'has no'} AMX)" if args.precision == "auto" else ""

@@ -19,6 +19,9 @@ from every split, kept out of training), else on the validation split. Before sc
 decision threshold is calibrated (--calibrate train): the threshold with the best pixel IoU on
 the first 16 training images is stored in model.keras as a logit offset, so probability 0.5
 is that threshold in every tool (Dice/focal-trained models over-predict at the plain 0.5).
+A model without separation channels counts its buildings as predict.py --separate shape cuts its
+mask (at narrow necks; --split shape, the default, recorded in model.keras so predict.py's
+--separate auto does the same); --split none counts the mask's connected patches.
 """
 
 import argparse
@@ -46,6 +49,7 @@ DATASETS = ("auto", "buildings/synthetic", "buildings/kaggle", "buildings/polygo
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 CALIBRATIONS = ("train", "none")  # where the decision threshold comes from: see training/finish.py
+SPLITS = ("shape", "none")  # how a model without separation channels counts buildings: see training/finish.py
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute.make_strategy
 SYNTHETIC_NOTE = "  (no Kaggle download found: training on the procedural synthetic set)"
@@ -91,6 +95,7 @@ class Config:
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
+    split: str = "shape"  # a building-only model's buildings: its mask's patches cut at narrow necks (shape), or none
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
     fine_skip: bool = False  # U-Net: the input image joins the last, full-resolution stage (one-pixel gaps)
     encoder_top: str = "keep"  # drop: the decoder's P5 is the encoder's last block, before its top conv
@@ -117,6 +122,7 @@ def parse_args(argv=None):
         "augment": tuple(AUGMENTATIONS),
         "standardize": ("none", "image"),
         "calibrate": CALIBRATIONS,
+        "split": SPLITS,
         "train_on": ("train", "all"),
         "start_recipe": ("auto", "pretrained", "random"),
         "encoder_top": ("keep", "drop"),

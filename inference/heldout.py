@@ -32,6 +32,7 @@ def decoded_scenes(examples, *, polygons=False):
 
 
 THRESHOLD = defaults.THRESHOLD
+SPLIT_DEPTH = defaults.SPLIT_DEPTH  # predict.py --separate shape's --split-depth
 
 
 def tiling(fixed):

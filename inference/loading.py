@@ -108,3 +108,12 @@ def separates(path):
 
     metadata = read_metadata(resolve_model_path(path))
     return len(metadata["targets"]) > 1 and bool(metadata.get("separate", True))
+
+
+def splits_by_shape(path):
+    """Whether ``--separate auto`` splits this model's mask by its shape: a model without separation channels
+    whose run chose it (train.py --split shape, the default; archives from before that option: no)."""
+    from models.metadata import read_metadata
+
+    metadata = read_metadata(resolve_model_path(path))
+    return len(metadata["targets"]) == 1 and metadata.get("split") == "shape"

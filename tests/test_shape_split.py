@@ -204,3 +204,49 @@ def test_counts_from_several_files_are_read_and_new_ones_go_to_the_last(tmp_path
     row = next(line for line in out.splitlines() if line.startswith("| t8 | 2 |"))
     # t8 patches: base F1 2/6 and 4/8, new 6/10 and 8/12 -> means 0.417 and 0.633
     assert "| 0.417 | 0.417 | 0.633 | 0.633 |" in row
+
+
+def _tiny_run(synthetic_dir, run_dir, *extra):
+    import train
+    from tests.tiny import TINY_TRAIN
+
+    run = train.main([*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1",
+                      "--run-dir", str(run_dir), *extra])  # fmt: skip
+    return run, json.loads((run / "results.json").read_text()), json.loads((run / "heldout_metrics.json").read_text())
+
+
+def _predict_separation(run, asked, tmp_path):
+    """What predict.py --separate ``asked`` does with the run's model: "shape", "channels" or None."""
+    import predict
+
+    args = predict.parse_args(["--model", str(run), "--separate", asked, str(tmp_path / "in.png")])
+    return predict.load_model(args, has_inputs=True)[4]
+
+
+def test_a_building_only_run_splits_by_shape_by_default_and_predict_follows_it(synthetic_dir, tmp_path):
+    """train.py --split shape (the default) scores the held-out buildings split by the mask's shape, both ways on the
+    same weights, and marks the model so that predict.py --separate auto splits it too."""
+    from inference.defaults import SPLIT_DEPTH
+
+    run, results, metrics = _tiny_run(synthetic_dir, tmp_path / "run")
+    overall = metrics["overall"]
+    assert results["split"] == "shape" and results["separated"] is True
+    assert metrics["separated"] is True and metrics["shape_depth"] == SPLIT_DEPTH == 12.0
+    assert results["heldout_building_f1"] == results["heldout_separated_building_f1"] == overall["building_f1"]
+    assert results["heldout_unseparated_building_f1"] == overall["unseparated_building_f1"]
+    found = overall["building_tp"] + overall["building_fp"]
+    assert found >= overall["unseparated_building_tp"] + overall["unseparated_building_fp"]  # splits only add
+    assert [_predict_separation(run, asked, tmp_path) for asked in ("auto", "none", "shape")] == [
+        "shape",
+        None,
+        "shape",
+    ]
+
+
+@pytest.mark.slow  # a second tiny training run
+def test_split_none_counts_the_masks_patches_and_predict_does_not_split(synthetic_dir, tmp_path):
+    run, results, metrics = _tiny_run(synthetic_dir, tmp_path / "run", "--split", "none")
+    assert results["split"] == "none" and results["separated"] is False and metrics["separated"] is False
+    assert results["heldout_building_f1"] == metrics["overall"]["building_f1"]
+    assert "unseparated_building_tp" not in metrics["overall"] and "heldout_unseparated_building_f1" not in results
+    assert [_predict_separation(run, asked, tmp_path) for asked in ("auto", "none", "shape")] == [None, None, "shape"]

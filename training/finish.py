@@ -57,6 +57,9 @@ def finish_run(
     fixed = config.image_size if needs_fixed_size(config.arch) else None  # e.g. the dense "cnn" head
     targets = parse_targets(config.targets)
     has_channels = len(targets) > 1  # separation channels: scored both ways, kept if it helps on training images
+    # no channels: the mask's patches split by shape (--split shape, predict.py --separate shape), scored both ways
+    by_shape = not has_channels and config.split == "shape"
+    depth = scorer.SPLIT_DEPTH if by_shape else None
     export = create_model(
         config.arch,
         config.encoder,
@@ -77,9 +80,10 @@ def finish_run(
         if has_channels:
             separations[name] = scorer.choose_separation(export, train_examples, fixed, polygons=polygons)
             set_logit_offset(export, *offsets(calibrations.get(name), separations[name]))
-        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels, polygons=polygons)
+        reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels or by_shape,
+                                           depth=depth, polygons=polygons)  # fmt: skip
     separation = separations.get(config.select)
-    separate = bool(separation and separation["separate"])
+    separate = bool(separation and separation["separate"]) or by_shape
     if config.select not in reports:
         raise SystemExit(f"train.py: no {config.select} weights in {run_dir} to keep (--select {config.select}).")
     export.set_weights(candidates[config.select])
@@ -92,7 +96,9 @@ def finish_run(
         "bands": list(bands_of(config)),
         "threshold": calibrations.get(config.select, {}).get("threshold", scorer.THRESHOLD),
         "encoder_weights": encoder_weights(config) or "none",
-        "separate": separate,  # predict.py --separate auto follows this
+        "separate": separate and has_channels,  # predict.py --separate auto follows these two
+        "split": "shape" if by_shape else "none",
+        **({"split_depth": depth} if by_shape else {}),
         "separation_threshold": (separation or {}).get("threshold", scorer.THRESHOLD),  # in the logits already
     }
     atomic_save_model(export, run_dir / "model.keras", metadata)
@@ -126,14 +132,15 @@ def finish_run(
         },
         "targets": list(targets),
         "separated": separate,
+        "split": "shape" if by_shape else "none",
         # a separating model's held-out buildings both ways, same weights (paired), and the choice on training images
         **(
             {
                 "heldout_separated_building_f1": overall["building_f1"],
                 "heldout_unseparated_building_f1": overall["unseparated_building_f1"],
-                "separation": separation,
+                **({"separation": separation} if has_channels else {}),
             }
-            if has_channels
+            if has_channels or by_shape
             else {}
         ),
         "predict_mp_per_sec": round(report["megapixels_per_second"], 4),
