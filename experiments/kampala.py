@@ -41,10 +41,12 @@ SEEDS = (0, 1, 2)
 
 def planned(work, sample_dir, kampala_dir):
     """(name, result file, command or None (a scoring), run folder) of every run, in order."""
+    from training.recipes import PREVIOUS_PRETRAINED  # the recipe these runs were made with, in full
+
     sample = ["--dataset", "buildings/kaggle", "--manual-dir", str(SHARED / "buildings_sample"),
-              "--data-dir", str(sample_dir)]  # fmt: skip
+              "--data-dir", str(sample_dir), *PREVIOUS_PRETRAINED]  # fmt: skip
     kampala = ["--dataset", "buildings/polygons", "--manual-dir", str(SHARED / "kampala_chips"),
-               "--data-dir", str(kampala_dir), "--folds", "4"]  # fmt: skip
+               "--data-dir", str(kampala_dir), "--folds", "4", *PREVIOUS_PRETRAINED]  # fmt: skip
     runs = []
     for seed in SEEDS:
         base = Path(work) / f"base_s{seed}"

@@ -9,14 +9,16 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
 - the yardstick ``../shared/baselines/plain_unet.py`` (run from there, never copied) on the 4 folds of
   train.py's group split, 3 seeds, at train.py's budget (210 steps of 8 crops at 128): its --json output
   in ``results/recipe/baseline/baseline128_f<F>_s<S>.json``;
-- train.py's default with one element at a time set as the baseline has it, on folds 0 (Dubai t8, Rio)
-  and 2 (t3, t6), seeds 0-2, small files kept in ``results/recipe/ablation/<element>_f<F>_s<S>/``
-  (the default itself: the committed grid runs ``results/questions/grid_unet_effnet-lite0_f*_s*``).
+- the previous default (``training.recipes.PREVIOUS_PRETRAINED``, passed in full) with one element at a time
+  set as the baseline has it, on folds 0 (Dubai t8, Rio) and 2 (t3, t6), seeds 0-2, small files kept in
+  ``results/recipe/ablation/<element>_f<F>_s<S>/`` (the previous default itself: the committed grid runs
+  ``results/questions/grid_unet_effnet-lite0_f*_s*``); the candidates (``FOLDS_OF``) on all four folds;
 
-- the candidate default (plainflips without ``--train-on all``, which needs held-out places) on every place of
-  the sample, nothing held out, seeds 0-4, with ``--calibrate train`` so that results.json records the kept
-  weights' best threshold on their own training images and their IoU there at 0.5 (the collapse check;
-  the offset it folds into the kept model changes nothing of the training): ``results/recipe/allplaces/``.
+- recipes on every place of the sample, nothing held out, seeds 0-4, with ``--calibrate train`` so that
+  results.json records the kept weights' best threshold on their own training images and their IoU there at
+  0.5 (the collapse check): ``previous`` (seeds 0-2 are the Kampala study's base models, the same command),
+  ``new`` (train.py's defaults since the change: the ``plainstd`` recipe), ``plainflips``; in
+  ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -29,6 +31,7 @@ import sys
 from pathlib import Path
 
 from experiments.collect import resume_args
+from training.recipes import PREVIOUS_PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
@@ -62,7 +65,7 @@ NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflipsnotop": "the same, P5 from the last block before the top conv (as the yardstick)",
          "nosd": "the default without stochastic depth in the encoder (as the yardstick)",
          "plainnosd": "plainflipsnotop without stochastic depth: the yardstick's whole recipe in our code",
-         "plainstd": "plainnosd with each image's colours standardised (the default's --standardize image)"}  # fmt: skip
+         "plainstd": "plainnosd with each image's colours standardised (--standardize image)"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
 FOLDS_OF = {name: (0, 1, 2, 3) for name in ("plainflips", "plainflipsnotop", "nosd", "plainnosd", "plainstd")}
@@ -71,9 +74,10 @@ ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
 ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam", "--schedule",
                              "constant", "--standardize", "none", "--select", "last", "--augment", "flips",
                              "--calibrate", "train"],
-              "default": []}  # fmt: skip
+              "previous": PREVIOUS_PRETRAINED,
+              "new": []}  # fmt: skip  # new: train.py's defaults since 2026-12-03 (plainstd, split by shape)
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
-SAME_RUNS = {("default", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
+SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
 
 def planned(data_dir, work, elements=None):
@@ -96,7 +100,7 @@ def planned(data_dir, work, elements=None):
                 run = Path(work) / name
                 command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
                            "--data-dir", str(data_dir), "--tracker", "local", "--folds", "4", "--fold", str(fold),
-                           "--seed", str(seed), *options, "--run-dir", str(run)]  # fmt: skip
+                           "--seed", str(seed), *PREVIOUS_PRETRAINED, *options, "--run-dir", str(run)]  # fmt: skip
                 runs.append((name, ROOT / "results" / "recipe" / "ablation" / name / "results.json", command, run))
     for recipe, options in ALL_PLACES.items():
         if elements and "allplaces" not in elements and f"allplaces_{recipe}" not in elements:

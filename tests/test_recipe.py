@@ -37,7 +37,8 @@ def test_a_batchs_crops_come_from_as_many_images_as_asked(crops_per_image):
 def test_the_schedule_gives_the_configured_learning_rate_at_chosen_steps():
     from training.setup import make_optimizer
 
-    config = train.parse_args(["--epochs", "6", "--steps-per-epoch", "35", "--warmup-steps", "20"])
+    config = train.parse_args(["--epochs", "6", "--steps-per-epoch", "35", "--warmup-steps", "20",
+                               "--schedule", "cosine", "--optimizer", "adamw"])  # fmt: skip
     cosine = make_optimizer(config)._learning_rate  # the schedule itself: warm-up to --lr, then cosine to 0
     assert float(cosine(0)) == pytest.approx(0.0, abs=1e-9)
     assert float(cosine(10)) == pytest.approx(config.lr / 2, rel=1e-5)
@@ -46,6 +47,9 @@ def test_the_schedule_gives_the_configured_learning_rate_at_chosen_steps():
     assert float(cosine(210)) == pytest.approx(0.0, abs=1e-9)
     constant = make_optimizer(dataclasses.replace(config, schedule="constant", optimizer="adam"))
     assert isinstance(constant, keras.optimizers.Adam) and float(constant.learning_rate) == pytest.approx(config.lr)
+    default = train.parse_args([])  # the pretrained start's recipe: constant Adam at 1e-3
+    optimizer = make_optimizer(default)
+    assert type(optimizer) is keras.optimizers.Adam and float(optimizer.learning_rate) == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("select, ema", [("ema", True), ("last", False)])
@@ -72,6 +76,7 @@ def test_the_weight_average_is_kept_only_when_asked(select, ema):
 
 def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed(tmp_path):
     from experiments.recipe_ablation import ALL_PLACES, ALL_PLACES_SEEDS, ELEMENTS, FOLDS_OF, collapse_table, planned
+    from training.recipes import PREVIOUS_PRETRAINED
 
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
@@ -81,11 +86,13 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
     name, result, command, run = next(r for r in runs if r[0] == "crops1_f2_s1")
-    assert command[command.index("--crops-per-image") + 1] == "1" and command[command.index("--fold") + 1] == "2"
+    assert command[command.index("--fold") + 1] == "2"
     assert command[command.index("--seed") + 1] == "1" and run == tmp_path / "runs" / "crops1_f2_s1"
     assert result.parts[-3:] == ("ablation", "crops1_f2_s1", "results.json")
     config = train.parse_args(command[command.index("--dataset") :])  # what the run will be: valid train.py options
-    assert (config.crops_per_image, config.fold, config.seed, config.loss) == (1, 2, 1, "dice+focal")
+    # the previous recipe in full, then the element (the later flag wins)
+    chosen = (config.crops_per_image, config.fold, config.seed, config.loss, config.select)
+    assert chosen == (1, 2, 1, "dice+focal", "ema")
     command = next(r for r in runs if r[0] == "plainflipsnotop_f3_s2")[2]
     assert train.parse_args(command[command.index("--dataset") :]).encoder_top == "drop"
     command = next(r for r in runs if r[0] == "plainnosd_f1_s0")[2]
@@ -95,12 +102,14 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
     # the default on every place: seeds 0-2 are the Kampala base models (the same command), 3-4 run here
-    default = {name: (result, command) for name, result, command, _ in runs if name.startswith("allplaces_default")}
-    assert default["allplaces_default_s1"][0].parts[-3:] == ("kampala", "base_s1", "results.json")
-    assert default["allplaces_default_s3"][0].parts[-4:] == ("recipe", "allplaces", "default_s3", "results.json")
-    command = default["allplaces_default_s3"][1]  # train.py's defaults: nothing between the seed and the run folder
-    assert command[command.index("--seed") : command.index("--run-dir")] == ["--seed", "3"]
-    rows = collapse_table("default").splitlines()[2:]  # the committed base runs: seed 0 lost 0.055 at 0.5
+    previous = {name: (result, command) for name, result, command, _ in runs if name.startswith("allplaces_previous")}
+    assert previous["allplaces_previous_s1"][0].parts[-3:] == ("kampala", "base_s1", "results.json")
+    assert previous["allplaces_previous_s3"][0].parts[-4:] == ("recipe", "allplaces", "previous_s3", "results.json")
+    command = previous["allplaces_previous_s3"][1]  # the previous recipe in full, as the Kampala base runs have it
+    assert command[command.index("--seed") : command.index("--run-dir")] == ["--seed", "3", *PREVIOUS_PRETRAINED]
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.loss, config.select, config.crops_per_image, config.split) == ("dice+focal", "ema", 8, "none")
+    rows = collapse_table("previous").splitlines()[2:]  # the committed base runs: seed 0 lost 0.055 at 0.5
     assert rows[0] == "| 0 | 0.10 | 0.593 | 0.538 | 0.055 |" and len(rows) >= 3
 
 

@@ -10,10 +10,35 @@ Only options the command line left at their defaults are set from the recipe: an
 ``model_options`` turns a run's config into the model it trains (the options that shape it).
 """
 
+# the pretrained start's recipe is the plain one that scored best on the sample's held-out places (issue #34,
+# docs/experiments.md "The new default"): BCE + Dice, constant Adam, each crop from another image, flips and
+# 90-degree turns, the last weights, every image not held out, P5 before the top conv, no stochastic depth
+PLAIN = {"loss": "bce+dice", "optimizer": "adam", "schedule": "constant", "crops_per_image": 1, "augment": "flips",
+         "select": "last", "train_on": "all", "encoder_top": "drop", "drop_connect": "0"}  # fmt: skip
+# the pretrained start's recipe before the change (every study committed before 2026-12-03's "The new default" ran
+# it): the studies that reproduce those runs pass it in full, so that they still run what they ran
+PREVIOUS_PRETRAINED = ["--loss", "dice+focal", "--optimizer", "adamw", "--schedule", "cosine", "--crops-per-image", "8",
+                       "--augment", "basic", "--select", "ema", "--train-on", "train", "--encoder-top", "keep",
+                       "--drop-connect", "auto", "--split", "none"]  # fmt: skip
 START_RECIPES = {
-    "pretrained": {"lr": 1e-3, "standardize": "image"},
+    "pretrained": {"lr": 1e-3, "standardize": "image", **PLAIN},
     "random": {"lr": 2e-3, "standardize": "none"},
 }
+
+
+def fits(key, config):
+    """Whether a recipe's setting ``key`` applies to ``config``: --train-on all needs held-out places, and the
+    encoder options need an encoder that has a top conv to leave out or a stochastic depth to set."""
+    from models.encoders.registry import ENCODER_PROPERTIES
+
+    properties = ENCODER_PROPERTIES.get(config.encoder, {})
+    if key == "train_on":
+        return bool(config.holdout or config.folds)
+    if key == "encoder_top":
+        return bool(properties.get("top"))
+    if key == "drop_connect":
+        return properties.get("drop_connect") is not None
+    return True
 
 
 def start_of(encoder, encoder_weights):
@@ -31,13 +56,13 @@ def resolve_start_recipe(config, given):
     import dataclasses
 
     start = start_of(config.encoder, config.encoder_weights) if config.start_recipe == "auto" else config.start_recipe
-    chosen = {key: value for key, value in START_RECIPES[start].items() if key not in given}
+    chosen = {key: value for key, value in START_RECIPES[start].items() if key not in given and fits(key, config)}
     return dataclasses.replace(config, start_recipe=start, **chosen)
 
 
 def recipe_line(config):
     """What a resolved config's start recipe is, and which of its settings the command line changed."""
-    recipe = START_RECIPES[config.start_recipe]
+    recipe = {key: value for key, value in START_RECIPES[config.start_recipe].items() if fits(key, config)}
     settings = ", ".join(f"--{key.replace('_', '-')} {getattr(config, key)}" for key in recipe)
     changed = [f"--{key.replace('_', '-')}" for key, value in recipe.items() if getattr(config, key) != value]
     actual = start_of(config.encoder, config.encoder_weights)
