@@ -1,12 +1,13 @@
 """Where a run's time goes: train.py's default beside the plain baseline, interleaved, same machine, same fold.
 
 Runs, in turn and ``--repeats`` times, the yardstick ``../shared/baselines/plain_unet.py`` (run from
-there, never copied) and train.py with its default recipe and with one time-costing part of it
-switched off at a time: the per-epoch validation (``--train-on all``: no validation split), the
-weight average (``--select last``) and the threshold calibration (``--calibrate none``). Each
-process is timed from start to exit (imports, dataset, model, fit, final scoring). train.py's fit
-time is the sum of its epochs (history.csv); the rest is setup plus the end of the run (calibration,
-scoring the held-out places, saving). The baseline prints its own training seconds.
+there, never copied), train.py with its default recipe, the default with one time-costing part of its end
+switched off at a time (the shape split of the held-out buildings, ``--split none``; the threshold
+calibration on training images, ``--calibrate none``), and the previous default recipe (per-epoch
+validation, weight average, 8 crops per image). Each process is timed from start to exit (imports,
+dataset, model, fit, final scoring). train.py's fit time is the sum of its epochs (history.csv); the rest
+is setup plus the end of the run (calibration, scoring the held-out places, saving). The baseline prints
+its own training seconds.
 
     python -m benchmarks.bench_recipe_time                        # fold 0, 6 x 35 steps at 128, 2 repeats
     python -m benchmarks.bench_recipe_time --steps 35 --repeats 1
@@ -22,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from training.recipes import PREVIOUS_PRETRAINED
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SAMPLE = SHARED / "data" / "buildings_sample"
@@ -29,9 +32,9 @@ BASELINE = SHARED / "baselines" / "plain_unet.py"
 HOLDOUT = "dubai_t8,rio"  # fold 0 of --folds 4
 VARIANTS = {
     "default": [],
-    "no validation (--train-on all)": ["--train-on", "all"],
-    "no weight average (--select last)": ["--select", "last"],
-    "no calibration (--calibrate none)": ["--calibrate", "none"],
+    "default without the shape split (--split none)": ["--split", "none"],
+    "default without calibration (--calibrate none)": ["--calibrate", "none"],
+    "previous default (training.recipes.PREVIOUS_PRETRAINED)": PREVIOUS_PRETRAINED,
 }
 
 

@@ -1,0 +1,54 @@
+"""experiments.posthoc: a run's held-out scores with the choices made after training, on the same weights."""
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow  # a tiny training run, then its held-out images predicted again
+def test_posthoc_variants_reproduce_the_run_and_change_only_what_they_name(synthetic_dir, tmp_path):
+    import train
+    from experiments.posthoc import main as posthoc
+    from tests.tiny import TINY_TRAIN
+
+    run = train.main([*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1",
+                      "--calibrate", "none", "--split", "none", "--run-dir", str(tmp_path / "tiny_f0_s0")])  # fmt: skip
+    results = json.loads((run / "results.json").read_text())
+    posthoc([str(run), "--no-tta", "--out", str(tmp_path / "posthoc")])
+    written = sorted(p.name for p in (tmp_path / "posthoc").iterdir())
+    assert written == ["tiny-cal-shape_f0_s0", "tiny-cal_f0_s0", "tiny-shape_f0_s0", "tiny_f0_s0"]
+
+    def read(name):
+        folder = tmp_path / "posthoc" / name
+        return json.loads((folder / "results.json").read_text()), json.loads(
+            (folder / "heldout_metrics.json").read_text()
+        )
+
+    plain, plain_metrics = read("tiny_f0_s0")
+    shape, shape_metrics = read("tiny-shape_f0_s0")
+    cal, cal_metrics = read("tiny-cal_f0_s0")
+    cal_shape, _ = read("tiny-cal-shape_f0_s0")
+    # the plain variant is the run as train.py scored it: same weights, threshold 0.5, the mask's patches
+    assert plain["heldout_iou"] == pytest.approx(results["heldout_iou"], abs=1e-9)
+    assert plain["heldout_building_f1"] == pytest.approx(results["heldout_building_f1"], abs=1e-9)
+    # splitting by shape changes the buildings, never the pixels
+    assert shape["heldout_iou"] == plain["heldout_iou"] and cal_shape["heldout_iou"] == cal["heldout_iou"]
+    assert shape_metrics["overall"]["unseparated_building_tp"] == plain_metrics["overall"]["building_tp"]
+    # the calibrated threshold is the one measured on the training images, applied to the same probabilities
+    calibration = cal["posthoc"]["calibration"]
+    assert cal_metrics["threshold"] == calibration["threshold"] == cal["posthoc"]["threshold"]
+    assert 0 < calibration["threshold"] < 1 and calibration["scenes"] == 12
+    # a second call finds every variant written and scores nothing again
+    before = (tmp_path / "posthoc" / "tiny_f0_s0" / "results.json").stat().st_mtime_ns
+    posthoc([str(run), "--no-tta", "--out", str(tmp_path / "posthoc")])
+    assert (tmp_path / "posthoc" / "tiny_f0_s0" / "results.json").stat().st_mtime_ns == before
+
+
+def test_posthoc_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
+    from experiments.posthoc import main as posthoc
+
+    (tmp_path / "tiny_f0_s0").mkdir()
+    with pytest.raises(SystemExit, match="is not a finished run named <recipe>_f<F>_s<S> with model.keras"):
+        posthoc([str(tmp_path / "tiny_f0_s0"), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="is not a finished run"):
+        posthoc([str(tmp_path), "--out", str(tmp_path / "out")])
