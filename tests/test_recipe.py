@@ -226,3 +226,26 @@ def test_a_study_resumes_only_a_run_that_finished_an_epoch(tmp_path):
     assert resume_args(tmp_path) == [] and resume_args(None) == []
     (tmp_path / "state.json").write_text("{}")
     assert resume_args(tmp_path) == ["--resume"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [([], {"loss": "bce+dice", "optimizer": "adam", "schedule": "constant", "crops_per_image": 1, "augment": "flips",
+           "select": "last", "train_on": "train", "encoder_top": "drop", "drop_connect": "0", "split": "shape"}),
+     (["--folds", "4"], {"train_on": "all", "select": "last"}),  # held-out places: every other image trains
+     (["--loss", "dice+focal", "--select", "ema"], {"loss": "dice+focal", "select": "ema", "optimizer": "adam"}),
+     (["--encoder", "resnet18", "--encoder-weights", "x.weights.h5"],  # no top conv, no stochastic depth to set
+      {"encoder_top": "keep", "drop_connect": "auto", "loss": "bce+dice"}),
+     (["--encoder", "effnet-b0"], {"loss": "dice+focal", "select": "ema", "crops_per_image": 8, "lr": 2e-3})],
+)  # fmt: skip
+def test_the_pretrained_start_gets_the_plain_recipe_where_it_fits_and_a_flag_still_wins(argv, expected):
+    from training.recipes import recipe_line
+
+    config = train.parse_args(argv)
+    assert {key: getattr(config, key) for key in expected} == expected
+    line = recipe_line(config)
+    if config.start_recipe == "pretrained":  # the printed line names every setting the recipe chose
+        for key in ("loss", "optimizer", "crops_per_image", "select"):
+            assert f"--{key.replace('_', '-')} {getattr(config, key)}" in line
+        assert ("--encoder-top" in line) is (config.encoder != "resnet18")
+        assert ("--train-on all" in line) is ("--folds" in argv)
