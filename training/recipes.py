@@ -30,15 +30,14 @@ START_RECIPES = {
 def fits(key, config):
     """Whether a recipe's setting ``key`` applies to ``config``: --train-on all needs held-out places, and the
     encoder options need an encoder that has a top conv to leave out or a stochastic depth to set."""
-    from models.encoders.registry import ENCODER_PROPERTIES
+    from models.encoders.registry import encoder_properties
 
-    properties = ENCODER_PROPERTIES.get(config.encoder, {})
     if key == "train_on":
         return bool(config.holdout or config.folds)
     if key == "encoder_top":
-        return bool(properties.get("top"))
+        return bool(encoder_properties(config.encoder)["top"])
     if key == "drop_connect":
-        return properties.get("drop_connect") is not None
+        return encoder_properties(config.encoder)["drop_connect"] is not None
     return True
 
 
