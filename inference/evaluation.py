@@ -96,21 +96,33 @@ def score_scenes(
     predictor's pace over all of them) and ``all_building_iou`` (the IoU of calling every
     pixel a building: the floor a useful model must beat).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from inference.separation import separate as split_buildings
     from inference.tiling import predict_probabilities
 
-    rows, seconds = [], 0.0
-    for name, image, truth, *more in scenes:  # (valid, true building ids) where the labels mark them
-        valid, true_buildings = more if more else (None, None)
-        started = time.perf_counter()
-        probabilities = predict_probabilities(logit_fn, image, **tiling)
-        seconds += time.perf_counter() - started
+    def scored(name, probabilities, truth, valid, true_buildings):
         building = probabilities if probabilities.ndim == 2 else probabilities[..., 0]
         buildings = (
             split_buildings(probabilities, threshold=threshold, min_area=min_area, depth=depth) if separate else None
         )
-        rows.append(scene_scores(name, truth, building >= threshold, min_area=min_area, buildings=buildings,
-                                 valid=valid, true_buildings=true_buildings))  # fmt: skip
+        return scene_scores(name, truth, building >= threshold, min_area=min_area, buildings=buildings, valid=valid,
+                            true_buildings=true_buildings)  # fmt: skip
+
+    # a scene is split and scored in a second thread while the model predicts the next one (the split by shape
+    # and the matching are numpy / scikit-image work, the prediction TensorFlow's); at most one scene waits
+    rows, seconds, pending = [], 0.0, None
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        for name, image, truth, *more in scenes:  # (valid, true building ids) where the labels mark them
+            valid, true_buildings = more if more else (None, None)
+            started = time.perf_counter()
+            probabilities = predict_probabilities(logit_fn, image, **tiling)
+            seconds += time.perf_counter() - started
+            if pending is not None:
+                rows.append(pending.result())
+            pending = worker.submit(scored, name, probabilities, truth, valid, true_buildings)
+        if pending is not None:
+            rows.append(pending.result())
     if not rows:
         raise ValueError("No scenes to score: the held-out set is empty. Check --holdout / --fold and the dataset.")
     report = evaluation_report(

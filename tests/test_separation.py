@@ -236,3 +236,31 @@ def test_a_weak_contact_channel_gets_a_lower_threshold_chosen_on_training_images
     # channel untouched
     moved = _at_threshold(np.array([[[0.9, 0.3]]], np.float32), 0.2)
     assert moved[0, 0, 0] == pytest.approx(0.9) and moved[0, 0, 1] == pytest.approx(1.714286 / 2.714286, abs=1e-6)
+
+
+def test_scored_scenes_keep_their_order_and_equal_each_scene_scored_alone():
+    """score_scenes splits one scene in a second thread while the next is predicted: the rows still come in
+    scene order, each equal to the scene's own split and scores."""
+    from inference.evaluation import score_scenes
+    from inference.separation import separate as split
+
+    def bridged(width):  # two 40-pixel squares joined by a 4-pixel neck: a split by shape gives two buildings
+        mask = np.zeros((96, 96 + width), bool)
+        mask[20:60, 10:50] = mask[20:60, 50 + width : 90 + width] = True
+        mask[38:42, 50 : 50 + width] = True
+        return mask
+
+    def logit_fn(windows):  # the image's first channel is the mask: logits +-6
+        return tf.where(windows[..., :1] > 0, 6.0, -6.0)
+
+    masks = [bridged(width) for width in (6, 10, 16)]
+    masks[1][70:90, 70:80] = True  # a third, separate building in the second scene
+    scenes = [(f"s{index}", np.repeat(mask[..., None] * 255, 3, -1).astype("uint8"), mask)
+              for index, mask in enumerate(masks)]  # fmt: skip
+    report = score_scenes(logit_fn, iter(scenes), separate=True, depth=5.0, tile=128, overlap=32)
+    assert [row["scene"] for row in report["scenes"]] == ["s0", "s1", "s2"]
+    for (name, _, mask), row in zip(scenes, report["scenes"]):
+        probabilities = np.where(mask, 1 / (1 + np.exp(-6.0)), 1 / (1 + np.exp(6.0))).astype("float32")
+        alone = scene_scores(name, mask, mask, buildings=split(probabilities, depth=5.0))
+        assert row == alone
+    assert [row["building_tp"] + row["building_fp"] for row in report["scenes"]] == [2, 3, 2]  # split at the neck
