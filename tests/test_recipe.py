@@ -81,7 +81,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 5
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 6
     assert len(runs) == 4 * 3 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
@@ -98,6 +98,9 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     command = next(r for r in runs if r[0] == "plainnosd_f1_s0")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.encoder_top, config.drop_connect, config.augment, config.loss) == ("drop", "0", "flips", "bce+dice")
+    command = next(r for r in runs if r[0] == "newcosine_f1_s0")[2]
+    config = train.parse_args(command[command.index("--dataset") :])  # the new default's end, with a cosine decay
+    assert (config.schedule, config.calibrate, config.split, config.standardize) == ("cosine", "train", "shape", "image")
     command = next(r for r in runs if r[0] == "allplaces_plainflips_s4")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
