@@ -100,7 +100,8 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert (config.encoder_top, config.drop_connect, config.augment, config.loss) == ("drop", "0", "flips", "bce+dice")
     command = next(r for r in runs if r[0] == "newcosine_f1_s0")[2]
     config = train.parse_args(command[command.index("--dataset") :])  # the new default's end, with a cosine decay
-    assert (config.schedule, config.calibrate, config.split, config.standardize) == ("cosine", "train", "shape", "image")
+    ending = (config.schedule, config.calibrate, config.split, config.standardize)
+    assert ending == ("cosine", "train", "shape", "image")
     command = next(r for r in runs if r[0] == "allplaces_plainflips_s4")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
