@@ -17,7 +17,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
 - recipes on every place of the sample, nothing held out, seeds 0-4, with ``--calibrate train`` so that
   results.json records the kept weights' best threshold on their own training images and their IoU there at
   0.5 (the collapse check): ``previous`` (seeds 0-2 are the Kampala study's base models, the same command),
-  ``new`` (train.py's defaults since the change: the ``plainstd`` recipe), ``plainflips``; in
+  ``new`` (train.py's defaults since the change: the ``plainstd`` recipe), ``newcosine`` (the same with
+  ``--schedule cosine``), ``plainflips``; in
   ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
@@ -83,7 +84,8 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
                              "constant", "--standardize", "none", "--select", "last", "--augment", "flips",
                              "--calibrate", "train"],
               "previous": PREVIOUS_PRETRAINED,
-              "new": []}  # fmt: skip  # new: train.py's defaults since 2026-12-03 (plainstd, split by shape)
+              "new": [],  # train.py's defaults since 2026-12-03 (plainstd, split by shape)
+              "newcosine": ["--schedule", "cosine"]}  # fmt: skip  # the same with the learning rate's cosine decay
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
