@@ -17,8 +17,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
 - recipes on every place of the sample, nothing held out, seeds 0-4, with ``--calibrate train`` so that
   results.json records the kept weights' best threshold on their own training images and their IoU there at
   0.5 (the collapse check): ``previous`` (seeds 0-2 are the Kampala study's base models, the same command),
-  ``new`` (train.py's defaults since the change: the ``plainstd`` recipe), ``newcosine`` (the same with
-  ``--schedule cosine``), ``plainflips``; in
+  ``new`` (train.py's defaults from the change, the ``plainstd`` recipe: ``--schedule constant`` pinned),
+  ``newcosine`` (the same with ``--schedule cosine``: train.py's default since), ``plainflips``; in
   ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from experiments.collect import resume_args
-from training.recipes import PREVIOUS_PRETRAINED
+from training.recipes import PLAIN_CONSTANT, PREVIOUS_PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
@@ -84,8 +84,8 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
                              "constant", "--standardize", "none", "--select", "last", "--augment", "flips",
                              "--calibrate", "train"],
               "previous": PREVIOUS_PRETRAINED,
-              "new": [],  # train.py's defaults since 2026-12-03 (plainstd, split by shape)
-              "newcosine": ["--schedule", "cosine"]}  # fmt: skip  # the same with the learning rate's cosine decay
+              "new": PLAIN_CONSTANT,  # train.py's defaults from 2026-12-03 (plainstd, split by shape): constant rate
+              "newcosine": ["--schedule", "cosine"]}  # fmt: skip  # the same with a cosine decay: the default now
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 

@@ -47,9 +47,12 @@ def test_the_schedule_gives_the_configured_learning_rate_at_chosen_steps():
     assert float(cosine(210)) == pytest.approx(0.0, abs=1e-9)
     constant = make_optimizer(dataclasses.replace(config, schedule="constant", optimizer="adam"))
     assert isinstance(constant, keras.optimizers.Adam) and float(constant.learning_rate) == pytest.approx(config.lr)
-    default = train.parse_args([])  # the pretrained start's recipe: constant Adam at 1e-3
+    default = train.parse_args([])  # the pretrained start's recipe: Adam, 20 steps up to 1e-3, a cosine down to 0
     optimizer = make_optimizer(default)
-    assert type(optimizer) is keras.optimizers.Adam and float(optimizer.learning_rate) == pytest.approx(1e-3)
+    assert type(optimizer) is keras.optimizers.Adam
+    total = default.epochs * default.steps_per_epoch
+    rates = [float(optimizer._learning_rate(step)) for step in (0, default.warmup_steps, total)]
+    assert rates == pytest.approx([0.0, 1e-3, 0.0], abs=1e-9)
 
 
 @pytest.mark.parametrize("select, ema", [("ema", True), ("last", False)])
@@ -102,6 +105,9 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     config = train.parse_args(command[command.index("--dataset") :])  # the new default's end, with a cosine decay
     ending = (config.schedule, config.calibrate, config.split, config.standardize)
     assert ending == ("cosine", "train", "shape", "image")
+    command = next(r for r in runs if r[0] == "allplaces_new_s1")[2]  # the plain recipe as it ran: a constant rate
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.schedule, config.loss, config.select, config.calibrate) == ("constant", "bce+dice", "last", "train")
     command = next(r for r in runs if r[0] == "allplaces_plainflips_s4")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.folds, config.holdout, config.calibrate, config.augment, config.seed) == (0, "", "train", "flips", 4)
@@ -234,7 +240,7 @@ def test_a_study_resumes_only_a_run_that_finished_an_epoch(tmp_path):
 
 @pytest.mark.parametrize(
     "argv, expected",
-    [([], {"loss": "bce+dice", "optimizer": "adam", "schedule": "constant", "crops_per_image": 1, "augment": "flips",
+    [([], {"loss": "bce+dice", "optimizer": "adam", "schedule": "cosine", "crops_per_image": 1, "augment": "flips",
            "select": "last", "train_on": "train", "encoder_top": "drop", "drop_connect": "0", "split": "shape"}),
      (["--folds", "4"], {"train_on": "all", "select": "last"}),  # held-out places: every other image trains
      (["--loss", "dice+focal", "--select", "ema"], {"loss": "dice+focal", "select": "ema", "optimizer": "adam"}),
