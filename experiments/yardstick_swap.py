@@ -14,9 +14,9 @@ Both at train.py's budget (210 steps of 8 crops at 128). The yardstick's own run
 (``results/recipe/baseline``) and train.py's (``results/recipe/ablation/plainnosd_*``) are the two ends.
 
     python -m experiments.yardstick_swap --data yardstick --holdout dubai_t1,dubai_t5 --seed 0 \
-        --json results/recipe/swap/network_f1_s0.json
+        --json results/recipe/swap/swapnetwork_f1_s0.json
     python -m experiments.yardstick_swap --data ours --holdout dubai_t1,dubai_t5 --seed 0 \
-        --json results/recipe/swap/pipeline_f1_s0.json
+        --json results/recipe/swap/swappipeline_f1_s0.json
 """
 
 import argparse
