@@ -60,12 +60,10 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
     "plainstd": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
                  "--schedule", "constant", "--standardize", "image", "--select", "last", "--calibrate", "none",
                  "--augment", "flips", "--encoder-top", "drop", "--drop-connect", "0"],
-    # train.py's default since the change (plainstd, calibrated on training images, split by shape), its learning
-    # rate warmed up over 20 steps and decayed to 0 by a cosine: a last step taken at a small rate
-    "newcosine": ["--train-on", "all", "--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam",
-                  "--standardize", "image", "--select", "last", "--calibrate", "train", "--split", "shape",
-                  "--augment", "flips", "--encoder-top", "drop", "--drop-connect", "0", "--schedule", "cosine"],
 }  # fmt: skip
+# plainstd with train.py's end (calibrated on training images, split by shape) and its learning rate warmed up over
+# 20 steps and decayed to 0 by a cosine (a later flag wins): the default since
+ELEMENTS["newcosine"] = [*ELEMENTS["plainstd"], "--calibrate", "train", "--split", "shape", "--schedule", "cosine"]
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
          "plainflipsnotop": "the same, P5 from the last block before the top conv (as the yardstick)",
