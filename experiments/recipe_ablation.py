@@ -8,7 +8,9 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
 
 - the yardstick ``../shared/baselines/plain_unet.py`` (run from there, never copied) on the 4 folds of
   train.py's group split, 3 seeds, at train.py's budget (210 steps of 8 crops at 128): its --json output
-  in ``results/recipe/baseline/baseline128_f<F>_s<S>.json``;
+  in ``results/recipe/baseline/baseline128_f<F>_s<S>.json``; at the issue's second budget (200 steps of 8
+  crops at 256) the yardstick (``baseline256_f<F>_s<S>.json``, selected as ``yardstick256``) and the default
+  (the element ``newcosine256``), each yardstick run listed beside the element runs of its fold and seed;
 - the previous default (``training.recipes.PREVIOUS_PRETRAINED``, passed in full) with one element at a time
   set as the baseline has it, on folds 0 (Dubai t8, Rio) and 2 (t3, t6), seeds 0-2, small files kept in
   ``results/recipe/ablation/<element>_f<F>_s<S>/`` (the previous default itself: the committed grid runs
@@ -64,17 +66,23 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
 # plainstd with train.py's end (calibrated on training images, split by shape) and its learning rate warmed up over
 # 20 steps and decayed to 0 by a cosine (a later flag wins): the default since
 ELEMENTS["newcosine"] = [*ELEMENTS["plainstd"], "--calibrate", "train", "--split", "shape", "--schedule", "cosine"]
+# the issue's second budget: 200 steps (10 x 20) of 8 crops at 256, for the default and the yardstick alike
+BUDGET_256 = ["--image-size", "256", "--epochs", "10", "--steps-per-epoch", "20"]
+ELEMENTS["newcosine256"] = [*ELEMENTS["newcosine"], *BUDGET_256]
+YARDSTICK_BUDGETS = {"yardstick": ("baseline128", "128", "210"), "yardstick256": ("baseline256", "256", "200")}
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
          "plainflipsnotop": "the same, P5 from the last block before the top conv (as the yardstick)",
          "nosd": "the default without stochastic depth in the encoder (as the yardstick)",
          "plainnosd": "plainflipsnotop without stochastic depth: the yardstick's whole recipe in our code",
          "plainstd": "plainnosd with each image's colours standardised (--standardize image)",
-         "newcosine": "the new default with a cosine decay of the learning rate (--schedule cosine)"}  # fmt: skip
+         "newcosine": "the new default with a cosine decay of the learning rate (--schedule cosine)",
+         "newcosine256": "the default at the second budget: 200 steps of 8 crops at 256"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
 FOLDS_OF = {
-    name: (0, 1, 2, 3) for name in ("plainflips", "plainflipsnotop", "nosd", "plainnosd", "plainstd", "newcosine")
+    name: (0, 1, 2, 3)
+    for name in ("plainflips", "plainflipsnotop", "nosd", "plainnosd", "plainstd", "newcosine", "newcosine256")
 }
 SEEDS = (0, 1, 2)
 ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
@@ -92,15 +100,22 @@ def planned(data_dir, work, elements=None):
     """(name, result file, command, run folder or None) of every run, in order; ``elements``: only these
     (None: the yardstick's runs and every element)."""
     runs = []
+
+    def yardstick(key, seed, fold):
+        if elements and key not in elements:
+            return
+        stem, size, steps = YARDSTICK_BUDGETS[key]
+        out = ROOT / "results" / "recipe" / "baseline" / f"{stem}_f{fold}_s{seed}.json"
+        command = [sys.executable, str(BASELINE), "--sample", str(SAMPLE), "--holdout", FOLD_PLACES[fold], "--seed",
+                   str(seed), "--size", size, "--steps", steps, "--json", str(out)]  # fmt: skip
+        runs.append((out.stem, out, command, None))
+
     for seed in SEEDS:
-        for fold, places in FOLD_PLACES.items():
-            out = ROOT / "results" / "recipe" / "baseline" / f"baseline128_f{fold}_s{seed}.json"
-            command = [sys.executable, str(BASELINE), "--sample", str(SAMPLE), "--holdout", places, "--seed",
-                       str(seed), "--size", "128", "--steps", "210", "--json", str(out)]  # fmt: skip
-            if not elements or "yardstick" in elements:
-                runs.append((out.stem, out, command, None))
+        for fold in FOLD_PLACES:
+            yardstick("yardstick", seed, fold)
     for seed in SEEDS:
         for fold in sorted({fold for folds in FOLDS_OF.values() for fold in folds} | set(ABLATION_FOLDS)):
+            yardstick("yardstick256", seed, fold)  # beside the element runs of its fold and seed: they pair as they end
             for element, options in ELEMENTS.items():
                 if fold not in FOLDS_OF.get(element, ABLATION_FOLDS) or (elements and element not in elements):
                     continue
@@ -179,7 +194,9 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe", help="where train.py runs write")
     parser.add_argument("--table", nargs=2, type=int, metavar=("FOLD", "SEED"),
                         help="print the calibration table of one fold and seed from the committed runs")  # fmt: skip
-    parser.add_argument("--only", default="", help="comma-separated elements (and 'yardstick') to list or run")
+    parser.add_argument(
+        "--only", default="", help="elements (and 'yardstick', 'yardstick256') to list or run, comma-separated"
+    )
     parser.add_argument("--collapse", choices=tuple(ALL_PLACES), help="print the all-places runs' calibration")
     args = parser.parse_args(argv)
     if args.collapse:
