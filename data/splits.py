@@ -62,12 +62,21 @@ def split_examples(config, dataset, run_dir):
     for split in train_splits[1:]:
         train = train.concatenate(splits[split])
     return (
-        only_files(train, keep["train"]),
-        only_files(splits["validation"], keep["validation"]),
+        counted(only_files(train, keep["train"]), counts[0]),
+        counted(only_files(splits["validation"], keep["validation"]), counts[1]),
         scored,
         description,
         counts,
     )
+
+
+def counted(examples, count):
+    """``examples`` (filtered by file name, so of unknown length to tf.data) with their known ``count``: the
+    input pipeline keeps a split that small decoded in memory (``data.pipeline.train_dataset``); a count that
+    turns out wrong stops the run with tf.data's error instead of training on something else."""
+    import tensorflow as tf
+
+    return examples.apply(tf.data.experimental.assert_cardinality(count))
 
 
 def with_bands(splits, config, dataset):

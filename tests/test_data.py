@@ -335,3 +335,29 @@ def test_load_split_builds_synthetic_on_demand(tmp_path, monkeypatch):
     monkeypatch.setattr(buildings_dataset_builder, "SYNTHETIC_SPLITS", {"train": 3, "validation": 2, "test": 1})
     examples = load_split("buildings/synthetic", "validation", data_dir=str(tmp_path))
     assert len(list(examples)) == 2
+
+
+def test_held_out_places_leave_a_training_split_of_known_size_kept_decoded_with_the_same_batches(synthetic_dir):
+    """With --holdout / --folds the training examples are filtered by file name; their count is still known to
+    tf.data, so a split of the sample's size is decoded once, not once per crop, and the batches are the same."""
+    import types
+    from pathlib import Path
+
+    from data.groups import DEFAULT_GROUP_PATTERN
+    from data.pipeline import keeps_decoded
+    from data.splits import counted, split_examples
+
+    config = types.SimpleNamespace(data_dir=synthetic_dir, manual_dir="", holdout="synthetic_validation", folds=0,
+                                   fold=0, group_pattern=DEFAULT_GROUP_PATTERN, train_on="all", bands="",
+                                   encoder="effnet-lite0")  # fmt: skip
+    train, _, heldout, _, counts = split_examples(config, "buildings/synthetic", Path(synthetic_dir))
+    assert counts == [14, 0, 4]  # 12 train + 2 test scenes train; the 4 validation scenes are the held-out place
+    assert int(train.cardinality()) == 14 and keeps_decoded(train)
+    assert sum(1 for _ in train) == 14
+    by_default = train_dataset(train, size=64, batch_size=4, seed=5, crops_per_image=1, augmentation="flips")
+    from_bytes = train_dataset(train, size=64, batch_size=4, seed=5, crops_per_image=1, augmentation="flips",
+                               cache_decoded=False)  # fmt: skip
+    for (image, mask), (image2, mask2) in zip(by_default.take(5), from_bytes.take(5)):
+        assert np.array_equal(image.numpy(), image2.numpy()) and np.array_equal(mask.numpy(), mask2.numpy())
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 3 elements"):  # a wrong count
+        sum(1 for _ in counted(heldout, 3))
