@@ -8,7 +8,11 @@ raw colours) is trained two ways, each scored by the yardstick's own scorer (who
   replaced by ``models.create_model``;
 - ``--data ours``: this project's examples and input pipeline (``data.splits.split_examples`` with
   ``--train-on all``, ``data.pipeline.train_dataset``, flips only), ``training.losses`` BCE + Dice and a bare
-  ``model.fit`` with constant Adam 1e-3: train.py's recipe without train.py around it.
+  ``model.fit`` with constant Adam 1e-3: train.py's recipe without train.py around it;
+- ``--data sampler``: the same as ``ours`` but for the batches, drawn by a NumPy sampler written here after the
+  yardstick's description (images as the yardstick reads them, each crop from an image drawn at random, a
+  uniform crop, a random turn and flip): the one difference left between ``ours`` and ``yardstick``. At the same
+  seed both start from the same weights, so their runs pair.
 
 Both at train.py's budget (210 steps of 8 crops at 128). The yardstick's own runs
 (``results/recipe/baseline``) and train.py's (``results/recipe/ablation/plainnosd_*``) are the two ends.
@@ -17,6 +21,8 @@ Both at train.py's budget (210 steps of 8 crops at 128). The yardstick's own run
         --json results/recipe/swap/swapnetwork_f1_s0.json
     python -m experiments.yardstick_swap --data ours --holdout dubai_t1,dubai_t5 --seed 0 \
         --json results/recipe/swap/swappipeline_f1_s0.json
+    python -m experiments.yardstick_swap --data sampler --holdout dubai_t1,dubai_t5 --seed 0 \
+        --json results/recipe/swap/swapsampler_f1_s0.json
 """
 
 import argparse
@@ -72,6 +78,42 @@ def train_with_our_pipeline(holdout, seed, data_dir):
     return model
 
 
+def train_with_a_plain_sampler(yardstick, holdout, seed):
+    """Our network, loss and bare model.fit as ``train_with_our_pipeline``, fed by a NumPy sampler written here
+    after the yardstick's description (each crop from an image drawn at random, a uniform crop, a random
+    90-degree turn and flip) over the images as the yardstick reads them: only the batches' source differs."""
+    import keras
+    import numpy as np
+
+    from training.losses import SegmentationLoss
+
+    keras.utils.set_random_seed(seed)
+    pairs = [pair for pair in yardstick.pairs_of(str(SAMPLE)) if yardstick.place_of(pair[0]) not in holdout]
+    images = [(yardstick.read_rgb(image), yardstick.read_mask(label).astype(np.float32)[..., None])
+              for image, label in pairs]  # fmt: skip
+    draw = np.random.default_rng(seed)
+
+    def batches():
+        while True:
+            crops, masks = [], []
+            for _ in range(BATCH):
+                image, mask = images[draw.integers(len(images))]
+                top, left = draw.integers(0, mask.shape[0] - SIZE + 1), draw.integers(0, mask.shape[1] - SIZE + 1)
+                turns = draw.integers(4)
+                crop = np.rot90(image[top : top + SIZE, left : left + SIZE], turns)
+                label = np.rot90(mask[top : top + SIZE, left : left + SIZE], turns)
+                if draw.random() < 0.5:
+                    crop, label = crop[:, ::-1], label[:, ::-1]
+                crops.append(crop)
+                masks.append(label)
+            yield np.stack(crops), np.stack(masks)
+
+    model = our_network()
+    model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
+    model.fit(batches(), steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
+    return model
+
+
 def score(yardstick, model, holdout):
     """The yardstick's scores of ``model`` on the held-out places (its reading, padding and matching), and over
     them all."""
@@ -94,7 +136,7 @@ def score(yardstick, model, holdout):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=("yardstick", "ours"), required=True)
+    parser.add_argument("--data", choices=("yardstick", "ours", "sampler"), required=True)
     parser.add_argument("--holdout", required=True, help="comma-separated places, e.g. dubai_t1,dubai_t5")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", required=True)
@@ -115,9 +157,12 @@ def main(argv=None):
         finally:
             sys.argv = saved
         return
-    model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir)
+    if args.data == "ours":
+        model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir)
+    else:
+        model = train_with_a_plain_sampler(yardstick, holdout, args.seed)
     places, pooled = score(yardstick, model, holdout)
-    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": "ours", "places": places, "all": pooled}
+    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": args.data, "places": places, "all": pooled}
     out.write_text(json.dumps(summary, indent=1))
     for place, row in places.items():
         print(f"{place:10s} pixel IoU {row['pixel_iou']:.3f}  building F1 {row['building_f1']:.3f}")
