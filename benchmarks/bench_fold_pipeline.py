@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--batches", type=int, default=210)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not SAMPLE.is_dir():
         raise SystemExit(f"benchmarks.bench_fold_pipeline: the real sample is not at {SAMPLE}")
 
