@@ -335,6 +335,7 @@ def train_dataset(
     targets=("building",),
     gap_weight=0.0,
     nodata=False,
+    draw="pass",
 ):
     """Endless batches of (image float32 0..255 (B, size, size, 3), targets float32 {0, 1} (B, size, size, T)),
     and with ``gap_weight`` > 0 a third element, the per-pixel loss weight (B, size, size, 1).
@@ -356,6 +357,8 @@ def train_dataset(
             targets after it.
         gap_weight: > 0: also yield ``data.targets.gap_weights`` (1, and 1 + gap_weight on the pixels
             between neighbouring buildings), which Keras passes to the loss as ``sample_weight``.
+        draw: how images are drawn: "pass" takes every image once per pass over the split, in a new order each
+            pass; "random" draws each image at random, with replacement (the images kept decoded in memory).
         nodata: the labels mark pixels without data (mask ``NODATA_LABEL``, id ``NODATA_ID``: the polygons
             config); also yield a per-pixel weight that is 0 there, so they are never learned as background.
     """
@@ -370,7 +373,11 @@ def train_dataset(
         raise ValueError(f"gap_weight must be at least 0. Received: gap_weight={gap_weight!r}")
     keys, decoder = _label_source(examples, targets, need_ids=gap_weight > 0)
     ds = examples.map(lambda ex: {key: ex[key] for key in keys})
-    if cache_decoded:
+    if draw not in ("pass", "random"):
+        raise ValueError(f"draw must be 'pass' or 'random'. Received: draw={draw!r}")
+    if draw == "random":
+        ds = _random_draws(ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache(), seed)
+    elif cache_decoded:
         ds = ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     else:
@@ -404,6 +411,18 @@ def train_dataset(
         return images, separation_targets(masks, targets)
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+
+def _random_draws(decoded, seed):
+    """Endless decoded examples, each drawn from the cached ``decoded`` at random with replacement. One pass
+    fills the in-memory cache first, so every draw reads a decoded image."""
+    count = int(decoded.cardinality())
+    if count < 1:
+        raise ValueError("draw='random' needs a split of known, non-zero size (data.splits gives its count)")
+    for _ in decoded:  # decode every image once: the cache is complete before the draws read it
+        pass
+    picks = tf.data.Dataset.random(seed=seed).map(lambda value: tf.math.floormod(value, count))
+    return tf.data.Dataset.choose_from_datasets([decoded.skip(i).take(1).repeat() for i in range(count)], picks)
 
 
 def without_nodata(labels, *, ids):

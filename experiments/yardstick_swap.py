@@ -12,7 +12,8 @@ raw colours) is trained two ways, each scored by the yardstick's own scorer (who
 - ``--data sampler``: the same as ``ours`` but for the batches, drawn by a NumPy sampler written here after the
   yardstick's description (images as the yardstick reads them, each crop from an image drawn at random, a
   uniform crop, a random turn and flip): the one difference left between ``ours`` and ``yardstick``. At the same
-  seed both start from the same weights, so their runs pair.
+  seed both start from the same weights, so their runs pair. ``--data ours --draw random`` draws each image at
+  random with replacement in our pipeline (``train_dataset(draw="random")``), as the sampler does.
 
 Both at train.py's budget (210 steps of 8 crops at 128). The yardstick's own runs
 (``results/recipe/baseline``) and train.py's (``results/recipe/ablation/plainnosd_*``) are the two ends.
@@ -55,8 +56,9 @@ def our_network():
                         bn_momentum=0.9, standardize=False, encoder_top=False, drop_connect=0.0)  # fmt: skip
 
 
-def train_with_our_pipeline(holdout, seed, data_dir):
-    """Our network, fitted on our examples and input pipeline with a bare model.fit."""
+def train_with_our_pipeline(holdout, seed, data_dir, draw="pass"):
+    """Our network, fitted on our examples and input pipeline (images drawn as ``draw`` says) with a bare
+    model.fit."""
     import types
 
     import keras
@@ -71,7 +73,8 @@ def train_with_our_pipeline(holdout, seed, data_dir):
                                    group_pattern=DEFAULT_GROUP_PATTERN, train_on="all", bands="",
                                    encoder="effnet-lite0")  # fmt: skip
     train, *_ = split_examples(config, "buildings/kaggle", Path(data_dir))
-    batches = train_dataset(train, size=SIZE, batch_size=BATCH, seed=seed, crops_per_image=1, augmentation="flips")
+    batches = train_dataset(train, size=SIZE, batch_size=BATCH, seed=seed, crops_per_image=1, augmentation="flips",
+                            draw=draw)  # fmt: skip
     model = our_network()
     model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
     model.fit(batches, steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
@@ -140,6 +143,8 @@ def main(argv=None):
     parser.add_argument("--holdout", required=True, help="comma-separated places, e.g. dubai_t1,dubai_t5")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", required=True)
+    parser.add_argument("--draw", choices=("pass", "random"), default="pass",
+                        help="--data ours: each image once per pass (train.py's), or drawn with replacement")  # fmt: skip
     parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
                         help="where the sample's TFDS build is (--data ours)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -158,11 +163,12 @@ def main(argv=None):
             sys.argv = saved
         return
     if args.data == "ours":
-        model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir)
+        model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir, args.draw)
     else:
         model = train_with_a_plain_sampler(yardstick, holdout, args.seed)
     places, pooled = score(yardstick, model, holdout)
-    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": args.data, "places": places, "all": pooled}
+    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": args.data, "draw": args.draw, "places": places,
+               "all": pooled}  # fmt: skip
     out.write_text(json.dumps(summary, indent=1))
     for place, row in places.items():
         print(f"{place:10s} pixel IoU {row['pixel_iou']:.3f}  building F1 {row['building_f1']:.3f}")
