@@ -144,7 +144,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", required=True)
     parser.add_argument("--draw", choices=("pass", "random"), default="pass",
-                        help="--data ours: each image once per pass (train.py's), or drawn with replacement")  # fmt: skip
+                        help="--data ours: each image once per pass, or drawn with replacement")  # fmt: skip
     parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
                         help="where the sample's TFDS build is (--data ours)")  # fmt: skip
     args = parser.parse_args(argv)
