@@ -362,32 +362,3 @@ def test_held_out_places_leave_a_training_split_of_known_size_kept_decoded_with_
     with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 3 elements"):  # a wrong count
         sum(1 for _ in counted(heldout, 3))
 
-
-def _numbered_examples(count, size=32):
-    """``count`` examples whose image is filled with 10 x its number (so a crop tells which image it came from)."""
-    images = np.stack([np.full((size, size, 3), 10 * i, np.uint8) for i in range(count)])
-    masks = [tf.io.encode_png(np.zeros((size, size, 1), np.uint8)) for _ in range(count)]
-    names = [f"image_{i}" for i in range(count)]
-    return tf.data.Dataset.from_tensor_slices({"image": images, "mask": tf.stack(masks), "file_name": names})
-
-
-@pytest.mark.parametrize("draw", ["pass", "random"])
-def test_images_are_drawn_once_per_pass_or_at_random_with_replacement(draw):
-    examples = _numbered_examples(6)
-    batches = train_dataset(examples, size=32, batch_size=6, seed=3, crops_per_image=1, augmentation="none",
-                            draw=draw)  # fmt: skip
-    drawn = np.concatenate([images.numpy()[:, 0, 0, 0] // 10 for images, _ in batches.take(100)]).astype(int)
-    counts = np.bincount(drawn, minlength=6)
-    assert counts.sum() == 600 and set(drawn) == set(range(6))
-    spread = np.abs(counts - 100).max()
-    if draw == "pass":  # each image once per pass of 6; the crop shuffle moves a crop by fewer than 8 places
-        assert spread <= 8
-    else:  # multinomial counts (sd 9.1 each): seed 3 spreads them wider than passes could
-        assert spread > 8
-        first_batches = drawn[:60].reshape(10, 6)
-        assert any(len(set(batch)) < 6 for batch in first_batches)  # an image twice in one batch
-
-
-def test_an_unknown_draw_is_named():
-    with pytest.raises(ValueError, match="draw must be 'pass' or 'random'"):
-        train_dataset(_numbered_examples(2), size=32, batch_size=2, draw="sometimes")

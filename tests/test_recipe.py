@@ -34,6 +34,27 @@ def test_a_batchs_crops_come_from_as_many_images_as_asked(crops_per_image):
         assert repeated >= 14
 
 
+@pytest.mark.parametrize("draw", ["pass", "random"])
+def test_images_are_drawn_once_per_pass_or_at_random_with_replacement(draw):
+    tf.random.set_seed(0)  # the draws combine their seed with the global one: fix it whatever ran before
+    batches = train_dataset(_images_of_one_colour_each(6, size=32), size=32, batch_size=6, seed=3, crops_per_image=1,
+                            augment_data=False, draw=draw)  # fmt: skip
+    drawn = np.concatenate([images.numpy()[:, 0, 0, 0] // 3 for images, _ in batches.take(100)]).astype(int)
+    counts = np.bincount(drawn, minlength=6)
+    assert counts.sum() == 600 and set(drawn) == set(range(6))
+    spread = np.abs(counts - 100).max()
+    if draw == "pass":  # each image once per pass of 6; the crop shuffle moves a crop by fewer than 8 places
+        assert spread <= 8
+    else:  # multinomial counts (sd 9.1 each): seed 3 spreads them wider than passes could
+        assert spread > 8
+        assert any(len(set(batch)) < 6 for batch in drawn[:60].reshape(10, 6))  # an image twice in one batch
+
+
+def test_an_unknown_draw_is_named():
+    with pytest.raises(ValueError, match="draw must be 'pass' or 'random'"):
+        train_dataset(_images_of_one_colour_each(2, size=32), size=32, batch_size=2, draw="sometimes")
+
+
 def test_the_schedule_gives_the_configured_learning_rate_at_chosen_steps():
     from training.setup import make_optimizer
 
