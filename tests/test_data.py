@@ -361,4 +361,3 @@ def test_held_out_places_leave_a_training_split_of_known_size_kept_decoded_with_
         assert np.array_equal(image.numpy(), image2.numpy()) and np.array_equal(mask.numpy(), mask2.numpy())
     with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 3 elements"):  # a wrong count
         sum(1 for _ in counted(heldout, 3))
-
