@@ -56,9 +56,10 @@ def our_network():
                         bn_momentum=0.9, standardize=False, encoder_top=False, drop_connect=0.0)  # fmt: skip
 
 
-def train_with_our_pipeline(holdout, seed, data_dir, draw="pass"):
+def train_with_our_pipeline(holdout, seed, data_dir, draw="pass", feed="dataset"):
     """Our network, fitted on our examples and input pipeline (images drawn as ``draw`` says) with a bare
-    model.fit."""
+    model.fit, which reads the tf.data dataset itself (``feed`` "dataset") or its batches as NumPy arrays from a
+    Python generator ("numpy", as the yardstick feeds its own)."""
     import types
 
     import keras
@@ -75,6 +76,8 @@ def train_with_our_pipeline(holdout, seed, data_dir, draw="pass"):
     train, *_ = split_examples(config, "buildings/kaggle", Path(data_dir))
     batches = train_dataset(train, size=SIZE, batch_size=BATCH, seed=seed, crops_per_image=1, augmentation="flips",
                             draw=draw)  # fmt: skip
+    if feed == "numpy":
+        batches = (batch for batch in batches.as_numpy_iterator())
     model = our_network()
     model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
     model.fit(batches, steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
@@ -145,6 +148,8 @@ def main(argv=None):
     parser.add_argument("--json", required=True)
     parser.add_argument("--draw", choices=("pass", "random"), default="pass",
                         help="--data ours: each image once per pass, or drawn with replacement")  # fmt: skip
+    parser.add_argument("--feed", choices=("dataset", "numpy"), default="dataset",
+                        help="--data ours: model.fit reads the tf.data dataset, or its batches as NumPy arrays")  # fmt: skip
     parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
                         help="where the sample's TFDS build is (--data ours)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -163,12 +168,12 @@ def main(argv=None):
             sys.argv = saved
         return
     if args.data == "ours":
-        model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir, args.draw)
+        model = train_with_our_pipeline(args.holdout, args.seed, args.data_dir, args.draw, args.feed)
     else:
         model = train_with_a_plain_sampler(yardstick, holdout, args.seed)
     places, pooled = score(yardstick, model, holdout)
-    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": args.data, "draw": args.draw, "places": places,
-               "all": pooled}  # fmt: skip
+    summary = {"seed": args.seed, "steps": STEPS, "size": SIZE, "data": args.data, "draw": args.draw,
+               "feed": args.feed, "places": places, "all": pooled}  # fmt: skip
     out.write_text(json.dumps(summary, indent=1))
     for place, row in places.items():
         print(f"{place:10s} pixel IoU {row['pixel_iou']:.3f}  building F1 {row['building_f1']:.3f}")
