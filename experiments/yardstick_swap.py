@@ -149,7 +149,7 @@ def main(argv=None):
     parser.add_argument("--draw", choices=("pass", "random"), default="pass",
                         help="--data ours: each image once per pass, or drawn with replacement")  # fmt: skip
     parser.add_argument("--feed", choices=("dataset", "numpy"), default="dataset",
-                        help="--data ours: model.fit reads the tf.data dataset, or its batches as NumPy arrays")  # fmt: skip
+                        help="--data ours: model.fit reads the dataset, or its batches as NumPy arrays")  # fmt: skip
     parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "buildings_sample_tfds"),
                         help="where the sample's TFDS build is (--data ours)")  # fmt: skip
     args = parser.parse_args(argv)
