@@ -82,6 +82,7 @@ class Config:
     resume: bool = False
     seed: int = 0
     crops_per_image: int = 8
+    draw: str = "pass"  # pass: each training image once per pass, in a new order; random: drawn with replacement
     standardize: str = "image"  # image: each input's colours standardised by its own mean and spread; none: raw
     # (lr and standardize follow --start-recipe unless given: raw colours for a random-init encoder)
     augment: str = "basic"  # a preset of data.pipeline.AUGMENTATIONS; "aerial" scored lower on an unseen tile (README)
@@ -124,6 +125,7 @@ def parse_args(argv=None):
         "calibrate": CALIBRATIONS,
         "split": SPLITS,
         "train_on": ("train", "all"),
+        "draw": ("pass", "random"),
         "start_recipe": ("auto", "pretrained", "random"),
         "encoder_top": ("keep", "drop"),
     }

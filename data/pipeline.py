@@ -375,6 +375,12 @@ def train_dataset(
     ds = examples.map(lambda ex: {key: ex[key] for key in keys})
     if draw not in ("pass", "random"):
         raise ValueError(f"draw must be 'pass' or 'random'. Received: draw={draw!r}")
+    if draw == "random" and not cache_decoded:
+        raise ValueError(
+            "draw='random' needs every training image kept decoded in memory, and this split is not (it has more "
+            f"than {DECODED_CACHE_MAX_EXAMPLES} examples or an unknown number, or cache_decoded=False): use "
+            "draw='pass' (train.py --draw pass), which reads each image once per pass"
+        )
     if draw == "random":
         ds = _random_draws(ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache(), seed)
     elif cache_decoded:

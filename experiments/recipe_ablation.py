@@ -66,6 +66,8 @@ ELEMENTS = {  # element -> train.py options that set it as the baseline has it
 # plainstd with train.py's end (calibrated on training images, split by shape) and its learning rate warmed up over
 # 20 steps and decayed to 0 by a cosine (a later flag wins): the default since
 ELEMENTS["newcosine"] = [*ELEMENTS["plainstd"], "--calibrate", "train", "--split", "shape", "--schedule", "cosine"]
+# the default with every crop's image drawn at random, with replacement (the yardstick's draws), not once per pass
+ELEMENTS["randomdraw"] = [*ELEMENTS["newcosine"], "--draw", "random"]
 # the second budget: 200 steps (10 x 20) of 8 crops at 256, for the default and the yardstick alike
 BUDGET_256 = ["--image-size", "256", "--epochs", "10", "--steps-per-epoch", "20"]
 ELEMENTS["newcosine256"] = [*ELEMENTS["newcosine"], *BUDGET_256]
@@ -77,12 +79,22 @@ NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainnosd": "plainflipsnotop without stochastic depth: the yardstick's whole recipe in our code",
          "plainstd": "plainnosd with each image's colours standardised (--standardize image)",
          "newcosine": "the new default with a cosine decay of the learning rate (--schedule cosine)",
-         "newcosine256": "the default at the second budget: 200 steps of 8 crops at 256"}  # fmt: skip
+         "newcosine256": "the default at the second budget: 200 steps of 8 crops at 256",
+         "randomdraw": "the default with each crop's image drawn with replacement (--draw random)"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
 FOLDS_OF = {
     name: (0, 1, 2, 3)
-    for name in ("plainflips", "plainflipsnotop", "nosd", "plainnosd", "plainstd", "newcosine", "newcosine256")
+    for name in (
+        "plainflips",
+        "plainflipsnotop",
+        "nosd",
+        "plainnosd",
+        "plainstd",
+        "newcosine",
+        "newcosine256",
+        "randomdraw",
+    )
 }
 SEEDS = (0, 1, 2)
 ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)

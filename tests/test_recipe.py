@@ -53,6 +53,8 @@ def test_images_are_drawn_once_per_pass_or_at_random_with_replacement(draw):
 def test_an_unknown_draw_is_named():
     with pytest.raises(ValueError, match="draw must be 'pass' or 'random'"):
         train_dataset(_images_of_one_colour_each(2, size=32), size=32, batch_size=2, draw="sometimes")
+    with pytest.raises(ValueError, match="needs every training image kept decoded.*--draw pass"):  # not kept decoded
+        train_dataset(_images_of_one_colour_each(2, size=32), size=32, batch_size=2, draw="random", cache_decoded=False)
 
 
 def test_the_schedule_gives_the_configured_learning_rate_at_chosen_steps():
@@ -105,10 +107,13 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 7
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 8
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
+    command = next(r for r in runs if r[0] == "randomdraw_f3_s0")[2]
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.draw, config.schedule, config.crops_per_image) == ("random", "cosine", 1)
     budget = [name for name in names if name.endswith("256_f1_s2")]  # the second budget: the yardstick, then ours
     assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2"]
     yardstick = next(r for r in runs if r[0] == "baseline256_f1_s2")[2]

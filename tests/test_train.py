@@ -95,7 +95,7 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert calibration["scenes"] == 12 and calibration["pixels"] == 12 * 256 * 256
     assert 0 < calibration["threshold"] < 1 and calibration["iou"] >= calibration["iou_at_0.5"]
     assert results["selections"]["ema"]["threshold"] == calibration["threshold"]
-    assert results["recipe"]["calibrate"] == "train"
+    assert results["recipe"]["calibrate"] == "train" and results["recipe"]["draw"] == "pass"
     assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
     for name in ("config.json", "history.csv", "best.weights.h5", "last.weights.h5", "model.keras", "state.json"):
         assert (run_dir / name).stat().st_size > 0, name

@@ -166,6 +166,7 @@ def finish_run(
             "start_recipe": config.start_recipe,
             "train_on": config.train_on,
             "crops_per_image": config.crops_per_image,
+            "draw": config.draw,
             "optimizer": config.optimizer,
             "schedule": config.schedule,
             "weight_decay": config.weight_decay,

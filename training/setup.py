@@ -120,6 +120,7 @@ def make_datasets(config, dataset, run_dir):
         batch_size=config.batch_size,
         seed=config.seed,
         crops_per_image=config.crops_per_image,
+        draw=config.draw,
         augmentation=config.augment,
         targets=parse_targets(config.targets),
         gap_weight=config.gap_weight,
