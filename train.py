@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from data.bands import bands_of
 from data.groups import DEFAULT_GROUP_PATTERN
-from data.pipeline import AUGMENTATIONS
+from data.pipeline import AUGMENTATIONS, DRAWS
 from models import list_archs, list_encoders
 from models.segmenter import DEFAULT_BN_MOMENTUM
 from training.checkpoints import MONITOR
@@ -125,7 +125,7 @@ def parse_args(argv=None):
         "calibrate": CALIBRATIONS,
         "split": SPLITS,
         "train_on": ("train", "all"),
-        "draw": ("pass", "random"),
+        "draw": DRAWS,
         "start_recipe": ("auto", "pretrained", "random"),
         "encoder_top": ("keep", "drop"),
     }

@@ -84,9 +84,9 @@ def main():
         for path in (args.work / folder).glob("*") if (args.work / folder).exists() else []:
             path.unlink()
     megapixels = args.scenes * args.size**2 / 1e6
-    from inference.tiling import cpu_flags
+    from inference.tiling import speed_flags
 
-    flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+    flags = speed_flags()
     print(f"{args.scenes} scenes of {args.size} x {args.size} ({megapixels:.0f} MP), random-init {args.arch}/"
           f"{args.encoder}, float32; {os.cpu_count()} cores, CPU flags: {flags}")  # fmt: skip
     results = {name: peak_of(command) for name, command in runs.items()}

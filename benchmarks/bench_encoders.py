@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.bench_models import compiled_steps, timed
-from inference.tiling import cpu_flags
+from inference.tiling import speed_flags
 from models import count_macs, create_model
 
 
@@ -38,7 +38,7 @@ def main():
     rng = np.random.RandomState(0)
     x = tf.constant(rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32"))
     y = tf.constant((rng.rand(args.batch, args.size, args.size, 1) > 0.8).astype("float32"))
-    flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+    flags = speed_flags()
     print(f"{args.arch} at {args.size}x{args.size}, batch {args.batch}, {args.steps} steps x {args.repeats} repeats")
     print(f"CPU: {os.cpu_count()} cores, flags {flags or 'none of avx2/avx512/amx'}")
     models, steps = {}, {}

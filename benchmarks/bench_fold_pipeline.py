@@ -36,7 +36,7 @@ def main(argv=None):
     from data.groups import DEFAULT_GROUP_PATTERN
     from data.pipeline import keeps_decoded, train_dataset
     from data.splits import split_examples
-    from inference.tiling import cpu_flags
+    from inference.tiling import speed_flags
 
     config = types.SimpleNamespace(data_dir=args.data_dir, manual_dir=str(SAMPLE), holdout="", folds=4,
                                    fold=args.fold, group_pattern=DEFAULT_GROUP_PATTERN, train_on="all", bands="",
@@ -56,7 +56,7 @@ def main(argv=None):
             started = time.perf_counter()
             sums[name] = stream(ways[name])
             seconds[name].append(time.perf_counter() - started)
-    flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+    flags = speed_flags()
     print(f"{args.batches} batches of 8 crops at 128; {os.cpu_count()} cores, flags {flags}; {args.repeats} "
           "interleaved runs each")  # fmt: skip
     print("| pipeline | wall s (median) | batches/s |")

@@ -45,7 +45,7 @@ def main():
     from inference.evaluation import score_scenes
     from inference.heldout import decoded_scenes, tiling
     from inference.loading import load_segmenter
-    from inference.tiling import cpu_flags, make_logit_fn
+    from inference.tiling import make_logit_fn, speed_flags
     from models.segmenter import set_logit_offset
     from training.setup import marks_nodata
 
@@ -58,7 +58,7 @@ def main():
     polygons = marks_nodata(config["dataset"])
     scenes = list(decoded_scenes(heldout, polygons=polygons))
     megapixels = sum(scene[2].size for scene in scenes) / 1e6
-    flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+    flags = speed_flags()
     print(f"{args.run}: {len(scenes)} held-out images, {megapixels:.1f} MP, --split {args.split}; "
           f"{os.cpu_count()} cores, flags {flags}; {args.repeats} interleaved runs each")  # fmt: skip
 

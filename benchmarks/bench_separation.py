@@ -49,9 +49,9 @@ def main():
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     if not modes or set(modes) - {"none", "auto", "always", "shape"}:
         raise SystemExit(f"--modes {args.modes!r}: comma-separated, of none, auto, always, shape")
-    from inference.tiling import cpu_flags
+    from inference.tiling import speed_flags
 
-    flags = " ".join(sorted(f for f in cpu_flags() if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+    flags = speed_flags()
     print(f"{Path(args.scene).name}, {args.repeats} interleaved runs each; {os.cpu_count()} cores, flags {flags}")
     results = {mode: [] for mode in modes}
     for repeat in range(args.repeats):

@@ -310,6 +310,8 @@ def augment_batch(
     return images, masks
 
 
+# How train_dataset draws a crop's image: once per pass over the split, or at random with replacement.
+DRAWS = ("pass", "random")
 # Splits up to this many examples are kept decoded in memory (the whole real sample: 99 MP, ~0.4 GB).
 DECODED_CACHE_MAX_EXAMPLES = 500
 
@@ -373,7 +375,7 @@ def train_dataset(
         raise ValueError(f"gap_weight must be at least 0. Received: gap_weight={gap_weight!r}")
     keys, decoder = _label_source(examples, targets, need_ids=gap_weight > 0)
     ds = examples.map(lambda ex: {key: ex[key] for key in keys})
-    if draw not in ("pass", "random"):
+    if draw not in DRAWS:
         raise ValueError(f"draw must be 'pass' or 'random'. Received: draw={draw!r}")
     if draw == "random" and not cache_decoded:
         raise ValueError(
@@ -381,11 +383,12 @@ def train_dataset(
             f"than {DECODED_CACHE_MAX_EXAMPLES} examples or an unknown number, or cache_decoded=False): use "
             "draw='pass' (train.py --draw pass), which reads each image once per pass"
         )
-    if draw == "random":
-        ds = _random_draws(ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache(), seed)
-    elif cache_decoded:
+    if cache_decoded:
         ds = ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        if draw == "random":
+            ds = _random_draws(ds, seed)
+        else:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     else:
         ds = ds.cache().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
         ds = ds.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=True)

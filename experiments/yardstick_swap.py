@@ -56,6 +56,18 @@ def our_network():
                         bn_momentum=0.9, standardize=False, encoder_top=False, drop_connect=0.0)  # fmt: skip
 
 
+def bare_fit(batches):
+    """Our network fitted on ``batches`` with BCE + Dice and a constant Adam 1e-3 at train.py's budget."""
+    import keras
+
+    from training.losses import SegmentationLoss
+
+    model = our_network()
+    model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
+    model.fit(batches, steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
+    return model
+
+
 def train_with_our_pipeline(holdout, seed, data_dir, draw="pass", feed="dataset"):
     """Our network, fitted on our examples and input pipeline (images drawn as ``draw`` says) with a bare
     model.fit, which reads the tf.data dataset itself (``feed`` "dataset") or its batches as NumPy arrays from a
@@ -67,7 +79,6 @@ def train_with_our_pipeline(holdout, seed, data_dir, draw="pass", feed="dataset"
     from data.groups import DEFAULT_GROUP_PATTERN
     from data.pipeline import train_dataset
     from data.splits import split_examples
-    from training.losses import SegmentationLoss
 
     keras.utils.set_random_seed(seed)
     config = types.SimpleNamespace(data_dir=data_dir, manual_dir=str(SAMPLE), holdout=holdout, folds=0, fold=0,
@@ -78,10 +89,7 @@ def train_with_our_pipeline(holdout, seed, data_dir, draw="pass", feed="dataset"
                             draw=draw)  # fmt: skip
     if feed == "numpy":
         batches = (batch for batch in batches.as_numpy_iterator())
-    model = our_network()
-    model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
-    model.fit(batches, steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
-    return model
+    return bare_fit(batches)
 
 
 def train_with_a_plain_sampler(yardstick, holdout, seed):
@@ -90,8 +98,6 @@ def train_with_a_plain_sampler(yardstick, holdout, seed):
     90-degree turn and flip) over the images as the yardstick reads them: only the batches' source differs."""
     import keras
     import numpy as np
-
-    from training.losses import SegmentationLoss
 
     keras.utils.set_random_seed(seed)
     pairs = [pair for pair in yardstick.pairs_of(str(SAMPLE)) if yardstick.place_of(pair[0]) not in holdout]
@@ -114,10 +120,7 @@ def train_with_a_plain_sampler(yardstick, holdout, seed):
                 masks.append(label)
             yield np.stack(crops), np.stack(masks)
 
-    model = our_network()
-    model.compile(keras.optimizers.Adam(1e-3), SegmentationLoss("bce+dice"))
-    model.fit(batches(), steps_per_epoch=STEPS // 10, epochs=10, verbose=2)
-    return model
+    return bare_fit(batches())
 
 
 def score(yardstick, model, holdout):
@@ -141,12 +144,14 @@ def score(yardstick, model, holdout):
 
 
 def main(argv=None):
+    from data.pipeline import DRAWS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=("yardstick", "ours", "sampler"), required=True)
     parser.add_argument("--holdout", required=True, help="comma-separated places, e.g. dubai_t1,dubai_t5")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", required=True)
-    parser.add_argument("--draw", choices=("pass", "random"), default="pass",
+    parser.add_argument("--draw", choices=DRAWS, default="pass",
                         help="--data ours: each image once per pass, or drawn with replacement")  # fmt: skip
     parser.add_argument("--feed", choices=("dataset", "numpy"), default="dataset",
                         help="--data ours: model.fit reads the dataset, or its batches as NumPy arrays")  # fmt: skip

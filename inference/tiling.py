@@ -157,6 +157,12 @@ def cpu_flags():
         return frozenset()
 
 
+def speed_flags():
+    """The CPU flags that bear on speed figures (vector widths, bfloat16, AMX), space-separated, for a benchmark's
+    table."""
+    return " ".join(sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+
+
 def cpu_has_amx():
     """True when the CPU has AMX bfloat16 tiles."""
     return "amx_bf16" in cpu_flags()
