@@ -81,6 +81,9 @@ class Config:
     run_dir: str = ""  # empty: runs/<time>_<arch>_<encoder>
     resume: bool = False
     seed: int = 0
+    # bit-identical runs at one seed: TensorFlow's deterministic kernels and one CPU thread per op (slower). Without
+    # it, multi-threaded kernels sum in varying order, and Adam turns those 1e-8 differences into other runs.
+    deterministic: bool = False
     crops_per_image: int = 8
     draw: str = "pass"  # pass: each training image once per pass, in a new order; random: drawn with replacement
     standardize: str = "image"  # image: each input's colours standardised by its own mean and spread; none: raw
@@ -343,8 +346,10 @@ def main(argv=None):
     from training.finetune import start_frozen
     from training.finish import finish_run, heldout_line
     from training.fit import fit
-    from training.setup import build_model, make_callbacks, make_datasets
+    from training.setup import build_model, make_callbacks, make_datasets, make_deterministic
 
+    if config.deterministic:
+        make_deterministic()  # before TensorFlow's runtime starts: its thread pools are sized once
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     strategy = make_strategy(config.strategy)

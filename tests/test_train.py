@@ -56,6 +56,42 @@ def _installed(module):
 OPTIONAL_TRACKERS = [name for name in ("mlflow", "neptune") if _installed(name)]
 
 
+def test_deterministic_gives_tensorflow_deterministic_kernels_and_one_thread():
+    ask = (
+        "import tensorflow as tf; from tensorflow.python.framework import config; "
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads(), config.is_op_determinism_enabled())"
+    )
+    make = "from training.setup import make_deterministic; make_deterministic(); "
+    for before, expected in (("", ["0", "0", "False"]), (make, ["1", "1", "True"])):
+        done = subprocess.run([sys.executable, "-c", before + ask], cwd=ROOT, capture_output=True, text=True)
+        assert done.stdout.split()[-3:] == expected, done.stderr[-2000:]
+
+
+def test_train_makes_tensorflow_deterministic_before_it_seeds_when_asked(synthetic_dir, tmp_path, monkeypatch):
+    import keras
+
+    import train
+    import training.setup
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def seeded(seed):
+        calls.append(("seed", seed))
+        raise Stop
+
+    monkeypatch.setattr(training.setup, "make_deterministic", lambda: calls.append(("deterministic",)))
+    monkeypatch.setattr(keras.utils, "set_random_seed", seeded)
+    for extra, expected in (([], [("seed", 3)]), (["--deterministic"], [("deterministic",), ("seed", 3)])):
+        calls.clear()
+        with pytest.raises(Stop):
+            train.main(_train_args(synthetic_dir, tmp_path / f"run{len(extra)}", "--seed", "3", *extra))
+        assert calls == expected
+
+
 @pytest.mark.slow  # a giant of the default suite (30 s or more on 2 cores); run with -m slow
 def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkeypatch, capsys):
     import train
@@ -96,6 +132,7 @@ def test_default_code_path_writes_a_complete_run(synthetic_dir, tmp_path, monkey
     assert 0 < calibration["threshold"] < 1 and calibration["iou"] >= calibration["iou_at_0.5"]
     assert results["selections"]["ema"]["threshold"] == calibration["threshold"]
     assert results["recipe"]["calibrate"] == "train" and results["recipe"]["draw"] == "pass"
+    assert results["recipe"]["deterministic"] is False
     assert results["train_images_per_sec"] > 0 and results["wall_seconds"] > 0
     for name in ("config.json", "history.csv", "best.weights.h5", "last.weights.h5", "model.keras", "state.json"):
         assert (run_dir / name).stat().st_size > 0, name

@@ -167,6 +167,7 @@ def finish_run(
             "train_on": config.train_on,
             "crops_per_image": config.crops_per_image,
             "draw": config.draw,
+            "deterministic": config.deterministic,
             "optimizer": config.optimizer,
             "schedule": config.schedule,
             "weight_decay": config.weight_decay,

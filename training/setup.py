@@ -59,6 +59,22 @@ def check_encoder_weights(config):
         ) from None
 
 
+def make_deterministic():
+    """Make training bit-identical between runs at one seed (train.py --deterministic).
+
+    The input pipeline and the initial weights already are. The gradients are not: with more than one CPU thread, a
+    kernel's partial sums meet in varying order (relative differences of about 1e-7 from the first step on), and
+    Adam's first steps, which divide a gradient by its own magnitude, turn those into different runs. TensorFlow's
+    deterministic kernels and one thread per op and between ops remove that, at the price of the second core.
+    Must run before TensorFlow's runtime starts (it sizes its thread pools once).
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def make_optimizer(config):
     """The optimizer with its schedule; it keeps a moving average of the weights for --select ema."""
     import keras
