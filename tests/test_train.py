@@ -57,15 +57,24 @@ OPTIONAL_TRACKERS = [name for name in ("mlflow", "neptune") if _installed(name)]
 
 
 def test_deterministic_gives_tensorflow_deterministic_kernels_and_one_thread():
-    ask = (
-        "import tensorflow as tf; from tensorflow.python.framework import config; "
-        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
-        "tf.config.threading.get_inter_op_parallelism_threads(), config.is_op_determinism_enabled())"
+    import tensorflow as tf
+    from tensorflow.python.framework import config
+
+    def settings():
+        threading = tf.config.threading
+        return threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads(), \
+            config.is_op_determinism_enabled()  # fmt: skip
+
+    assert settings() == (0, 0, False)  # this process, as train.py runs without the option
+    code = (
+        "from training.setup import make_deterministic; make_deterministic(); import tensorflow as tf; "
+        "from tensorflow.python.framework import config; threading = tf.config.threading; "
+        "print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads(), "
+        "config.is_op_determinism_enabled())"
     )
-    make = "from training.setup import make_deterministic; make_deterministic(); "
-    for before, expected in (("", ["0", "0", "False"]), (make, ["1", "1", "True"])):
-        done = subprocess.run([sys.executable, "-c", before + ask], cwd=ROOT, capture_output=True, text=True)
-        assert done.stdout.split()[-3:] == expected, done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.split()[-3:] == ["1", "1", "True"], done.stderr[-2000:]
+    assert settings() == (0, 0, False)  # the child's option left this process alone
 
 
 def test_train_makes_tensorflow_deterministic_before_it_seeds_when_asked(synthetic_dir, tmp_path, monkeypatch):
