@@ -20,8 +20,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   results.json records the kept weights' best threshold on their own training images and their IoU there at
   0.5 (the collapse check): ``previous`` (seeds 0-2 are the Kampala study's base models, the same command),
   ``new`` (train.py's defaults from the change, the ``plainstd`` recipe: ``--schedule constant`` pinned),
-  ``newcosine`` (the same with ``--schedule cosine``: train.py's default since), ``plainflips``; in
-  ``results/recipe/allplaces/``.
+  ``newcosine`` (the same with ``--schedule cosine``: train.py's default since), ``newcosine256`` (the default at
+  the second budget), ``plainflips``; in ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -107,7 +107,8 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
                              "--calibrate", "train"],
               "previous": PREVIOUS_PRETRAINED,
               "new": PLAIN_CONSTANT,  # train.py's defaults from 2026-12-03 (plainstd, split by shape): constant rate
-              "newcosine": ["--schedule", "cosine"]}  # fmt: skip  # the same with a cosine decay: the default now
+              "newcosine": ["--schedule", "cosine"],  # the same with a cosine decay: the default now
+              "newcosine256": ["--schedule", "cosine", *BUDGET_256]}  # fmt: skip  # the default at the second budget
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
