@@ -77,6 +77,19 @@ def test_deterministic_gives_tensorflow_deterministic_kernels_and_one_thread():
     assert settings() == (0, 0, False)  # the child's option left this process alone
 
 
+def test_deterministic_after_tensorflow_has_run_is_refused_by_name_and_changes_nothing():
+    import tensorflow as tf
+    from tensorflow.python.framework import config
+
+    from training.setup import make_deterministic
+
+    tf.constant(1.0) + 1.0  # the runtime has started in this process
+    with pytest.raises(SystemExit, match="--deterministic needs a process in which TensorFlow has not run yet"):
+        make_deterministic()
+    assert not config.is_op_determinism_enabled()
+    assert tf.config.threading.get_intra_op_parallelism_threads() == 0
+
+
 def test_train_makes_tensorflow_deterministic_before_it_seeds_when_asked(synthetic_dir, tmp_path, monkeypatch):
     import keras
 

@@ -70,9 +70,15 @@ def make_deterministic():
     """
     import tensorflow as tf
 
+    try:  # the threads first: when they can no longer change, nothing is changed
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as error:
+        raise SystemExit(
+            "train.py: --deterministic needs a process in which TensorFlow has not run yet (it sizes its thread pools "
+            f"once): run train.py as its own process, not train.main() after other TensorFlow work ({error})"
+        ) from None
     tf.config.experimental.enable_op_determinism()
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def make_optimizer(config):
