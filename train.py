@@ -338,20 +338,15 @@ def main(argv=None):
         return run_dir
     started = time.time()
 
-    import keras
-
     from inference import heldout as scorer
     from training.checkpoints import atomic_write_json, resume_state
     from training.distribute import make_strategy, worker_run_dir
     from training.finetune import start_frozen
     from training.finish import finish_run, heldout_line
     from training.fit import fit
-    from training.setup import build_model, make_callbacks, make_datasets, make_deterministic
+    from training.setup import build_model, make_callbacks, make_datasets, start_tensorflow
 
-    if config.deterministic:
-        make_deterministic()  # before TensorFlow's runtime starts: its thread pools are sized once
-    keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy(config.precision)
+    start_tensorflow(config)
     strategy = make_strategy(config.strategy)
     is_chief, run_dir = worker_run_dir(config.strategy, run_dir)  # other workers write aside, never over the chief
     resolved = {**dataclasses.asdict(config), "dataset": dataset, "run_dir": str(run_dir)}

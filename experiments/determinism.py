@@ -41,15 +41,12 @@ def one_process(options, steps, deterministic):
     import train
 
     with tempfile.TemporaryDirectory() as run_dir:
-        config = train.parse_args([*options, "--tracker", "local", "--run-dir", run_dir])
-        import keras
-
+        asked = ["--deterministic"] if deterministic else []
+        config = train.parse_args([*options, *asked, "--tracker", "local", "--run-dir", run_dir])
         from training.distribute import make_strategy
-        from training.setup import build_model, make_datasets, make_deterministic
+        from training.setup import build_model, make_datasets, start_tensorflow
 
-        if deterministic:
-            make_deterministic()
-        keras.utils.set_random_seed(config.seed)
+        start_tensorflow(config)  # as train.py starts: --deterministic, the seed, the precision
         train_ds, *_ = make_datasets(config, train.resolve_dataset(config), Path(run_dir))
         batches = list(train_ds.take(steps))
         model, *_ = build_model(config, make_strategy(config.strategy), train_ds)

@@ -81,6 +81,17 @@ def make_deterministic():
     tf.config.experimental.enable_op_determinism()
 
 
+def start_tensorflow(config):
+    """What train.py sets before anything runs: ``--deterministic`` (first: TensorFlow's thread pools are sized once),
+    the seed of every random draw, the precision policy."""
+    import keras
+
+    if config.deterministic:
+        make_deterministic()
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+
+
 def make_optimizer(config):
     """The optimizer with its schedule; it keeps a moving average of the weights for --select ema."""
     import keras
