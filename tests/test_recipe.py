@@ -107,7 +107,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 9
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 10
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
