@@ -41,7 +41,7 @@ def posthoc_rows(run_dir, tta=True):
     from data.splits import run_examples
     from inference import defaults
     from inference.evaluation import scene_scores
-    from inference.heldout import calibrate_model, decoded_scenes, tiling
+    from inference.heldout import at_threshold, calibrate_model, decoded_scenes, tiling
     from inference.loading import load_segmenter
     from inference.separation import separate
     from inference.tiling import make_logit_fn, predict_probabilities
@@ -65,9 +65,11 @@ def posthoc_rows(run_dir, tta=True):
             for calibrated in (False, True):
                 threshold = calibration["threshold"] if calibrated else 0.5
                 mask = probabilities >= threshold
+                # the split weighs the distance to a patch's edge by the probability the model outputs, and a
+                # calibrated model outputs them moved by its stored offset (the threshold lands on 0.5)
+                moved = at_threshold(probabilities, threshold) if calibrated else probabilities
                 for shape in (False, True):
-                    depth = defaults.SPLIT_DEPTH
-                    buildings = separate(probabilities, threshold=threshold, depth=depth) if shape else None
+                    buildings = separate(moved, depth=defaults.SPLIT_DEPTH) if shape else None
                     rows[variant_name(recipe, calibrated, averaged, shape)].append(
                         scene_scores(name, truth, mask, buildings=buildings, valid=valid, true_buildings=true_buildings)
                     )

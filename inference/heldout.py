@@ -88,16 +88,21 @@ ONE_PASS_TILE = 8192  # larger than any image scored in one pass: one window, pa
 SEPARATION_THRESHOLDS = (0.5, 0.35, 0.2, 0.1)  # where the separation channels may cut seeds apart
 
 
-def _at_threshold(probabilities, threshold):
-    """``probabilities`` with the separation channels moved so that ``threshold`` lands on 0.5 (building kept)."""
-    import numpy as np
-
+def at_threshold(probabilities, threshold):
+    """``probabilities`` moved so that ``threshold`` lands on 0.5: what a model whose logits carry the offset of
+    that threshold (``blocks.calibration.threshold_offset``, as train.py stores it) outputs."""
     if threshold == 0.5:
         return probabilities
-    others = np.clip(probabilities[..., 1:].astype("float64"), 1e-7, 1 - 1e-7)
+    clipped = np.clip(np.asarray(probabilities, dtype="float64"), 1e-7, 1 - 1e-7)
     shift = np.log(threshold / (1 - threshold))
-    moved = 1 / (1 + np.exp(-(np.log(others / (1 - others)) - shift)))
-    return np.concatenate([probabilities[..., :1], moved.astype(probabilities.dtype)], axis=-1)
+    return (1 / (1 + np.exp(-(np.log(clipped / (1 - clipped)) - shift)))).astype(probabilities.dtype)
+
+
+def _at_threshold(probabilities, threshold):
+    """``probabilities`` with the separation channels moved so that ``threshold`` lands on 0.5 (building kept)."""
+    if threshold == 0.5:
+        return probabilities
+    return np.concatenate([probabilities[..., :1], at_threshold(probabilities[..., 1:], threshold)], axis=-1)
 
 
 def choose_separation(model, train_examples, fixed, *, polygons=False):

@@ -72,3 +72,26 @@ def test_train_heldout_scores_equal_predict_labels(sample_dir, sample_tfds, tmp_
     assert [threshold for threshold, _ in scores] == [0.5, calibration["threshold"]]  # both rows, always
     assert scores[1][1]["iou"] == pytest.approx(results["heldout_iou"], abs=1e-6)
     assert scores[1][1]["tp"] == pytest.approx(tp, abs=1e-6)
+
+
+def test_probabilities_at_a_threshold_are_what_the_model_with_that_offset_outputs():
+    # experiments.posthoc splits a calibrated variant's buildings on these, as train.py's model.keras outputs them
+    import numpy as np
+
+    from blocks.calibration import threshold_offset
+    from inference.heldout import THRESHOLD, at_threshold
+    from inference.tiling import make_logit_fn
+    from models import create_model
+    from models.segmenter import set_logit_offset
+
+    model = create_model("fcn32", "resnet18", input_shape=(None, None, 3))
+    images = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    raw = 1 / (1 + np.exp(-make_logit_fn(model, frozen=False)(images).numpy().astype("float64")))
+    set_logit_offset(model, threshold_offset(0.3))
+    offset = 1 / (1 + np.exp(-make_logit_fn(model, frozen=False)(images).numpy().astype("float64")))
+    moved = at_threshold(raw.astype("float32"), 0.3)
+    assert moved.dtype == np.float32 and moved.shape == (1, 64, 64)
+    np.testing.assert_allclose(moved, offset, atol=1e-5)
+    assert np.abs(offset - raw).max() > 0.05  # the offset moved them: the check above can fail
+    assert ((moved >= 0.5) == (raw >= 0.3)).mean() > 0.999  # the same mask, bar float rounding at the edge
+    assert at_threshold(raw, THRESHOLD) is raw

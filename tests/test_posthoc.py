@@ -52,3 +52,25 @@ def test_posthoc_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
         posthoc([str(tmp_path / "tiny_f0_s0"), "--out", str(tmp_path / "out")])
     with pytest.raises(SystemExit, match="is not a finished run"):
         posthoc([str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.slow  # a tiny training run that calibrates and splits, then its held-out images predicted again
+def test_posthoc_calibrated_shape_variant_is_the_run_as_train_py_ended_it(synthetic_dir, tmp_path):
+    import train
+    from experiments.posthoc import main as posthoc
+    from tests.tiny import TINY_TRAIN
+
+    options = ["--epochs", "2", "--calibrate", "train", "--split", "shape", "--run-dir", str(tmp_path / "tiny_f0_s0")]
+    run = train.main([*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, *options])
+    results = json.loads((run / "results.json").read_text())
+    assert results["calibration"]["threshold"] != 0.5 and results["split"] == "shape"
+    posthoc([str(run), "--no-tta", "--out", str(tmp_path / "posthoc")])
+    ended = json.loads((tmp_path / "posthoc" / "tiny-cal-shape_f0_s0" / "results.json").read_text())
+    # the split weighs by the probabilities the calibrated model outputs (its offset in them), as train.py's did
+    assert ended["heldout_iou"] == pytest.approx(results["heldout_iou"], abs=1e-9)
+    assert ended["heldout_building_f1"] == pytest.approx(results["heldout_building_f1"], abs=1e-9)
+    counts = ("building_tp", "building_fp", "building_fn")
+    scenes = json.loads((tmp_path / "posthoc" / "tiny-cal-shape_f0_s0" / "heldout_metrics.json").read_text())["scenes"]
+    own = json.loads((run / "heldout_metrics.json").read_text())["scenes"]
+    assert [[row[k] for k in counts] for row in scenes] == [[row[k] for k in counts] for row in own]
+    assert sum(row["building_tp"] + row["building_fp"] for row in own) > 0  # buildings were predicted and counted
