@@ -75,6 +75,7 @@ ELEMENTS["lite1"] = [*ELEMENTS["newcosine"], "--encoder", "effnet-lite1"]
 # the second budget: 200 steps (10 x 20) of 8 crops at 256, for the default and the yardstick alike
 BUDGET_256 = ["--image-size", "256", "--epochs", "10", "--steps-per-epoch", "20"]
 ELEMENTS["newcosine256"] = [*ELEMENTS["newcosine"], *BUDGET_256]
+ELEMENTS["lite1256"] = [*ELEMENTS["lite1"], *BUDGET_256]
 YARDSTICK_BUDGETS = {"yardstick": ("baseline128", "128", "210"), "yardstick256": ("baseline256", "256", "200")}
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
@@ -86,7 +87,8 @@ NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "newcosine256": "the default at the second budget: 200 steps of 8 crops at 256",
          "randomdraw": "the default with each crop's image drawn with replacement (--draw random)",
          "peak2e3": "the default with a peak learning rate of 2e-3 (--lr 2e-3), the yardstick's mean rate",
-         "lite1": "the default over ImageNet EfficientNet-Lite1 (--encoder effnet-lite1)"}  # fmt: skip
+         "lite1": "the default over ImageNet EfficientNet-Lite1 (--encoder effnet-lite1)",
+         "lite1256": "lite1 at the second budget"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
 FOLDS_OF = {
@@ -102,6 +104,7 @@ FOLDS_OF = {
         "randomdraw",
         "peak2e3",
         "lite1",
+        "lite1256",
     )
 }
 SEEDS = (0, 1, 2)
