@@ -91,11 +91,14 @@ SEPARATION_THRESHOLDS = (0.5, 0.35, 0.2, 0.1)  # where the separation channels m
 def at_threshold(probabilities, threshold):
     """``probabilities`` moved so that ``threshold`` lands on 0.5: what a model whose logits carry the offset of
     that threshold (``blocks.calibration.threshold_offset``, as train.py stores it) outputs."""
+    from scipy.special import expit, logit
+
+    from blocks.calibration import threshold_offset
+
     if threshold == 0.5:
         return probabilities
     clipped = np.clip(np.asarray(probabilities, dtype="float64"), 1e-7, 1 - 1e-7)
-    shift = np.log(threshold / (1 - threshold))
-    return (1 / (1 + np.exp(-(np.log(clipped / (1 - clipped)) - shift)))).astype(probabilities.dtype)
+    return expit(logit(clipped) - threshold_offset(threshold)).astype(probabilities.dtype)
 
 
 def _at_threshold(probabilities, threshold):
