@@ -163,6 +163,18 @@ def planned(data_dir, work, elements=None):
     return runs
 
 
+def share(runs, part):
+    """The runs of ``part`` ("K/N": the K-th of N, from 1) of the plan: every N-th run from the K-th, so that N
+    processes beside each other run the plan once between them, none of them waiting for the others."""
+    try:
+        k, n = (int(x) for x in part.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise SystemExit(f"experiments.recipe_ablation: --share {part!r} is not K/N with 1 <= K <= N (e.g. 1/2)")
+    return runs[k - 1 :: n]
+
+
 def calibration_table(fold, seed):
     """Markdown rows of one fold and seed: the default, each finished element, the yardstick; held-out pixel IoU
     and building F1 (the fold's places pooled) beside the calibration on the run's own training images."""
@@ -221,6 +233,9 @@ def main(argv=None):
     parser.add_argument(
         "--only", default="", help="elements (and 'yardstick', 'yardstick256') to list or run, comma-separated"
     )
+    parser.add_argument(
+        "--share", default="1/1", metavar="K/N", help="run only the K-th of every N planned runs (N processes: 1/2 2/2)"
+    )
     parser.add_argument("--collapse", choices=tuple(ALL_PLACES), help="print the all-places runs' calibration")
     args = parser.parse_args(argv)
     if args.collapse:
@@ -229,7 +244,8 @@ def main(argv=None):
     if args.table:
         print(calibration_table(*args.table))
         return
-    for name, result, command, run in planned(args.data_dir, args.work, [e for e in args.only.split(",") if e]):
+    plan = share(planned(args.data_dir, args.work, [e for e in args.only.split(",") if e]), args.share)
+    for name, result, command, run in plan:
         if result.exists():
             print(f"done     {name}")
             continue

@@ -160,6 +160,20 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert rows[0] == "| 0 | 0.10 | 0.593 | 0.538 | 0.055 |" and len(rows) >= 3
 
 
+def test_shares_of_the_plan_run_every_run_once_between_them(tmp_path):
+    from experiments.recipe_ablation import planned, share
+
+    runs = planned(tmp_path / "tfds", tmp_path / "runs", ["lite1256"])
+    first, second = share(runs, "1/2"), share(runs, "2/2")
+    assert len(runs) == 12 and len(first) == len(second) == 6
+    assert sorted(r[0] for r in first + second) == sorted(r[0] for r in runs)
+    assert [r[0] for r in first[:2]] == ["lite1256_f0_s0", "lite1256_f2_s0"]
+    assert share(runs, "1/1") == runs
+    for bad in ("3/2", "0/2", "half"):
+        with pytest.raises(SystemExit, match="--share"):
+            share(runs, bad)
+
+
 def test_encoder_top_drop_feeds_the_last_block_to_the_decoder_with_the_whole_encoders_weights():
     import numpy as np
 
