@@ -3,7 +3,8 @@
 Runs, in turn and ``--repeats`` times, the yardstick ``../shared/baselines/plain_unet.py`` (run from
 there, never copied), train.py with its default recipe, the default with one time-costing part of its end
 switched off at a time (the shape split of the held-out buildings, ``--split none``; the threshold
-calibration on training images, ``--calibrate none``), and the previous default recipe (per-epoch
+calibration on training images, ``--calibrate none``), the default over the larger ImageNet
+EfficientNet-Lite1, and the previous default recipe (per-epoch
 validation, weight average, 8 crops per image). Each process is timed from start to exit (imports,
 dataset, model, fit, final scoring). train.py's fit time is the sum of its epochs (history.csv); the rest
 is setup plus the end of the run (calibration, scoring the held-out places, saving). The baseline prints
@@ -11,6 +12,7 @@ its own training seconds.
 
     python -m benchmarks.bench_recipe_time                        # fold 0, 6 x 35 steps at 128, 2 repeats
     python -m benchmarks.bench_recipe_time --steps 35 --repeats 1
+    python -m benchmarks.bench_recipe_time --variants default,lite1  # the baseline and these two only
 """
 
 import argparse
@@ -30,11 +32,12 @@ SHARED = ROOT.parent / "shared"
 SAMPLE = SHARED / "data" / "buildings_sample"
 BASELINE = SHARED / "baselines" / "plain_unet.py"
 HOLDOUT = "dubai_t8,rio"  # fold 0 of --folds 4
-VARIANTS = {
-    "default": [],
-    "default without the shape split (--split none)": ["--split", "none"],
-    "default without calibration (--calibrate none)": ["--calibrate", "none"],
-    "previous default (training.recipes.PREVIOUS_PRETRAINED)": PREVIOUS_PRETRAINED,
+VARIANTS = {  # key: (the table's row, train.py's options)
+    "default": ("default", []),
+    "nosplit": ("default without the shape split (--split none)", ["--split", "none"]),
+    "nocalibrate": ("default without calibration (--calibrate none)", ["--calibrate", "none"]),
+    "lite1": ("default over EfficientNet-Lite1 (--encoder effnet-lite1)", ["--encoder", "effnet-lite1"]),
+    "previous": ("previous default (training.recipes.PREVIOUS_PRETRAINED)", PREVIOUS_PRETRAINED),
 }
 
 
@@ -84,10 +87,16 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=210)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args(argv)
+    keys = [key for key in args.variants.split(",") if key]
+    unknown = [key for key in keys if key not in VARIANTS]
+    if unknown or not keys:
+        parser.error(f"--variants {args.variants!r}: unknown {unknown or 'none given'}, choose {', '.join(VARIANTS)}")
     if not SAMPLE.is_dir() or not BASELINE.is_file():
         raise SystemExit(f"bench_recipe_time: needs {SAMPLE} and {BASELINE} (../shared beside the repository)")
-    times = {name: [] for name in ["plain baseline (../shared/baselines)", *VARIANTS]}
+    names = {"plain baseline (../shared/baselines)": None, **{VARIANTS[key][0]: VARIANTS[key][1] for key in keys}}
+    times = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):  # interleaved: every variant once per round
             for index, name in enumerate(times):
@@ -96,7 +105,7 @@ def main(argv=None):
                 if index == 0:
                     times[name].append(run_baseline(folder, steps=args.steps))
                 else:
-                    times[name].append(run_ours(VARIANTS[name], folder, steps=args.steps, data_dir=args.data_dir))
+                    times[name].append(run_ours(names[name], folder, steps=args.steps, data_dir=args.data_dir))
                 print(f"round {repeat + 1}: {name}: {times[name][-1][0]:.0f} s", file=sys.stderr, flush=True)
     print(f"{args.steps} steps of 8 crops at 128, fold 0 ({HOLDOUT} held out); {os.cpu_count()} CPU cores, "
           f"flags: {cpu_flags()}; mean of {args.repeats} interleaved round(s)")  # fmt: skip
