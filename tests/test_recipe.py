@@ -107,7 +107,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 12
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 13
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
@@ -133,6 +133,9 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
         "cosine",
         1,
     )
+    command = next(r for r in runs if r[0] == "lite1nocal_f2_s1")[2]
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.encoder, config.calibrate, config.split, config.image_size) == ("effnet-lite1", "none", "shape", 128)
     name, result, command, run = next(r for r in runs if r[0] == "crops1_f2_s1")
     assert command[command.index("--fold") + 1] == "2"
     assert command[command.index("--seed") + 1] == "1" and run == tmp_path / "runs" / "crops1_f2_s1"
