@@ -9,8 +9,9 @@
 
 Scenes are predicted with overlapping --tile x --tile windows whose logits are blended
 with a smooth window (no seams), in batches of --batch-size; --tta averages the 8 flips and
-90-degree rotations. On CPUs with AMX the convolutions run in bfloat16 (--precision auto; masks
-differ from float32's on about 0.1% of pixels), elsewhere in float32. GeoTIFF, TIFF and VRT
+90-degree rotations (by default when the model's run was scored so: train.py --tta). On CPUs
+with AMX the convolutions run in bfloat16 (--precision auto; masks differ from float32's on
+about 0.1% of pixels), elsewhere in float32. GeoTIFF, TIFF and VRT
 inputs are read one window at a time and every output is written as rows finish, so memory does
 not grow with the scene. Outputs:
 - every scene: <stem>.gpkg, one polygon per building (area in pixels, CRS units and m², mean
@@ -173,7 +174,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--overlap", type=int, default=defaults.OVERLAP, help="pixels shared by neighbouring windows")
     parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, help="windows per model call")
-    parser.add_argument("--tta", action="store_true", help="average the 8 flips / 90-degree rotations (8x slower)")
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average the logits of the 8 flips / 90-degree rotations (8x slower); by default as the model's run "
+        "calibrated and scored it (train.py --tta), --no-tta never",
+    )
     parser.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
@@ -321,14 +328,16 @@ def finish(args, out, files, rows, failed, settings, also=""):
 
 def load_model(args, has_inputs):
     """(model, fixed size, tile, targets, separation, precision), said in one line; a bad model or tiling exits.
+    ``args.tta`` (None: as the model's run was scored) becomes whether the 8 flips and turns are averaged.
 
     ``separation``: "channels" (the model's separation channels), "shape" (the mask's shape) or None.
     """
-    from inference.loading import load_segmenter, model_targets, separates, splits_by_shape
+    from inference.loading import load_segmenter, model_targets, scored_with_tta, separates, splits_by_shape
     from inference.tiling import check_tiling, cpu_has_amx, resolve_precision
 
     try:
         model, fixed_size = load_segmenter(args.model)
+        args.tta = scored_with_tta(args.model) if args.tta is None else args.tta
         # an export alone has no windows to overlap: only the tile size is checked then
         tile = check_tiling(args.tile, args.overlap if has_inputs else 0, fixed_size=fixed_size)
         targets = model_targets(args.model)
@@ -349,6 +358,7 @@ def load_model(args, has_inputs):
         "shape": f"buildings split by the mask's shape (--split-depth {args.split_depth:g})",
         None: "no separation (connected patches are buildings)",
     }
+    averaged = "; the 8 flips and turns averaged (--tta)" if args.tta else ""
     print(
         f"model: {model.name} ({model.count_params():,} params) from {args.model}, {precision}{why}; "
         f"targets {', '.join(targets)}: "
@@ -364,6 +374,7 @@ def load_model(args, has_inputs):
             if len(targets) == 1 and args.separate == "always"
             else ""
         )
+        + averaged
     )
     if precision == "bfloat16" and not amx:
         print("note: this CPU has no AMX (amx_bf16); bfloat16 is usually no faster than float32 here", file=sys.stderr)

@@ -98,6 +98,7 @@ class Config:
     train_on: str = "train"  # all (with --holdout/--folds): every image not held out trains, no validation split
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
+    tta: bool = False  # score held-out places (and calibrate) as predict.py --tta predicts: 8 flips and turns
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
     split: str = "shape"  # a building-only model's buildings: its mask's patches cut at narrow necks (shape), or none
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each

@@ -64,6 +64,8 @@ def recipe_label(recipe, selection):
         parts.append(f"gap weight {recipe['gap_weight']:g}")
     if recipe.get("fine_skip", reference["fine_skip"]):
         parts.append("fine skip")
+    if recipe.get("tta", False):  # scored as predict.py --tta predicts
+        parts.append("tta")
     if recipe.get("zoom", reference["zoom"]) != reference["zoom"]:
         parts.append(f"zoom {recipe['zoom']}x")
     if recipe.get("loss", reference["loss"]) != reference["loss"]:

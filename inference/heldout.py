@@ -47,16 +47,17 @@ def tiling(fixed):
     }
 
 
-def calibrate_model(model, train_examples, fixed, *, polygons=False):
+def calibrate_model(model, train_examples, fixed, *, polygons=False, tta=False):
     """Measure the best-IoU threshold of ``model`` (offset 0) on the first training images and store it in its
-    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``)."""
+    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``). ``tta``: each
+    image's logits averaged over the 8 flips and turns, as predict.py --tta predicts."""
     from blocks.calibration import threshold_offset
     from inference.calibration import calibrate
     from inference.tiling import make_logit_fn
     from models.segmenter import set_logit_offset
 
     scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons)
-    found = calibrate(make_logit_fn(model, fixed_size=fixed), scenes, **tiling(fixed))
+    found = calibrate(make_logit_fn(model, tta=tta, fixed_size=fixed), scenes, **tiling(fixed))
     found["logit_offset"] = threshold_offset(found["threshold"])
     set_logit_offset(model, found["logit_offset"])
     return found
@@ -69,14 +70,15 @@ def threshold_of(results):
     return (results.get("calibration") or {}).get("threshold", defaults.THRESHOLD)
 
 
-def score_model(model, examples, fixed, *, separate=False, depth=None, polygons=False, one_pass=False):
+def score_model(model, examples, fixed, *, separate=False, depth=None, polygons=False, one_pass=False, tta=False):
     """predict.py's scores of ``model`` on whole ``examples`` (a TFDS split of image / mask examples); ``depth``:
     separate by the mask's shape (``inference.separation.split_by_shape``), not the separation channels;
-    ``one_pass``: each image in one call (mirror-padded to the output stride) instead of blended windows."""
+    ``one_pass``: each image in one call (mirror-padded to the output stride) instead of blended windows;
+    ``tta``: the logits averaged over the 8 flips and turns (predict.py --tta)."""
     from inference.evaluation import score_scenes
     from inference.tiling import make_logit_fn
 
-    logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=separate and depth is None)
+    logit_fn = make_logit_fn(model, tta=tta, fixed_size=fixed, all_channels=separate and depth is None)
     scenes = decoded_scenes(examples, polygons=polygons)
     windows = {**tiling(fixed), **({"tile": ONE_PASS_TILE, "overlap": 0} if one_pass and not fixed else {})}
     return score_scenes(logit_fn, scenes, separate=separate, depth=depth, **windows)
@@ -108,7 +110,7 @@ def _at_threshold(probabilities, threshold):
     return np.concatenate([probabilities[..., :1], at_threshold(probabilities[..., 1:], threshold)], axis=-1)
 
 
-def choose_separation(model, train_examples, fixed, *, polygons=False):
+def choose_separation(model, train_examples, fixed, *, polygons=False, tta=False):
     """Whether separating buildings raises building F1 on the calibration images (the first training images), and
     the threshold of the separation channels that does best there.
 
@@ -123,7 +125,7 @@ def choose_separation(model, train_examples, fixed, *, polygons=False):
     from inference.separation import separate
     from inference.tiling import make_logit_fn, predict_probabilities
 
-    logit_fn = make_logit_fn(model, fixed_size=fixed, all_channels=True)
+    logit_fn = make_logit_fn(model, tta=tta, fixed_size=fixed, all_channels=True)
     counts = {threshold: np.zeros(3) for threshold in SEPARATION_THRESHOLDS}
     plain = np.zeros(3)
     scenes = 0

@@ -110,6 +110,14 @@ def separates(path):
     return len(metadata["targets"]) > 1 and bool(metadata.get("separate", True))
 
 
+def scored_with_tta(path):
+    """Whether ``--tta auto`` averages the 8 flips and turns for this model: its run calibrated and scored it so
+    (train.py --tta; archives from before that option: no)."""
+    from models.metadata import read_metadata
+
+    return bool(read_metadata(resolve_model_path(path)).get("tta", False))
+
+
 def splits_by_shape(path):
     """Whether ``--separate auto`` splits this model's mask by its shape: a model without separation channels
     whose run chose it (train.py --split shape, the default; archives from before that option: no)."""

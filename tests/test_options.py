@@ -100,6 +100,28 @@ def test_predict_tta_from_the_command_line(random_model_file, tmp_path):
     assert (outputs["tta"] != outputs["plain"]).mean() > 0.01  # and not the plain prediction
 
 
+def test_predict_tta_auto_follows_the_models_run(random_model_file, tmp_path):
+    """By default predict.py averages the 8 flips and turns only for a model whose run was scored so (train.py
+    --tta, recorded in the archive's metadata); --tta always, --no-tta never."""
+    import shutil
+
+    import predict
+    from models.metadata import add_metadata
+
+    scored = tmp_path / "scored" / "model.keras"
+    scored.parent.mkdir()
+    shutil.copy(random_model_file, scored)
+    add_metadata(scored, {"targets": ["building"], "tta": True})
+    averaged = {}
+    for name, path in (("plain", random_model_file), ("scored", scored)):
+        for flags in ([], ["--tta"], ["--no-tta"]):
+            args = predict.parse_args(["--model", str(path), *flags, str(tmp_path / "in.png")])
+            predict.load_model(args, has_inputs=True)
+            averaged[name, " ".join(flags)] = args.tta
+    assert averaged == {("plain", ""): False, ("plain", "--tta"): True, ("plain", "--no-tta"): False,
+                        ("scored", ""): True, ("scored", "--tta"): True, ("scored", "--no-tta"): False}  # fmt: skip
+
+
 @pytest.mark.slow  # ~18 s; the exports themselves are tested in test_predict (default suite)
 def test_predict_export_from_the_command_line(random_model_file, tmp_path):
     import keras

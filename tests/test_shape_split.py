@@ -250,3 +250,32 @@ def test_split_none_counts_the_masks_patches_and_predict_does_not_split(syntheti
     assert results["heldout_building_f1"] == metrics["overall"]["building_f1"]
     assert "unseparated_building_tp" not in metrics["overall"] and "heldout_unseparated_building_f1" not in results
     assert [_predict_separation(run, asked, tmp_path) for asked in ("auto", "none", "shape")] == [None, None, "shape"]
+
+
+@pytest.mark.slow  # ~45 s: a tiny run whose calibration and held-out scoring predict 8 times; predict.py's side of
+# --tta auto is in test_options (default suite)
+def test_a_run_scored_with_tta_calibrates_and_scores_so_and_predict_follows_it(synthetic_dir, tmp_path):
+    """train.py --tta: the threshold and the held-out scores are those of the 8 flips and turns averaged (the same
+    weights scored without them give other numbers), recorded, and predict.py --tta auto averages them too."""
+    import predict
+    from data.splits import run_examples
+    from inference.defaults import SPLIT_DEPTH
+    from inference.heldout import calibrate_model, score_model
+    from inference.loading import load_segmenter
+    from models.segmenter import set_logit_offset
+
+    run, results, metrics = _tiny_run(synthetic_dir, tmp_path / "run", "--tta")
+    assert results["recipe"]["tta"] is True and metrics["tta"] is True
+    _, train_examples, heldout = run_examples(run)
+    model, fixed = load_segmenter(run)  # its calibrated offset in its last layer
+    scored = {tta: score_model(model, heldout, fixed, separate=True, depth=SPLIT_DEPTH, tta=tta)["overall"]
+              for tta in (True, False)}  # fmt: skip
+    assert scored[True]["iou"] == pytest.approx(results["heldout_iou"], abs=1e-9)
+    assert scored[True]["building_f1"] == pytest.approx(results["heldout_building_f1"], abs=1e-9)
+    assert abs(scored[False]["iou"] - results["heldout_iou"]) > 1e-4
+    set_logit_offset(model, 0.0)
+    assert calibrate_model(model, train_examples, fixed, tta=True)["threshold"] == results["calibration"]["threshold"]
+    for flags, averaged in (([], True), (["--no-tta"], False)):
+        args = predict.parse_args(["--model", str(run), *flags, str(tmp_path / "in.png")])
+        predict.load_model(args, has_inputs=True)
+        assert args.tta is averaged

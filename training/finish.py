@@ -76,12 +76,15 @@ def finish_run(
         export.set_weights(candidates[name])
         set_logit_offset(export, 0.0)
         if config.calibrate == "train":
-            calibrations[name] = scorer.calibrate_model(export, train_examples, fixed, polygons=polygons)
+            calibrations[name] = scorer.calibrate_model(
+                export, train_examples, fixed, polygons=polygons, tta=config.tta
+            )
         if has_channels:
-            separations[name] = scorer.choose_separation(export, train_examples, fixed, polygons=polygons)
+            separations[name] = scorer.choose_separation(export, train_examples, fixed, polygons=polygons,
+                                                         tta=config.tta)  # fmt: skip
             set_logit_offset(export, *offsets(calibrations.get(name), separations[name]))
         reports[name] = scorer.score_model(export, heldout_examples, fixed, separate=has_channels or by_shape,
-                                           depth=depth, polygons=polygons)  # fmt: skip
+                                           depth=depth, polygons=polygons, tta=config.tta)  # fmt: skip
     separation = separations.get(config.select)
     separate = bool(separation and separation["separate"]) or by_shape
     if config.select not in reports:
@@ -100,10 +103,13 @@ def finish_run(
         "split": "shape" if by_shape else "none",
         **({"split_depth": depth} if by_shape else {}),
         "separation_threshold": (separation or {}).get("threshold", scorer.THRESHOLD),  # in the logits already
+        "tta": config.tta,  # its threshold and scores were measured so (predict.py --tta auto follows it)
     }
     atomic_save_model(export, run_dir / "model.keras", metadata)
     report = reports[config.select]
-    atomic_write_json({**report, "heldout": heldout, "tiling": tiling}, run_dir / "heldout_metrics.json")
+    atomic_write_json(
+        {**report, "heldout": heldout, "tiling": tiling, "tta": config.tta}, run_dir / "heldout_metrics.json"
+    )
 
     history = read_history(run_dir)
     plot_learning_curves(history, run_dir / "learning_curves.png")
@@ -174,6 +180,7 @@ def finish_run(
             "augment": config.augment,
             "standardize": config.standardize,
             "calibrate": config.calibrate,
+            "tta": config.tta,
             "encoder_weights": encoder_weights(config) or "none",
             "init": config.init,
             "freeze_encoder": config.freeze_encoder,
