@@ -1,6 +1,6 @@
 """Train a building segmentation model.
 
-    python train.py                                   # U-Net / ImageNet EfficientNet-Lite0 on the synthetic set
+    python train.py                                   # U-Net / ImageNet EfficientNet-Lite1 on the synthetic set
     python train.py --arch fcn8 --encoder effnet-b0   # choose the model (B0 starts from random weights)
     python train.py --dataset buildings/kaggle --manual-dir ~/Downloads/buildings --epochs 30
     python train.py --run-dir runs/my_run --resume    # continue a killed run
@@ -15,10 +15,12 @@ directory.
 
 The final scores come from predict.py's scorer (whole images, blended windows, inference
 mode): on the held-out groups with --holdout or --folds/--fold (every image of those places,
-from every split, kept out of training), else on the validation split. Before scoring, the
-decision threshold is calibrated (--calibrate train): the threshold with the best pixel IoU on
-the first 16 training images is stored in model.keras as a logit offset, so probability 0.5
-is that threshold in every tool (Dice/focal-trained models over-predict at the plain 0.5).
+from every split, kept out of training), else on the validation split. A model from a pretrained
+encoder is scored at probability 0.5 with the 8 flips and 90-degree turns of each image averaged
+(--tta; recorded in model.keras, so predict.py averages them too). A random-init one is scored
+without them, its decision threshold calibrated first (--calibrate train): the threshold with the
+best pixel IoU on the first 16 training images is stored in model.keras as a logit offset, so
+probability 0.5 is that threshold in every tool (Dice/focal-trained models over-predict at 0.5).
 A model without separation channels counts its buildings as predict.py --separate shape cuts its
 mask (at narrow necks; --split shape, the default, recorded in model.keras so predict.py's
 --separate auto does the same); --split none counts the mask's connected patches.
@@ -58,7 +60,7 @@ SYNTHETIC_NOTE = "  (no Kaggle download found: training on the procedural synthe
 @dataclasses.dataclass(frozen=True)
 class Config:
     arch: str = "unet"
-    encoder: str = "effnet-lite0"
+    encoder: str = "effnet-lite1"
     encoder_weights: str = "auto"  # auto: imagenet where it ships offline (Lite0..2), else none; none; imagenet; .h5
     dataset: str = "auto"  # auto: kaggle when its download is in place, else synthetic
     data_dir: str = ""  # TFDS folder; empty: ~/tensorflow_datasets
@@ -97,8 +99,12 @@ class Config:
     group_pattern: str = DEFAULT_GROUP_PATTERN  # regex naming an image's group (data/groups.py)
     train_on: str = "train"  # all (with --holdout/--folds): every image not held out trains, no validation split
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
-    calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
-    tta: bool = False  # score held-out places (and calibrate) as predict.py --tta predicts: 8 flips and turns
+    # train: the decision threshold with the best IoU on training images; none: 0.5 (the start recipe's: none
+    # pretrained, train random init)
+    calibrate: str = "train"
+    # score held-out places (and calibrate) as predict.py --tta predicts, the 8 flips and turns averaged; the model
+    # records it, so predict.py averages them too (the start recipe's: on pretrained, off random init)
+    tta: bool = False
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
     split: str = "shape"  # a building-only model's buildings: its mask's patches cut at narrow necks (shape), or none
     target_weights: str = ""  # loss weight per target, comma-separated; empty: 1 each
@@ -136,7 +142,7 @@ def parse_args(argv=None):
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool" or isinstance(field.default, bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)  # --no-<flag> too
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default, choices=choices.get(field.name))
     args = parser.parse_args(argv)

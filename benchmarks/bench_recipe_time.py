@@ -1,18 +1,18 @@
 """Where a run's time goes: train.py's default beside the plain baseline, interleaved, same machine, same fold.
 
 Runs, in turn and ``--repeats`` times, the yardstick ``../shared/baselines/plain_unet.py`` (run from
-there, never copied), train.py with its default recipe, the default with one time-costing part of its end
-switched off at a time (the shape split of the held-out buildings, ``--split none``; the threshold
-calibration on training images, ``--calibrate none``), the default over the larger ImageNet
-EfficientNet-Lite1, and the previous default recipe (per-epoch
-validation, weight average, 8 crops per image). Each process is timed from start to exit (imports,
-dataset, model, fit, final scoring). train.py's fit time is the sum of its epochs (history.csv); the rest
-is setup plus the end of the run (calibration, scoring the held-out places, saving). The baseline prints
-its own training seconds.
+there, never copied), train.py with its default recipe (ImageNet Lite1, scored with test-time
+augmentation), the default with one time-costing part switched off at a time (test-time augmentation,
+``--no-tta``; the shape split of the held-out buildings, ``--split none``), the default over ImageNet
+Lite0 as it was before 2026-12-04 (threshold calibrated, no test-time augmentation), and the previous
+default recipe (per-epoch validation, weight average, 8 crops per image). Each process is timed from
+start to exit (imports, dataset, model, fit, final scoring). train.py's fit time is the sum of its epochs
+(history.csv); the rest is setup plus the end of the run (calibration, scoring the held-out places,
+saving). The baseline prints its own training seconds.
 
     python -m benchmarks.bench_recipe_time                        # fold 0, 6 x 35 steps at 128, 2 repeats
     python -m benchmarks.bench_recipe_time --steps 35 --repeats 1
-    python -m benchmarks.bench_recipe_time --variants default,lite1  # the baseline and these two only
+    python -m benchmarks.bench_recipe_time --variants default,lite0  # the baseline and these two only
 """
 
 import argparse
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.recipes import PREVIOUS_PRETRAINED
+from training.recipes import LITE0_CALIBRATED, PREVIOUS_PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -35,8 +35,8 @@ HOLDOUT = "dubai_t8,rio"  # fold 0 of --folds 4
 VARIANTS = {  # key: (the table's row, train.py's options)
     "default": ("default", []),
     "nosplit": ("default without the shape split (--split none)", ["--split", "none"]),
-    "nocalibrate": ("default without calibration (--calibrate none)", ["--calibrate", "none"]),
-    "lite1": ("default over EfficientNet-Lite1 (--encoder effnet-lite1)", ["--encoder", "effnet-lite1"]),
+    "notta": ("default without test-time augmentation (--no-tta)", ["--no-tta"]),
+    "lite0": ("default before 2026-12-04 (Lite0, calibrated, no TTA)", LITE0_CALIBRATED),
     "previous": ("previous default (training.recipes.PREVIOUS_PRETRAINED)", PREVIOUS_PRETRAINED),
 }
 

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 from experiments.collect import resume_args
-from training.recipes import PLAIN_CONSTANT, PREVIOUS_PRETRAINED
+from training.recipes import LITE0_CALIBRATED, PLAIN_CONSTANT, PREVIOUS_PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "buildings_sample"
@@ -119,11 +119,15 @@ SEEDS = (0, 1, 2)
 ALL_PLACES_SEEDS = (0, 1, 2, 3, 4)
 ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--optimizer", "adam", "--schedule",
                              "constant", "--standardize", "none", "--select", "last", "--augment", "flips",
-                             "--calibrate", "train"],
+                             *LITE0_CALIBRATED],
               "previous": PREVIOUS_PRETRAINED,
               "new": PLAIN_CONSTANT,  # train.py's defaults from 2026-12-03 (plainstd, split by shape): constant rate
-              "newcosine": ["--schedule", "cosine"],  # the same with a cosine decay: the default now
-              "newcosine256": ["--schedule", "cosine", *BUDGET_256]}  # fmt: skip  # the default at the second budget
+              "newcosine": ["--schedule", "cosine", *LITE0_CALIBRATED],  # the same with a cosine decay
+              "newcosine256": ["--schedule", "cosine", *LITE0_CALIBRATED, *BUDGET_256],  # at the second budget
+              # train.py's defaults since 2026-12-04 (Lite1, 0.5, TTA), the threshold measured on the training
+              # images for the check (--calibrate train keeps it too: these runs are for the check only)
+              "lite1tta": ["--calibrate", "train"],
+              "lite1tta256": ["--calibrate", "train", *BUDGET_256]}  # fmt: skip
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 

@@ -114,6 +114,15 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     command = next(r for r in runs if r[0] == "randomdraw_f3_s0")[2]
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.draw, config.schedule, config.crops_per_image) == ("random", "cosine", 1)
+    # the studies run before 2026-12-04 still run what they ran: Lite0, its threshold calibrated, no TTA
+    assert (config.encoder, config.calibrate, config.tta) == ("effnet-lite0", "train", False)
+    for name in ("allplaces_newcosine256_s4", "allplaces_previous_s3"):
+        command = next(r for r in runs if r[0] == name)[2]
+        config = train.parse_args(command[command.index("--dataset") :])
+        assert (config.encoder, config.calibrate, config.tta) == ("effnet-lite0", "train", False)
+    command = next(r for r in runs if r[0] == "allplaces_lite1tta256_s4")[2]  # the default since, threshold measured
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.encoder, config.calibrate, config.tta, config.image_size) == ("effnet-lite1", "train", True, 256)
     budget = [name for name in names if name.endswith("256_f1_s2")]  # the second budget: the yardstick, then ours
     assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2"]
     yardstick = next(r for r in runs if r[0] == "baseline256_f1_s2")[2]
@@ -303,12 +312,15 @@ def test_a_study_resumes_only_a_run_that_finished_an_epoch(tmp_path):
 @pytest.mark.parametrize(
     "argv, expected",
     [([], {"loss": "bce+dice", "optimizer": "adam", "schedule": "cosine", "crops_per_image": 1, "augment": "flips",
-           "select": "last", "train_on": "train", "encoder_top": "drop", "drop_connect": "0", "split": "shape"}),
+           "select": "last", "train_on": "train", "encoder_top": "drop", "drop_connect": "0", "split": "shape",
+           "encoder": "effnet-lite1", "calibrate": "none", "tta": True}),
+     (["--no-tta", "--calibrate", "train"], {"tta": False, "calibrate": "train", "loss": "bce+dice"}),
      (["--folds", "4"], {"train_on": "all", "select": "last"}),  # held-out places: every other image trains
      (["--loss", "dice+focal", "--select", "ema"], {"loss": "dice+focal", "select": "ema", "optimizer": "adam"}),
      (["--encoder", "resnet18", "--encoder-weights", "x.weights.h5"],  # no top conv, no stochastic depth to set
       {"encoder_top": "keep", "drop_connect": "auto", "loss": "bce+dice"}),
-     (["--encoder", "effnet-b0"], {"loss": "dice+focal", "select": "ema", "crops_per_image": 8, "lr": 2e-3})],
+     (["--encoder", "effnet-b0"], {"loss": "dice+focal", "select": "ema", "crops_per_image": 8, "lr": 2e-3,
+                                   "calibrate": "train", "tta": False})],
 )  # fmt: skip
 def test_the_pretrained_start_gets_the_plain_recipe_where_it_fits_and_a_flag_still_wins(argv, expected):
     from training.recipes import recipe_line
@@ -317,8 +329,10 @@ def test_the_pretrained_start_gets_the_plain_recipe_where_it_fits_and_a_flag_sti
     assert {key: getattr(config, key) for key in expected} == expected
     line = recipe_line(config)
     if config.start_recipe == "pretrained":  # the printed line names every setting the recipe chose
-        for key in ("loss", "optimizer", "crops_per_image", "select"):
+        for key in ("loss", "optimizer", "crops_per_image", "select", "calibrate"):
             assert f"--{key.replace('_', '-')} {getattr(config, key)}" in line
+        settings = line.rsplit(": ", 1)[1].split(" (")[0].split(", ")  # what the recipe set, before "as given"
+        assert ("--tta" in settings) is config.tta and ("--no-tta" in settings) is not config.tta
         assert ("--encoder-top" in line) is (config.encoder != "resnet18")
         assert ("--train-on all" in line) is ("--folds" in argv)
 

@@ -17,15 +17,22 @@ Only options the command line left at their defaults are set from the recipe: an
 # 90-degree turns, the last weights, every image not held out, P5 before the top conv, no stochastic depth
 PLAIN = {"loss": "bce+dice", "optimizer": "adam", "schedule": "cosine", "crops_per_image": 1, "augment": "flips",
          "select": "last", "train_on": "all", "encoder_top": "drop", "drop_connect": "0"}  # fmt: skip
+# the default's encoder and end until 2026-12-04's "The threshold and test-time augmentation": ImageNet Lite0, the
+# threshold calibrated on training images, no test-time augmentation; the studies run before pass it in full
+LITE0_CALIBRATED = ["--encoder", "effnet-lite0", "--calibrate", "train", "--no-tta"]
 # the plain recipe as the default had it from 2026-12-03's "The new default" to "A cosine decay": a constant rate
-PLAIN_CONSTANT = ["--schedule", "constant"]
+PLAIN_CONSTANT = ["--schedule", "constant", *LITE0_CALIBRATED]
 # the pretrained start's recipe before the change (every study committed before 2026-12-03's "The new default" ran
 # it): the studies that reproduce those runs pass it in full, so that they still run what they ran
 PREVIOUS_PRETRAINED = ["--loss", "dice+focal", "--optimizer", "adamw", "--schedule", "cosine", "--crops-per-image", "8",
                        "--augment", "basic", "--select", "ema", "--train-on", "train", "--encoder-top", "keep",
-                       "--drop-connect", "auto", "--split", "none"]  # fmt: skip
+                       "--drop-connect", "auto", "--split", "none", *LITE0_CALIBRATED]  # fmt: skip
+# the end of a pretrained run: cut at 0.5, the 8 flips and turns averaged (a run with the cosine decay ends sure
+# of its training images, and a threshold calibrated on them no longer helps; docs/experiments.md "The threshold
+# and test-time augmentation")
+PLAIN_END = {"calibrate": "none", "tta": True}
 START_RECIPES = {
-    "pretrained": {"lr": 1e-3, "standardize": "image", **PLAIN},
+    "pretrained": {"lr": 1e-3, "standardize": "image", **PLAIN, **PLAIN_END},
     "random": {"lr": 2e-3, "standardize": "none"},
 }
 
@@ -66,7 +73,7 @@ def resolve_start_recipe(config, given):
 def recipe_line(config):
     """What a resolved config's start recipe is, and which of its settings the command line changed."""
     recipe = {key: value for key, value in START_RECIPES[config.start_recipe].items() if fits(key, config)}
-    settings = ", ".join(f"--{key.replace('_', '-')} {getattr(config, key)}" for key in recipe)
+    settings = ", ".join(flag(key, getattr(config, key)) for key in recipe)
     changed = [f"--{key.replace('_', '-')}" for key, value in recipe.items() if getattr(config, key) != value]
     actual = start_of(config.encoder, config.encoder_weights)
     why = f"{config.encoder} starts from {actual} weights (--encoder-weights {config.encoder_weights})"
@@ -75,6 +82,14 @@ def recipe_line(config):
     return f"recipe: {config.start_recipe}: {why}: {settings}" + (
         f" ({', '.join(changed)} as given)" if changed else ""
     )
+
+
+def flag(key, value):
+    """The command-line form of one setting: ``--lr 0.001``, ``--tta``, ``--no-tta``."""
+    name = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no-{name}"
+    return f"--{name} {value}"
 
 
 def model_options(config):
