@@ -80,6 +80,10 @@ ELEMENTS["lite1nocal"] = [*ELEMENTS["lite1"], "--calibrate", "none"]
 BUDGET_256 = ["--image-size", "256", "--epochs", "10", "--steps-per-epoch", "20"]
 ELEMENTS["newcosine256"] = [*ELEMENTS["newcosine"], *BUDGET_256]
 ELEMENTS["lite1256"] = [*ELEMENTS["lite1"], *BUDGET_256]
+# train.py's default since 2026-12-04: Lite1, its threshold calibrated and its places scored with test-time
+# augmentation (experiments.posthoc's "-cal-tta-shape" variant of lite1 / lite1256, run as train.py runs it)
+ELEMENTS["lite1tta"] = [*ELEMENTS["lite1"], "--tta"]
+ELEMENTS["lite1tta256"] = [*ELEMENTS["lite1tta"], *BUDGET_256]
 YARDSTICK_BUDGETS = {"yardstick": ("baseline128", "128", "210"), "yardstick256": ("baseline256", "256", "200")}
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
@@ -94,7 +98,9 @@ NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "lite1": "the default over ImageNet EfficientNet-Lite1 (--encoder effnet-lite1)",
          "lite1256": "lite1 at the second budget",
          "lite2": "the default over ImageNet EfficientNet-Lite2 (--encoder effnet-lite2)",
-         "lite1nocal": "lite1 cut at probability 0.5 (--calibrate none)"}  # fmt: skip
+         "lite1nocal": "lite1 cut at probability 0.5 (--calibrate none)",
+         "lite1tta": "lite1 calibrated and scored with test-time augmentation (--tta): the default since 2026-12-04",
+         "lite1tta256": "lite1tta at the second budget"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
 FOLDS_OF = {
@@ -113,6 +119,8 @@ FOLDS_OF = {
         "lite1256",
         "lite2",
         "lite1nocal",
+        "lite1tta",
+        "lite1tta256",
     )
 }
 SEEDS = (0, 1, 2)
@@ -124,10 +132,9 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
               "new": PLAIN_CONSTANT,  # train.py's defaults from 2026-12-03 (plainstd, split by shape): constant rate
               "newcosine": ["--schedule", "cosine", *LITE0_CALIBRATED],  # the same with a cosine decay
               "newcosine256": ["--schedule", "cosine", *LITE0_CALIBRATED, *BUDGET_256],  # at the second budget
-              # train.py's defaults since 2026-12-04 (Lite1, 0.5, TTA), the threshold measured on the training
-              # images for the check (--calibrate train keeps it too: these runs are for the check only)
-              "lite1tta": ["--calibrate", "train"],
-              "lite1tta256": ["--calibrate", "train", *BUDGET_256]}  # fmt: skip
+              # train.py's defaults since 2026-12-04: Lite1, calibrated and scored with test-time augmentation
+              "lite1tta": [],
+              "lite1tta256": BUDGET_256}  # fmt: skip
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 

@@ -107,7 +107,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 13
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 15
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
@@ -120,11 +120,14 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
         command = next(r for r in runs if r[0] == name)[2]
         config = train.parse_args(command[command.index("--dataset") :])
         assert (config.encoder, config.calibrate, config.tta) == ("effnet-lite0", "train", False)
+    command = next(r for r in runs if r[0] == "lite1tta256_f3_s1")[2]  # the default since: as train.py runs it
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.encoder, config.calibrate, config.tta, config.image_size) == ("effnet-lite1", "train", True, 256)
     command = next(r for r in runs if r[0] == "allplaces_lite1tta256_s4")[2]  # the default since, threshold measured
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.encoder, config.calibrate, config.tta, config.image_size) == ("effnet-lite1", "train", True, 256)
     budget = [name for name in names if name.endswith("256_f1_s2")]  # the second budget: the yardstick, then ours
-    assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2"]
+    assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2", "lite1tta256_f1_s2"]
     yardstick = next(r for r in runs if r[0] == "baseline256_f1_s2")[2]
     assert yardstick[yardstick.index("--size") :][:4] == ["--size", "256", "--steps", "200"]
     command = next(r for r in runs if r[0] == "newcosine256_f1_s2")[2]
@@ -313,8 +316,8 @@ def test_a_study_resumes_only_a_run_that_finished_an_epoch(tmp_path):
     "argv, expected",
     [([], {"loss": "bce+dice", "optimizer": "adam", "schedule": "cosine", "crops_per_image": 1, "augment": "flips",
            "select": "last", "train_on": "train", "encoder_top": "drop", "drop_connect": "0", "split": "shape",
-           "encoder": "effnet-lite1", "calibrate": "none", "tta": True}),
-     (["--no-tta", "--calibrate", "train"], {"tta": False, "calibrate": "train", "loss": "bce+dice"}),
+           "encoder": "effnet-lite1", "calibrate": "train", "tta": True}),
+     (["--no-tta", "--calibrate", "none"], {"tta": False, "calibrate": "none", "loss": "bce+dice"}),
      (["--folds", "4"], {"train_on": "all", "select": "last"}),  # held-out places: every other image trains
      (["--loss", "dice+focal", "--select", "ema"], {"loss": "dice+focal", "select": "ema", "optimizer": "adam"}),
      (["--encoder", "resnet18", "--encoder-weights", "x.weights.h5"],  # no top conv, no stochastic depth to set
@@ -329,7 +332,7 @@ def test_the_pretrained_start_gets_the_plain_recipe_where_it_fits_and_a_flag_sti
     assert {key: getattr(config, key) for key in expected} == expected
     line = recipe_line(config)
     if config.start_recipe == "pretrained":  # the printed line names every setting the recipe chose
-        for key in ("loss", "optimizer", "crops_per_image", "select", "calibrate"):
+        for key in ("loss", "optimizer", "crops_per_image", "select"):
             assert f"--{key.replace('_', '-')} {getattr(config, key)}" in line
         settings = line.rsplit(": ", 1)[1].split(" (")[0].split(", ")  # what the recipe set, before "as given"
         assert ("--tta" in settings) is config.tta and ("--no-tta" in settings) is not config.tta
