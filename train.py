@@ -18,9 +18,9 @@ mode): on the held-out groups with --holdout or --folds/--fold (every image of t
 from every split, kept out of training), else on the validation split. Before scoring, the
 decision threshold is calibrated (--calibrate train): the threshold with the best pixel IoU on
 the first 16 training images is stored in model.keras as a logit offset, so probability 0.5
-is that threshold in every tool. A model from a pretrained encoder is calibrated and scored with
-the 8 flips and 90-degree turns of each image averaged (--tta; recorded in model.keras, so
-predict.py averages them too); a random-init one without them.
+is that threshold in every tool. A model from a pretrained encoder is scored with the 8 flips and
+90-degree turns of each image averaged (--tta; recorded in model.keras, so predict.py averages
+them too); a random-init one without them.
 A model without separation channels counts its buildings as predict.py --separate shape cuts its
 mask (at narrow necks; --split shape, the default, recorded in model.keras so predict.py's
 --separate auto does the same); --split none counts the mask's connected patches.
@@ -100,7 +100,8 @@ class Config:
     train_on: str = "train"  # all (with --holdout/--folds): every image not held out trains, no validation split
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
-    # score held-out places (and calibrate) as predict.py --tta predicts, the 8 flips and turns averaged; the model
+    # score held-out places as predict.py --tta predicts, the 8 flips and turns averaged (the threshold is measured
+    # without them); the model
     # records it, so predict.py averages them too (the start recipe's: on pretrained, off random init)
     tta: bool = False
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings

@@ -47,17 +47,16 @@ def tiling(fixed):
     }
 
 
-def calibrate_model(model, train_examples, fixed, *, polygons=False, tta=False):
+def calibrate_model(model, train_examples, fixed, *, polygons=False):
     """Measure the best-IoU threshold of ``model`` (offset 0) on the first training images and store it in its
-    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``). ``tta``: each
-    image's logits averaged over the 8 flips and turns, as predict.py --tta predicts."""
+    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``)."""
     from blocks.calibration import threshold_offset
     from inference.calibration import calibrate
     from inference.tiling import make_logit_fn
     from models.segmenter import set_logit_offset
 
     scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons)
-    found = calibrate(make_logit_fn(model, tta=tta, fixed_size=fixed), scenes, **tiling(fixed))
+    found = calibrate(make_logit_fn(model, fixed_size=fixed), scenes, **tiling(fixed))
     found["logit_offset"] = threshold_offset(found["threshold"])
     set_logit_offset(model, found["logit_offset"])
     return found

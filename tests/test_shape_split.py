@@ -255,8 +255,8 @@ def test_split_none_counts_the_masks_patches_and_predict_does_not_split(syntheti
 @pytest.mark.slow  # ~45 s: a tiny run whose calibration and held-out scoring predict 8 times; predict.py's side of
 # --tta auto is in test_options (default suite)
 def test_a_run_scored_with_tta_calibrates_and_scores_so_and_predict_follows_it(synthetic_dir, tmp_path):
-    """train.py --tta: the threshold and the held-out scores are those of the 8 flips and turns averaged (the same
-    weights scored without them give other numbers), recorded, and predict.py --tta auto averages them too."""
+    """train.py --tta: the held-out scores are those of the 8 flips and turns averaged (the same weights scored
+    without them give other numbers), recorded, and predict.py averages them too by default."""
     import predict
     from data.splits import run_examples
     from inference.defaults import SPLIT_DEPTH
@@ -274,7 +274,8 @@ def test_a_run_scored_with_tta_calibrates_and_scores_so_and_predict_follows_it(s
     assert scored[True]["building_f1"] == pytest.approx(results["heldout_building_f1"], abs=1e-9)
     assert abs(scored[False]["iou"] - results["heldout_iou"]) > 1e-4
     set_logit_offset(model, 0.0)
-    assert calibrate_model(model, train_examples, fixed, tta=True)["threshold"] == results["calibration"]["threshold"]
+    # the threshold is measured without the flips and turns (as experiments.posthoc measured it), 8x cheaper
+    assert calibrate_model(model, train_examples, fixed)["threshold"] == results["calibration"]["threshold"]
     for flags, averaged in (([], True), (["--no-tta"], False)):
         args = predict.parse_args(["--model", str(run), *flags, str(tmp_path / "in.png")])
         predict.load_model(args, has_inputs=True)
