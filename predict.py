@@ -179,7 +179,7 @@ def parse_args(argv=None):
         action=argparse.BooleanOptionalAction,
         default=None,
         help="average the logits of the 8 flips / 90-degree rotations (8x slower); by default as the model's run "
-        "calibrated and scored it (train.py --tta), --no-tta never",
+        "scored its held-out places (train.py --tta), --no-tta never",
     )
     parser.add_argument(
         "--precision",

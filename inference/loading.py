@@ -111,8 +111,8 @@ def separates(path):
 
 
 def scored_with_tta(path):
-    """Whether ``--tta auto`` averages the 8 flips and turns for this model: its run calibrated and scored it so
-    (train.py --tta; archives from before that option: no)."""
+    """Whether predict.py averages the 8 flips and turns for this model unless told: its run scored its held-out
+    places so (train.py --tta; archives from before that option: no)."""
     from models.metadata import read_metadata
 
     return bool(read_metadata(resolve_model_path(path)).get("tta", False))
