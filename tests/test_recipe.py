@@ -131,7 +131,12 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     command = next(r for r in runs if r[0] == "fpn_f2_s1")[2]  # the default over FPN, as train.py runs it
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.arch, config.encoder, config.calibrate, config.tta, config.image_size) == (
-        "fpn", "effnet-lite1", "train", True, 128)
+        "fpn",
+        "effnet-lite1",
+        "train",
+        True,
+        128,
+    )
     yardstick = next(r for r in runs if r[0] == "baseline256_f1_s2")[2]
     assert yardstick[yardstick.index("--size") :][:4] == ["--size", "256", "--steps", "200"]
     command = next(r for r in runs if r[0] == "newcosine256_f1_s2")[2]
