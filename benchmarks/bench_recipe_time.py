@@ -3,7 +3,8 @@
 Runs, in turn and ``--repeats`` times, the yardstick ``../shared/baselines/plain_unet.py`` (run from
 there, never copied), train.py with its default recipe (ImageNet Lite1, scored with test-time
 augmentation), the default with one time-costing part switched off at a time (test-time augmentation,
-``--no-tta``; the shape split of the held-out buildings, ``--split none``), the default over ImageNet
+``--no-tta``; the shape split of the held-out buildings, ``--split none``), the default over the FPN
+decoder (1.6x U-Net's GMACs), the default over ImageNet
 Lite0 as it was before 2026-12-04 (threshold calibrated, no test-time augmentation), and the previous
 default recipe (per-epoch validation, weight average, 8 crops per image). Each process is timed from
 start to exit (imports, dataset, model, fit, final scoring). train.py's fit time is the sum of its epochs
@@ -36,6 +37,7 @@ VARIANTS = {  # key: (the table's row, train.py's options)
     "default": ("default", []),
     "nosplit": ("default without the shape split (--split none)", ["--split", "none"]),
     "notta": ("default without test-time augmentation (--no-tta)", ["--no-tta"]),
+    "fpn": ("default over the FPN decoder (--arch fpn)", ["--arch", "fpn"]),
     "lite0": ("default before 2026-12-04 (Lite0, calibrated, no TTA)", LITE0_CALIBRATED),
     "previous": ("previous default (training.recipes.PREVIOUS_PRETRAINED)", PREVIOUS_PRETRAINED),
 }
