@@ -101,8 +101,8 @@ class Config:
     score_selections: bool = False  # also score the other --select choices (results.json "selections")
     calibrate: str = "train"  # train: the decision threshold with the best IoU on training images; none: 0.5
     # score held-out places as predict.py --tta predicts, the 8 flips and turns averaged (the threshold is measured
-    # without them); the model
-    # records it, so predict.py averages them too (the start recipe's: on pretrained, off random init)
+    # without them); the model records it, so predict.py averages them too (the start recipe's: on pretrained, off
+    # random init)
     tta: bool = False
     targets: str = "building"  # building,border,contact: also learn outlines and gaps, to separate buildings
     split: str = "shape"  # a building-only model's buildings: its mask's patches cut at narrow necks (shape), or none

@@ -252,9 +252,9 @@ def test_split_none_counts_the_masks_patches_and_predict_does_not_split(syntheti
     assert [_predict_separation(run, asked, tmp_path) for asked in ("auto", "none", "shape")] == [None, None, "shape"]
 
 
-@pytest.mark.slow  # ~45 s: a tiny run whose calibration and held-out scoring predict 8 times; predict.py's side of
-# --tta auto is in test_options (default suite)
-def test_a_run_scored_with_tta_calibrates_and_scores_so_and_predict_follows_it(synthetic_dir, tmp_path):
+@pytest.mark.slow  # ~45 s: a tiny run whose held-out scoring predicts 8 times; predict.py's default that follows the
+# model is in test_options (default suite)
+def test_a_run_scored_with_tta_scores_so_and_predict_follows_it(synthetic_dir, tmp_path):
     """train.py --tta: the held-out scores are those of the 8 flips and turns averaged (the same weights scored
     without them give other numbers), recorded, and predict.py averages them too by default."""
     import predict
