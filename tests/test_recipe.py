@@ -107,7 +107,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 17
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 19
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
@@ -127,11 +127,21 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.encoder, config.calibrate, config.tta, config.image_size) == ("effnet-lite1", "train", True, 256)
     budget = [name for name in names if name.endswith("256_f1_s2")]  # the second budget: the yardstick, then ours
-    assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2", "lite1tta256_f1_s2", "fpn256_f1_s2"]
+    assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2", "lite1tta256_f1_s2", "fpn256_f1_s2",
+                      "lovasz256_f1_s2"]  # fmt: skip
     command = next(r for r in runs if r[0] == "fpn_f2_s1")[2]  # the default over FPN, as train.py runs it
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.arch, config.encoder, config.calibrate, config.tta, config.image_size) == (
         "fpn",
+        "effnet-lite1",
+        "train",
+        True,
+        128,
+    )
+    command = next(r for r in runs if r[0] == "lovasz_f3_s2")[2]  # the default with the Lovasz hinge for Dice
+    config = train.parse_args(command[command.index("--dataset") :])
+    assert (config.loss, config.encoder, config.calibrate, config.tta, config.image_size) == (
+        "bce+lovasz",
         "effnet-lite1",
         "train",
         True,
