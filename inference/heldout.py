@@ -47,16 +47,17 @@ def tiling(fixed):
     }
 
 
-def calibrate_model(model, train_examples, fixed, *, polygons=False):
+def calibrate_model(model, train_examples, fixed, *, polygons=False, tta=False):
     """Measure the best-IoU threshold of ``model`` (offset 0) on the first training images and store it in its
-    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``)."""
+    last layer; returns the calibration (``inference.calibration.calibrate`` plus ``logit_offset``). ``tta``:
+    measured on the logits averaged over the 8 flips and turns (8x the cost), as a run scored with them predicts."""
     from blocks.calibration import threshold_offset
     from inference.calibration import calibrate
     from inference.tiling import make_logit_fn
     from models.segmenter import set_logit_offset
 
     scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons)
-    found = calibrate(make_logit_fn(model, fixed_size=fixed), scenes, **tiling(fixed))
+    found = calibrate(make_logit_fn(model, tta=tta, fixed_size=fixed), scenes, **tiling(fixed))
     found["logit_offset"] = threshold_offset(found["threshold"])
     set_logit_offset(model, found["logit_offset"])
     return found
