@@ -74,3 +74,23 @@ def test_posthoc_calibrated_shape_variant_is_the_run_as_train_py_ended_it(synthe
     own = json.loads((run / "heldout_metrics.json").read_text())["scenes"]
     assert [[row[k] for k in counts] for row in scenes] == [[row[k] for k in counts] for row in own]
     assert sum(row["building_tp"] + row["building_fp"] for row in own) > 0  # buildings were predicted and counted
+    # --calibrate-tta: the threshold measured with the flips and turns averaged, the places predicted with them
+    posthoc([str(run), "--calibrate-tta", "--out", str(tmp_path / "posthoc")])
+    written = sorted(p.name for p in (tmp_path / "posthoc").iterdir() if "ttacal" in p.name)
+    assert written == ["tiny-ttacal-tta-shape_f0_s0", "tiny-ttacal-tta_f0_s0"]
+    averaged = json.loads((tmp_path / "posthoc" / "tiny-ttacal-tta_f0_s0" / "results.json").read_text())
+    assert averaged["posthoc"]["calibrated_with_tta"] and averaged["posthoc"]["tta"]
+    from blocks.calibration import threshold_offset
+    from data.splits import run_examples
+    from inference.heldout import calibrate_model, score_model
+    from inference.loading import load_segmenter
+    from models.segmenter import set_logit_offset
+
+    _, train_examples, heldout = run_examples(run)
+    model, fixed = load_segmenter(run)
+    set_logit_offset(model, 0.0)
+    threshold = calibrate_model(model, train_examples, fixed, tta=True)["threshold"]
+    assert averaged["posthoc"]["threshold"] == threshold
+    set_logit_offset(model, threshold_offset(threshold))
+    scored = score_model(model, heldout, fixed, tta=True)["overall"]
+    assert averaged["heldout_iou"] == pytest.approx(scored["iou"], abs=1e-6)
