@@ -154,9 +154,9 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
 
-def planned(data_dir, work, elements=None):
+def planned(data_dir, work, elements=None, seeds=SEEDS):
     """(name, result file, command, run folder or None) of every run, in order; ``elements``: only these
-    (None: the yardstick's runs and every element)."""
+    (None: the yardstick's runs and every element); ``seeds``: of the runs on held-out folds."""
     runs = []
 
     def yardstick(key, seed, fold):
@@ -168,10 +168,10 @@ def planned(data_dir, work, elements=None):
                    str(seed), "--size", size, "--steps", steps, "--json", str(out)]  # fmt: skip
         runs.append((out.stem, out, command, None))
 
-    for seed in SEEDS:
+    for seed in seeds:
         for fold in FOLD_PLACES:
             yardstick("yardstick", seed, fold)
-    for seed in SEEDS:
+    for seed in seeds:
         for fold in sorted({fold for folds in FOLDS_OF.values() for fold in folds} | set(ABLATION_FOLDS)):
             yardstick("yardstick256", seed, fold)  # beside the element runs of its fold and seed: they pair as they end
             for element, options in ELEMENTS.items():
@@ -270,6 +270,8 @@ def main(argv=None):
     parser.add_argument(
         "--share", default="1/1", metavar="K/N", help="run only the K-th of every N planned runs (N processes: 1/2 2/2)"
     )
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
+                        help="comma-separated seeds of the runs on held-out folds (default: %(default)s)")  # fmt: skip
     parser.add_argument("--collapse", choices=tuple(ALL_PLACES), help="print the all-places runs' calibration")
     args = parser.parse_args(argv)
     if args.collapse:
@@ -278,7 +280,14 @@ def main(argv=None):
     if args.table:
         print(calibration_table(*args.table))
         return
-    plan = share(planned(args.data_dir, args.work, [e for e in args.only.split(",") if e]), args.share)
+    try:
+        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+    except ValueError:
+        raise SystemExit(
+            f"experiments.recipe_ablation: --seeds {args.seeds!r} is not comma-separated integers (0,1,2)"
+        ) from None
+    only = [e for e in args.only.split(",") if e]
+    plan = share(planned(args.data_dir, args.work, only, seeds), args.share)
     for name, result, command, run in plan:
         if result.exists():
             print(f"done     {name}")
