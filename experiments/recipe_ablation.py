@@ -154,16 +154,20 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
 
-def planned(data_dir, work, elements=None, seeds=SEEDS):
+RESULTS = ROOT / "results" / "recipe"
+
+
+def planned(data_dir, work, elements=None, seeds=SEEDS, results=RESULTS):
     """(name, result file, command, run folder or None) of every run, in order; ``elements``: only these
-    (None: the yardstick's runs and every element); ``seeds``: of the runs on held-out folds."""
+    (None: the yardstick's runs and every element); ``seeds``: of the runs on held-out folds; ``results``: where
+    their small files go (``baseline/``, ``ablation/``, ``allplaces/``)."""
     runs = []
 
     def yardstick(key, seed, fold):
         if elements and key not in elements:
             return
         stem, size, steps = YARDSTICK_BUDGETS[key]
-        out = ROOT / "results" / "recipe" / "baseline" / f"{stem}_f{fold}_s{seed}.json"
+        out = Path(results) / "baseline" / f"{stem}_f{fold}_s{seed}.json"
         command = [sys.executable, str(BASELINE), "--sample", str(SAMPLE), "--holdout", FOLD_PLACES[fold], "--seed",
                    str(seed), "--size", size, "--steps", steps, "--json", str(out)]  # fmt: skip
         runs.append((out.stem, out, command, None))
@@ -182,7 +186,7 @@ def planned(data_dir, work, elements=None, seeds=SEEDS):
                 command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
                            "--data-dir", str(data_dir), "--tracker", "local", "--folds", "4", "--fold", str(fold),
                            "--seed", str(seed), *PREVIOUS_PRETRAINED, *options, "--run-dir", str(run)]  # fmt: skip
-                runs.append((name, ROOT / "results" / "recipe" / "ablation" / name / "results.json", command, run))
+                runs.append((name, Path(results) / "ablation" / name / "results.json", command, run))
     for recipe, options in ALL_PLACES.items():
         if elements and "allplaces" not in elements and f"allplaces_{recipe}" not in elements:
             continue
@@ -192,7 +196,7 @@ def planned(data_dir, work, elements=None, seeds=SEEDS):
             command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
                        "--data-dir", str(data_dir), "--tracker", "local", "--seed", str(seed), *options,
                        "--run-dir", str(run)]  # fmt: skip
-            result = SAME_RUNS.get((recipe, seed), ROOT / "results" / "recipe" / "allplaces" / name / "results.json")
+            result = SAME_RUNS.get((recipe, seed), Path(results) / "allplaces" / name / "results.json")
             runs.append((f"allplaces_{name}", result, command, run))
     return runs
 
@@ -272,6 +276,9 @@ def main(argv=None):
     )
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
                         help="comma-separated seeds of the runs on held-out folds (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where the runs' small files go (more seeds: a folder of their own, so that the "
+                        "studies committed before print what they printed)")  # fmt: skip
     parser.add_argument("--collapse", choices=tuple(ALL_PLACES), help="print the all-places runs' calibration")
     args = parser.parse_args(argv)
     if args.collapse:
@@ -287,7 +294,7 @@ def main(argv=None):
             f"experiments.recipe_ablation: --seeds {args.seeds!r} is not comma-separated integers (0,1,2)"
         ) from None
     only = [e for e in args.only.split(",") if e]
-    plan = share(planned(args.data_dir, args.work, only, seeds), args.share)
+    plan = share(planned(args.data_dir, args.work, only, seeds, args.results), args.share)
     for name, result, command, run in plan:
         if result.exists():
             print(f"done     {name}")

@@ -4,6 +4,7 @@ average, training on every image that is not held out."""
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -147,10 +148,12 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
         True,
         128,
     )
-    more = [name for name, *_ in planned(tmp_path / "tfds", tmp_path / "runs", ["yardstick", "lite1nocal"], (3, 4))]
-    assert more == [f"baseline128_f{f}_s{s}" for s in (3, 4) for f in range(4)] + [
+    more = planned(tmp_path / "tfds", tmp_path / "runs", ["yardstick", "lite1nocal"], (3, 4), tmp_path / "more")
+    assert [name for name, *_ in more] == [f"baseline128_f{f}_s{s}" for s in (3, 4) for f in range(4)] + [
         f"lite1nocal_f{f}_s{s}" for s in (3, 4) for f in range(4)
-    ]  # more seeds: the yardstick's runs first, each paired by fold and seed
+    ]  # more seeds: the yardstick's runs first, each paired by fold and seed, their files in a folder of their own
+    assert more[0][1] == tmp_path / "more" / "baseline" / "baseline128_f0_s3.json" == Path(more[0][2][-1])
+    assert more[-1][1] == tmp_path / "more" / "ablation" / "lite1nocal_f3_s4" / "results.json"
     yardstick = next(r for r in runs if r[0] == "baseline256_f1_s2")[2]
     assert yardstick[yardstick.index("--size") :][:4] == ["--size", "256", "--steps", "200"]
     command = next(r for r in runs if r[0] == "newcosine256_f1_s2")[2]
