@@ -101,6 +101,13 @@ def test_the_weight_average_is_kept_only_when_asked(select, ema):
         assert np.abs(kept - live[-1]).max() > 1e-4
 
 
+def options_of(runs, name, *keys):
+    """The train.py options ``keys`` of the planned run ``name``, as train.py parses its command."""
+    command = next(run for run in runs if run[0] == name)[2]
+    config = train.parse_args(command[command.index("--dataset") :])
+    return tuple(getattr(config, key) for key in keys)
+
+
 def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed(tmp_path):
     from experiments.recipe_ablation import ALL_PLACES, ALL_PLACES_SEEDS, ELEMENTS, FOLDS_OF, collapse_table, planned
     from training.recipes import PREVIOUS_PRETRAINED
@@ -130,24 +137,10 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     budget = [name for name in names if name.endswith("256_f1_s2")]  # the second budget: the yardstick, then ours
     assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2", "lite1tta256_f1_s2", "fpn256_f1_s2",
                       "lovasz256_f1_s2"]  # fmt: skip
-    command = next(r for r in runs if r[0] == "fpn_f2_s1")[2]  # the default over FPN, as train.py runs it
-    config = train.parse_args(command[command.index("--dataset") :])
-    assert (config.arch, config.encoder, config.calibrate, config.tta, config.image_size) == (
-        "fpn",
-        "effnet-lite1",
-        "train",
-        True,
-        128,
-    )
-    command = next(r for r in runs if r[0] == "lovasz_f3_s2")[2]  # the default with the Lovasz hinge for Dice
-    config = train.parse_args(command[command.index("--dataset") :])
-    assert (config.loss, config.encoder, config.calibrate, config.tta, config.image_size) == (
-        "bce+lovasz",
-        "effnet-lite1",
-        "train",
-        True,
-        128,
-    )
+    default = ("effnet-lite1", "train", True, 128)  # the default as train.py runs it: Lite1, calibrated, TTA
+    assert options_of(runs, "fpn_f2_s1", "arch", "encoder", "calibrate", "tta", "image_size") == ("fpn", *default)
+    lovasz = options_of(runs, "lovasz_f3_s2", "loss", "encoder", "calibrate", "tta", "image_size")
+    assert lovasz == ("bce+lovasz", *default)  # the default with the Lovasz hinge for Dice
     more = planned(tmp_path / "tfds", tmp_path / "runs", ["yardstick", "lite1nocal"], (3, 4), tmp_path / "more")
     assert [name for name, *_ in more] == [f"baseline128_f{f}_s{s}" for s in (3, 4) for f in range(4)] + [
         f"lite1nocal_f{f}_s{s}" for s in (3, 4) for f in range(4)
