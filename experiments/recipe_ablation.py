@@ -250,9 +250,7 @@ def collapse_table(recipe):
 
     lines = ["| seed | calibrated threshold | IoU there | IoU at 0.5 | lost at 0.5 |", "|---|---|---|---|---|"]
     for seed in ALL_PLACES_SEEDS:
-        path = SAME_RUNS.get(
-            (recipe, seed), ROOT / "results" / "recipe" / "allplaces" / f"{recipe}_s{seed}" / "results.json"
-        )
+        path = SAME_RUNS.get((recipe, seed), RESULTS / "allplaces" / f"{recipe}_s{seed}" / "results.json")
         if path.exists():
             found = json.loads(path.read_text())["calibration"]
             lost = found["iou"] - found["iou_at_0.5"]
