@@ -21,7 +21,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   0.5 (the collapse check): ``previous`` (seeds 0-2 are the Kampala study's base models, the same command),
   ``new`` (train.py's defaults from the change, the ``plainstd`` recipe: ``--schedule constant`` pinned),
   ``newcosine`` (the same with ``--schedule cosine``: train.py's default since), ``newcosine256`` (the default at
-  the second budget), ``plainflips``; in ``results/recipe/allplaces/``.
+  the second budget), ``lite1tta`` and ``lite1tta256`` (train.py's default since, at both budgets), ``bce`` and
+  ``bce256`` (that default trained with BCE alone), ``plainflips``; in ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -91,6 +92,11 @@ ELEMENTS["fpn256"] = [*ELEMENTS["fpn"], *BUDGET_256]
 # in place of soft Dice: pooled pixel IoU is what the places are scored by
 ELEMENTS["lovasz"] = [*ELEMENTS["lite1tta"], "--loss", "bce+lovasz"]
 ELEMENTS["lovasz256"] = [*ELEMENTS["lovasz"], *BUDGET_256]
+# the default trained with binary cross-entropy alone (a proper scoring rule: its minimiser is the pixel's true
+# probability, so the best cut on the training images should sit near 0.5), in place of BCE + soft Dice, whose
+# best cut drifts either way (the all-places thresholds 0.70, 0.55, 0.71, 0.36, 0.36 at 256)
+ELEMENTS["bce"] = [*ELEMENTS["lite1tta"], "--loss", "bce"]
+ELEMENTS["bce256"] = [*ELEMENTS["bce"], *BUDGET_256]
 YARDSTICK_BUDGETS = {"yardstick": ("baseline128", "128", "210"), "yardstick256": ("baseline256", "256", "200")}
 NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "plainflips": "the yardstick's recipe in our code, flips only (as the yardstick)",
@@ -111,7 +117,9 @@ NAMES = {"plain": "the yardstick's recipe in our code, basic augmentation",
          "fpn": "the default over the FPN decoder (--arch fpn)",
          "fpn256": "fpn at the second budget",
          "lovasz": "the default with BCE + Lovasz hinge in place of BCE + Dice (--loss bce+lovasz)",
-         "lovasz256": "lovasz at the second budget"}  # fmt: skip
+         "lovasz256": "lovasz at the second budget",
+         "bce": "the default with BCE alone in place of BCE + Dice (--loss bce)",
+         "bce256": "bce at the second budget"}  # fmt: skip
 ABLATION_FOLDS = (0, 2)
 # the candidates run on every fold, to be paired with the yardstick
 FOLDS_OF = {
@@ -136,6 +144,8 @@ FOLDS_OF = {
         "fpn256",
         "lovasz",
         "lovasz256",
+        "bce",
+        "bce256",
     )
 }
 SEEDS = (0, 1, 2)
@@ -149,7 +159,9 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
               "newcosine256": ["--schedule", "cosine", *LITE0_CALIBRATED, *BUDGET_256],  # at the second budget
               # train.py's defaults since 2026-12-04: Lite1, calibrated and scored with test-time augmentation
               "lite1tta": [],
-              "lite1tta256": BUDGET_256}  # fmt: skip
+              "lite1tta256": BUDGET_256,
+              "bce": ["--loss", "bce"],  # the default with BCE alone: does the collapse go with soft Dice?
+              "bce256": ["--loss", "bce", *BUDGET_256]}  # fmt: skip
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
