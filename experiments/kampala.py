@@ -5,6 +5,7 @@ Kampala (fAIr's workflow), and the sample's model with no fine-tuning, paired by
     python -m experiments.kampala --run      # run what is missing, in order; a finished run is never run again
     python -m experiments.kampala --table    # pixel IoU and building F1 on the held-out chips, per fold and seed
     python -m experiments.kampala --gaps runs/kampala/kampala_separation_f0_s0   # true gaps the mask bridges
+    python -m experiments.kampala --recipe lite1tta --run --folds 0   # today's default; --folds 1 beside it
 
 Runs, seeds the outer loop:
 
@@ -22,6 +23,11 @@ Runs, seeds the outer loop:
 
 Small files of every run go to ``results/kampala/<run>/``. Scores are against the true polygons: building F1
 counts OSM buildings, and pixels without data (alpha 0) count nowhere.
+
+``--recipe`` picks the recipe every run trains with: ``previous`` (the default before 2026-12-03, passed in full:
+the committed runs in ``results/kampala``) or ``lite1tta`` (train.py's defaults since 2026-12-04, no recipe option
+passed: ``results/kampala_lite1tta``). Its base models are the runs ``experiments.recipe_ablation`` lists as
+``allplaces_lite1tta_s<S>`` (the same command), so they are not trained twice.
 """
 
 import argparse
@@ -37,58 +43,79 @@ SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "results" / "kampala"
 FOLDS = (0, 1)
 SEEDS = (0, 1, 2)
+# recipe -> where its small files go; its train.py options are recipe_options(recipe)
+RECIPES = {"previous": RESULTS, "lite1tta": ROOT / "results" / "kampala_lite1tta"}
 
 
-def planned(work, sample_dir, kampala_dir):
-    """(name, result file, command or None (a scoring), run folder) of every run, in order."""
-    from training.recipes import PREVIOUS_PRETRAINED  # the recipe these runs were made with, in full
+def recipe_options(recipe):
+    """The train.py options of ``recipe`` (every run of it passes them)."""
+    from training.recipes import PREVIOUS_PRETRAINED  # the recipe the first runs were made with, in full
 
+    return {"previous": PREVIOUS_PRETRAINED, "lite1tta": []}[recipe]
+
+
+def base_run(recipe, seed, work):
+    """(result file, run folder) of the base model of ``seed``: the sample's every place, the recipe's options.
+    Today's default's base is experiments.recipe_ablation's all-places run of the same command."""
+    if recipe == "lite1tta":
+        return (ROOT / "results" / "recipe" / "allplaces" / f"lite1tta_s{seed}" / "results.json",
+                ROOT / "runs" / "recipe" / "allplaces" / f"lite1tta_s{seed}")  # fmt: skip
+    return RECIPES[recipe] / f"base_s{seed}" / "results.json", Path(work) / f"base_s{seed}"
+
+
+def planned(work, sample_dir, kampala_dir, recipe="previous", folds=FOLDS):
+    """(name, result file, command or None (a scoring), run folder) of every run of ``recipe`` on ``folds``, in
+    order (the base models whatever the folds: run them once before splitting the folds between processes)."""
+    options, results = recipe_options(recipe), RECIPES[recipe]
     sample = ["--dataset", "buildings/kaggle", "--manual-dir", str(SHARED / "buildings_sample"),
-              "--data-dir", str(sample_dir), *PREVIOUS_PRETRAINED]  # fmt: skip
+              "--data-dir", str(sample_dir), *options]  # fmt: skip
     kampala = ["--dataset", "buildings/polygons", "--manual-dir", str(SHARED / "kampala_chips"),
-               "--data-dir", str(kampala_dir), "--folds", "4", *PREVIOUS_PRETRAINED]  # fmt: skip
+               "--data-dir", str(kampala_dir), "--folds", "4", *options]  # fmt: skip
     runs = []
     for seed in SEEDS:
-        base = Path(work) / f"base_s{seed}"
+        result, base = base_run(recipe, seed, work)
         command = ["train.py", *sample, "--seed", str(seed), "--tracker", "local", "--run-dir", str(base)]
-        runs.append((base.name, RESULTS / base.name / "results.json", command, base))
-        for fold in FOLDS:
+        runs.append((f"base_s{seed}", result, command, base))
+        for fold in folds:
             common = [*kampala, "--fold", str(fold), "--seed", str(seed), "--tracker", "local"]
             starts = {f"kampala_building_f{fold}_s{seed}": [],
                       f"finetuned_f{fold}_s{seed}": ["--init", str(base), "--freeze-encoder", "1"]}  # fmt: skip
             for name, extra in starts.items():
                 run = Path(work) / name
                 command = ["train.py", *common, *extra, "--run-dir", str(run)]
-                runs.append((name, RESULTS / name / "results.json", command, run))
+                runs.append((name, results / name / "results.json", command, run))
             name, like = f"base_f{fold}_s{seed}", Path(work) / f"kampala_building_f{fold}_s{seed}"
-            runs.append((name, RESULTS / name / "results.json", None, (base, like)))
+            runs.append((name, results / name / "results.json", None, (base, like)))
             name = f"shape_f{fold}_s{seed}"  # the building run's mask split by its shape (predict.py --separate shape)
-            runs.append((name, RESULTS / name / "results.json", None, (like, like, defaults.SPLIT_DEPTH)))
+            runs.append((name, results / name / "results.json", None, (like, like, defaults.SPLIT_DEPTH)))
     for seed in SEEDS:  # separation, paired with kampala_building_f<F>_s<S>: the same recipe learning the outlines
-        for fold in FOLDS:
+        for fold in folds:
             name = f"kampala_separation_f{fold}_s{seed}"
             run = Path(work) / name
             command = ["train.py", *kampala, "--fold", str(fold), "--seed", str(seed), "--tracker", "local",
                        "--targets", "building,border,contact", "--run-dir", str(run)]  # fmt: skip
-            runs.append((name, RESULTS / name / "results.json", command, run))
+            runs.append((name, results / name / "results.json", command, run))
     return runs
 
 
 def score_as_is(model_run, like_run, depth=None):
     """results.json-like scores of ``model_run``'s kept model, as predict.py applies it, on the held-out examples
     of ``like_run`` (the same split, against its labels: true polygons, no-data left out); ``depth``: its mask
-    split by its shape at that depth (``predict.py --separate shape --split-depth``)."""
+    split by its shape at that depth (``predict.py --separate shape --split-depth``); the 8 flips and turns averaged
+    if ``model_run`` was scored with them (train.py --tta), as predict.py does by default."""
     from data.splits import run_examples
     from inference.heldout import score_model
-    from inference.loading import load_segmenter
+    from inference.loading import load_segmenter, scored_with_tta
     from training.setup import marks_nodata
 
     config, _, heldout = run_examples(like_run)
     model, fixed = load_segmenter(model_run)
     polygons = marks_nodata(config["dataset"])
-    overall = score_model(model, heldout, fixed, separate=depth is not None, depth=depth, polygons=polygons)["overall"]
+    tta = scored_with_tta(model_run)  # as predict.py applies the model: with the 8 flips and turns if its run was
+    overall = score_model(model, heldout, fixed, separate=depth is not None, depth=depth, polygons=polygons, tta=tta)
+    overall = overall["overall"]
     return {"model": str(model_run), "scored_like": str(like_run), "seed": config["seed"], "fold": config["fold"],
-            "split_depth": depth,
+            "split_depth": depth, "tta": tta,
             **{f"heldout_{key}": overall[key] for key in ("iou", "f1", "building_f1", "building_precision",
                                                           "building_recall")}}  # fmt: skip
 
@@ -114,16 +141,16 @@ SEPARATIONS = {"kampala_building": "patches (building only)", "shape": "split by
                "kampala_separation": "separation channels (building,border,contact)"}  # fmt: skip
 
 
-def table(kinds):
-    """Markdown rows: each fold and seed, the runs of ``kinds`` ({name prefix: column}) side by side as pixel IoU /
-    building F1, then the means over the pairs where all of them finished."""
+def table(kinds, results=RESULTS):
+    """Markdown rows: each fold and seed, the runs of ``kinds`` ({name prefix: column}) in ``results`` side by side
+    as pixel IoU / building F1, then the means over the pairs where all of them finished."""
     rows = ["| fold | seed | " + " | ".join(kinds.values()) + " |", "|---|---|" + "---|" * len(kinds)]
     complete = []
     for seed in SEEDS:
         for fold in FOLDS:
             found = {}
             for kind in kinds:
-                path = RESULTS / f"{kind}_f{fold}_s{seed}" / "results.json"
+                path = results / f"{kind}_f{fold}_s{seed}" / "results.json"
                 if path.exists():
                     result = json.loads(path.read_text())
                     found[kind] = (result["heldout_iou"], result["heldout_building_f1"])
@@ -143,12 +170,22 @@ def main(argv=None):
     parser.add_argument("--table", action="store_true", help="print the table of the committed results")
     parser.add_argument("--gaps", nargs="+", type=Path, metavar="RUN",
                         help="the share of true gaps between neighbours the mask of each run bridges")  # fmt: skip
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "kampala", help="where train.py runs write")
+    parser.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default="previous",
+        help="the recipe every run trains with (default: %(default)s, the committed runs)",
+    )
+    parser.add_argument(
+        "--folds", default=",".join(map(str, FOLDS)), help="comma-separated folds to list or run (default: %(default)s)"
+    )
+    parser.add_argument("--work", type=Path, help="where train.py runs write (default: runs/kampala, "
+                        "runs/kampala_<recipe> for another recipe)")  # fmt: skip
     parser.add_argument("--sample-data-dir", type=Path, default=Path.home() / ".cache" / "buildings_sample_tfds")
     parser.add_argument("--kampala-data-dir", type=Path, default=Path.home() / ".cache" / "kampala_tfds")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(STARTS), table(SEPARATIONS), sep="\n\n")
+        print(table(STARTS, RECIPES[args.recipe]), table(SEPARATIONS, RECIPES[args.recipe]), sep="\n\n")
         return
     if args.gaps:
         for run in args.gaps:
@@ -157,7 +194,14 @@ def main(argv=None):
         return
     from experiments.collect import copy_small_files, resume_args
 
-    for name, result, command, run in planned(args.work, args.sample_data_dir, args.kampala_data_dir):
+    try:
+        folds = tuple(int(fold) for fold in args.folds.split(","))
+    except ValueError:
+        raise SystemExit(f"experiments.kampala: --folds {args.folds!r} is not comma-separated integers (0,1)") from None
+    if set(folds) - set(FOLDS):
+        raise SystemExit(f"experiments.kampala: --folds {args.folds!r}: the study's folds are {FOLDS}")
+    work = args.work or ROOT / "runs" / ("kampala" if args.recipe == "previous" else f"kampala_{args.recipe}")
+    for name, result, command, run in planned(work, args.sample_data_dir, args.kampala_data_dir, args.recipe, folds):
         if result.exists():
             print(f"done     {name}")
             continue

@@ -378,3 +378,27 @@ def test_the_swapped_network_is_the_yardsticks_but_for_one_conv():
     assert ours.count_params() - theirs.count_params() == 16 * 16 * 9 + 4 * 16
     image = np.random.default_rng(0).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
     assert ours.predict(image, verbose=0).shape == theirs.predict(image, verbose=0).shape == (1, 96, 128, 1)
+
+
+def test_the_kampala_study_runs_under_todays_default_from_the_all_places_runs(tmp_path):
+    from experiments.kampala import RECIPES, planned
+    from training.recipes import PREVIOUS_PRETRAINED
+
+    before = planned(tmp_path / "runs", tmp_path / "sample", tmp_path / "kampala")  # the committed study's plan
+    assert len(before) == 3 + 3 * 2 * 4 + 3 * 2 and before[0][1] == RECIPES["previous"] / "base_s0" / "results.json"
+    command = before[1][2]
+    assert command[command.index("--folds") + 2 :][: len(PREVIOUS_PRETRAINED)] == PREVIOUS_PRETRAINED
+    runs = planned(tmp_path / "runs", tmp_path / "sample", tmp_path / "kampala", "lite1tta", (1,))
+    names = [name for name, *_ in runs]
+    assert names[:5] == ["base_s0", "kampala_building_f1_s0", "finetuned_f1_s0", "base_f1_s0", "shape_f1_s0"]
+    assert len(runs) == 3 + 3 * 4 + 3 and not any("_f0_" in name for name in names)  # fold 1 only
+    base = dict((name, (result, run)) for name, result, _, run in runs)["base_s2"]
+    assert base[0].parts[-4:] == ("recipe", "allplaces", "lite1tta_s2", "results.json")  # not trained twice
+    finetuned = train.parse_args(runs[2][2][1:])
+    assert (finetuned.init, finetuned.freeze_encoder) == (str(base[1]).replace("s2", "s0"), 1)
+    for name, result, command, _ in runs:
+        if command:  # train.py's defaults: Lite1, calibrated on training images, places scored with TTA
+            config = train.parse_args(command[1:])
+            assert (config.encoder, config.calibrate, config.tta, config.loss) == ("effnet-lite1", "train", True,
+                                                                                  "bce+dice")  # fmt: skip
+            assert name.startswith("base_s") or result.parent.parent == RECIPES["lite1tta"]
