@@ -257,17 +257,24 @@ def calibration_table(fold, seed):
 
 def collapse_table(recipe):
     """Markdown rows: each all-places run of ``recipe``, its calibrated threshold on its own training images, the
-    IoU there and at 0.5, and the IoU lost at 0.5 (the no-collapse check: at most 0.02)."""
+    IoU there and at 0.5, and the IoU lost at 0.5 (the no-collapse check: at most 0.02); then the threshold as a
+    logit (how far the best cut is from 0.5) and the IoU lost per squared logit (how sharply the IoU falls away
+    from the best cut: lost ~ sharpness x offset^2 near it)."""
     import json
+    import math
 
-    lines = ["| seed | calibrated threshold | IoU there | IoU at 0.5 | lost at 0.5 |", "|---|---|---|---|---|"]
+    lines = ["| seed | calibrated threshold | IoU there | IoU at 0.5 | lost at 0.5 | logit offset | lost / offset^2 |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for seed in ALL_PLACES_SEEDS:
         path = SAME_RUNS.get((recipe, seed), RESULTS / "allplaces" / f"{recipe}_s{seed}" / "results.json")
         if path.exists():
             found = json.loads(path.read_text())["calibration"]
             lost = found["iou"] - found["iou_at_0.5"]
-            lines.append(f"| {seed} | {found['threshold']:.2f} | {found['iou']:.3f} | {found['iou_at_0.5']:.3f} | "
-                         f"{lost:.3f} |")  # fmt: skip
+            threshold = found["threshold"]  # the offset's exact value when results.json has it (since 2026-12-03)
+            offset = found.get("logit_offset", math.log(threshold / (1 - threshold)))
+            sharpness = f"{lost / offset**2:.3f}" if abs(offset) >= 0.1 else "(cut at 0.5)"
+            lines.append(f"| {seed} | {threshold:.2f} | {found['iou']:.3f} | {found['iou_at_0.5']:.3f} | {lost:.3f} | "
+                         f"{offset:+.2f} | {sharpness} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -202,9 +202,9 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     config = train.parse_args(command[command.index("--dataset") :])
     assert (config.loss, config.select, config.crops_per_image, config.split) == ("dice+focal", "ema", 8, "none")
     rows = collapse_table("previous").splitlines()[2:]  # the committed base runs: seed 0 lost 0.055 at 0.5
-    assert rows[0] == "| 0 | 0.10 | 0.593 | 0.538 | 0.055 |" and len(rows) >= 3
+    assert rows[0] == "| 0 | 0.10 | 0.593 | 0.538 | 0.055 | -2.20 | 0.011 |" and len(rows) >= 3
     # BCE alone on every place: seed 1 at train.py's budget ends unsure of its training images (cut at 0.24)
-    assert collapse_table("bce").splitlines()[3] == "| 1 | 0.24 | 0.604 | 0.533 | 0.071 |"
+    assert collapse_table("bce").splitlines()[3] == "| 1 | 0.24 | 0.604 | 0.533 | 0.071 | -1.15 | 0.054 |"
 
 
 def test_shares_of_the_plan_run_every_run_once_between_them(tmp_path):
