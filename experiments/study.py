@@ -45,7 +45,7 @@ TOOL = "experiments.study"
 FOLD_RUN_NAME = re.compile(r"^(?:grid_)?(?P<recipe>.+)_f(?P<fold>\d+)_s(?P<seed>\d+)$")
 
 
-def load_study(*folders, by_place=False, recipes=None):
+def load_study(*folders, by_place=False, recipes=None, prefixes=None):
     """{(place, recipe): {seed: results}} of every finished run under ``folders``.
 
     A run is a train.py run (its results.json) or a predict.py evaluation (its metrics.json,
@@ -53,13 +53,16 @@ def load_study(*folders, by_place=False, recipes=None):
     ``<recipe>_f<fold>_s<seed>/`` (place: the groups the fold held out). ``by_place``: each
     train.py run counts once per place it was scored on (``place_scores``). ``recipes``: keep
     only these. A damaged or partial run is read through ``training.results``: named, skipped and
-    counted in a closing note, as compare.py does.
+    counted in a closing note, as compare.py does. ``prefixes``: {folder: prefix} put before the recipe
+    names of that folder's runs (two folders with runs of the same names, e.g. one study under two recipes).
     """
     from training.results import skipped_note
 
     runs, skipped = {}, 0
     for folder in folders:
+        prefix = (prefixes or {}).get(Path(folder), "")
         for place, recipe, seed, path, data in _run_files(Path(folder)):
+            recipe = prefix + recipe
             if recipes is not None and recipe not in recipes:
                 continue
             if data is None:
@@ -242,11 +245,19 @@ def study_text(argv=None):
                         help="one row per place, --recipes side by side in their order, and all places together; "
                              "with --baseline, only the comparisons over all places")  # fmt: skip
     parser.add_argument("--names", default="", help="--wide: comma-separated column names for --recipes")
+    parser.add_argument("--prefix", action="append", default=[], metavar="FOLDER=PREFIX",
+                        help="put PREFIX before the recipe names of FOLDER's runs (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    prefixes = {}
+    for item in args.prefix:
+        folder, _, prefix = item.rpartition("=")
+        if not folder or not prefix or Path(folder) not in args.folders:
+            parser.error(f"--prefix {item!r}: expected FOLDER=PREFIX with FOLDER one of the folders given")
+        prefixes[Path(folder)] = prefix
     recipes = set(args.recipes.split(",")) if args.recipes else None
     if args.wide and not recipes:
         parser.error("--wide needs --recipes (the columns, in order)")
-    runs = load_study(*args.folders, by_place=args.by_place, recipes=recipes)
+    runs = load_study(*args.folders, by_place=args.by_place, recipes=recipes, prefixes=prefixes)
     if not runs:
         raise SystemExit(
             f"experiments.study: no runs under {', '.join(map(str, args.folders))}"

@@ -114,6 +114,22 @@ def test_study_splits_fold_runs_into_places(tmp_path):
     assert len(lines) == 2  # rio has no b0rand run
 
 
+def test_study_prefixes_tell_apart_two_folders_of_runs_with_the_same_names(tmp_path):
+    from experiments.study import study_text
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    for seed, (old, new) in enumerate(((40, 60), (50, 80))):  # one study under two recipes, the same run names
+        for folder, hits in ((before, old), (after, new)):
+            _fold_run(folder, f"unet_effnet-lite0_f0_s{seed}", ["dubai_t8"], [("a_t8.jpg", hits, 10, 10, 1, 1, 1)])
+    args = [str(before), str(after), "--by-place", "--prefix", f"{after}=new_",
+            "--recipes", "unet_effnet-lite0,new_unet_effnet-lite0", "--baseline", "unet_effnet-lite0"]  # fmt: skip
+    text = study_text(args)
+    diff = (60 / 80 + 80 / 100) / 2 - (40 / 60 + 50 / 70) / 2  # paired by seed: each folder's own runs
+    assert f"new_unet_effnet-lite0 - unet_effnet-lite0, pixel IoU: {diff:+.3f} [" in text and "2 pairs" in text
+    with pytest.raises(SystemExit):
+        study_text([str(before), "--prefix", f"{after}=new_"])  # a folder not among those given
+
+
 def test_study_by_place_names_a_run_without_per_scene_scores(tmp_path):
     run = tmp_path / "b0rand_f1_s0"
     run.mkdir()
