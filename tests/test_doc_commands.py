@@ -222,4 +222,4 @@ def test_the_docs_studies_of_committed_runs_print_their_tables():
         rows = [line for line in done.stdout.splitlines() if re.match(r"^\| [^-].*\d.*\|$", line)]
         assert len(rows) >= 2, f"{name}: {shlex.join(command[1:])} printed no table"  # two rows of numbers
         ran += 1
-    assert ran == 21
+    assert ran == 22
