@@ -93,8 +93,10 @@ ELEMENTS["fpn256"] = [*ELEMENTS["fpn"], *BUDGET_256]
 ELEMENTS["lovasz"] = [*ELEMENTS["lite1tta"], "--loss", "bce+lovasz"]
 ELEMENTS["lovasz256"] = [*ELEMENTS["lovasz"], *BUDGET_256]
 # the default trained with binary cross-entropy alone (a proper scoring rule: its minimiser is the pixel's true
-# probability, so the best cut on the training images should sit near 0.5), in place of BCE + soft Dice, whose
-# best cut drifts either way (the all-places thresholds 0.70, 0.55, 0.71, 0.36, 0.36 at 256)
+# probability), in place of BCE + soft Dice, whose best cut drifts either way (the all-places thresholds 0.70,
+# 0.55, 0.71, 0.36, 0.36 at 256). Not the fix: a calibrated model's best cut sits near half its best F1, and
+# BCE's IoU falls away from it more sharply (docs/experiments.md "BCE alone, and why no loss puts the best cut
+# at 0.5")
 ELEMENTS["bce"] = [*ELEMENTS["lite1tta"], "--loss", "bce"]
 ELEMENTS["bce256"] = [*ELEMENTS["bce"], *BUDGET_256]
 YARDSTICK_BUDGETS = {"yardstick": ("baseline128", "128", "210"), "yardstick256": ("baseline256", "256", "200")}
