@@ -39,6 +39,15 @@ def resume_args(run):
     return ["--resume"] if run is not None and (Path(run) / "state.json").exists() else []
 
 
+def comma_integers(text, where, example):
+    """(1, 2) from "1,2", the value of the option ``where`` names ("experiments.kampala: --folds"); SystemExit
+    naming it and showing ``example`` when it is not comma-separated integers."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SystemExit(f"{where} {text!r} is not comma-separated integers ({example})") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path)

@@ -43,22 +43,18 @@ SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "results" / "kampala"
 FOLDS = (0, 1)
 SEEDS = (0, 1, 2)
-# recipe -> where its small files go; its train.py options are recipe_options(recipe)
+# recipe -> where its small files go; its train.py options are those experiments.recipe_ablation's all-places
+# runs of the same name pass (ALL_PLACES: "previous" the recipe before 2026-12-03 in full, "lite1tta" none)
 RECIPES = {"previous": RESULTS, "lite1tta": ROOT / "results" / "kampala_lite1tta"}
-
-
-def recipe_options(recipe):
-    """The train.py options of ``recipe`` (every run of it passes them)."""
-    from training.recipes import PREVIOUS_PRETRAINED  # the recipe the first runs were made with, in full
-
-    return {"previous": PREVIOUS_PRETRAINED, "lite1tta": []}[recipe]
 
 
 def base_run(recipe, seed, work):
     """(result file, run folder) of the base model of ``seed``: the sample's every place, the recipe's options.
     Today's default's base is experiments.recipe_ablation's all-places run of the same command."""
+    from experiments.recipe_ablation import RESULTS as RECIPE_RESULTS
+
     if recipe == "lite1tta":
-        return (ROOT / "results" / "recipe" / "allplaces" / f"lite1tta_s{seed}" / "results.json",
+        return (RECIPE_RESULTS / "allplaces" / f"lite1tta_s{seed}" / "results.json",
                 ROOT / "runs" / "recipe" / "allplaces" / f"lite1tta_s{seed}")  # fmt: skip
     return RECIPES[recipe] / f"base_s{seed}" / "results.json", Path(work) / f"base_s{seed}"
 
@@ -66,7 +62,9 @@ def base_run(recipe, seed, work):
 def planned(work, sample_dir, kampala_dir, recipe="previous", folds=FOLDS):
     """(name, result file, command or None (a scoring), run folder) of every run of ``recipe`` on ``folds``, in
     order (the base models whatever the folds: run them once before splitting the folds between processes)."""
-    options, results = recipe_options(recipe), RECIPES[recipe]
+    from experiments.recipe_ablation import ALL_PLACES
+
+    options, results = ALL_PLACES[recipe], RECIPES[recipe]
     sample = ["--dataset", "buildings/kaggle", "--manual-dir", str(SHARED / "buildings_sample"),
               "--data-dir", str(sample_dir), *options]  # fmt: skip
     kampala = ["--dataset", "buildings/polygons", "--manual-dir", str(SHARED / "kampala_chips"),
@@ -112,8 +110,8 @@ def score_as_is(model_run, like_run, depth=None):
     model, fixed = load_segmenter(model_run)
     polygons = marks_nodata(config["dataset"])
     tta = scored_with_tta(model_run)  # as predict.py applies the model: with the 8 flips and turns if its run was
-    overall = score_model(model, heldout, fixed, separate=depth is not None, depth=depth, polygons=polygons, tta=tta)
-    overall = overall["overall"]
+    scores = score_model(model, heldout, fixed, separate=depth is not None, depth=depth, polygons=polygons, tta=tta)
+    overall = scores["overall"]
     return {"model": str(model_run), "scored_like": str(like_run), "seed": config["seed"], "fold": config["fold"],
             "split_depth": depth, "tta": tta,
             **{f"heldout_{key}": overall[key] for key in ("iou", "f1", "building_f1", "building_precision",
@@ -192,12 +190,9 @@ def main(argv=None):
             covered, total = gaps_bridged(run)
             print(f"{run.name}: the mask covers {covered} of {total} gap pixels ({covered / max(total, 1):.0%})")
         return
-    from experiments.collect import copy_small_files, resume_args
+    from experiments.collect import comma_integers, copy_small_files, resume_args
 
-    try:
-        folds = tuple(int(fold) for fold in args.folds.split(","))
-    except ValueError:
-        raise SystemExit(f"experiments.kampala: --folds {args.folds!r} is not comma-separated integers (0,1)") from None
+    folds = comma_integers(args.folds, "experiments.kampala: --folds", "0,1")
     if set(folds) - set(FOLDS):
         raise SystemExit(f"experiments.kampala: --folds {args.folds!r}: the study's folds are {FOLDS}")
     work = args.work or ROOT / "runs" / ("kampala" if args.recipe == "previous" else f"kampala_{args.recipe}")

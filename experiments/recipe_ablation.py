@@ -34,7 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.collect import resume_args
+from experiments.collect import comma_integers, resume_args
 from training.recipes import LITE0_CALIBRATED, PLAIN_CONSTANT, PREVIOUS_PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,7 +263,8 @@ def collapse_table(recipe):
     logit (how far the best cut is from 0.5) and the IoU lost per squared logit (how sharply the IoU falls away
     from the best cut: lost ~ sharpness x offset^2 near it)."""
     import json
-    import math
+
+    from blocks.calibration import threshold_offset
 
     lines = ["| seed | calibrated threshold | IoU there | IoU at 0.5 | lost at 0.5 | logit offset | lost / offset^2 |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -273,7 +274,7 @@ def collapse_table(recipe):
             found = json.loads(path.read_text())["calibration"]
             lost = found["iou"] - found["iou_at_0.5"]
             threshold = found["threshold"]  # the offset's exact value when results.json has it (since 2026-12-03)
-            offset = found.get("logit_offset", math.log(threshold / (1 - threshold)))
+            offset = found.get("logit_offset", threshold_offset(threshold))
             sharpness = f"{lost / offset**2:.3f}" if abs(offset) >= 0.1 else "(cut at 0.5)"
             lines.append(f"| {seed} | {threshold:.2f} | {found['iou']:.3f} | {found['iou_at_0.5']:.3f} | {lost:.3f} | "
                          f"{offset:+.2f} | {sharpness} |")  # fmt: skip
@@ -306,12 +307,7 @@ def main(argv=None):
     if args.table:
         print(calibration_table(*args.table))
         return
-    try:
-        seeds = tuple(int(seed) for seed in args.seeds.split(","))
-    except ValueError:
-        raise SystemExit(
-            f"experiments.recipe_ablation: --seeds {args.seeds!r} is not comma-separated integers (0,1,2)"
-        ) from None
+    seeds = comma_integers(args.seeds, "experiments.recipe_ablation: --seeds", "0,1,2")
     only = [e for e in args.only.split(",") if e]
     plan = share(planned(args.data_dir, args.work, only, seeds, args.results), args.share)
     for name, result, command, run in plan:
