@@ -75,7 +75,7 @@ class Config:
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     warmup_steps: int = 20
-    loss: str = "dice+focal"
+    loss: str = "dice+focal"  # terms joined by +, each with an optional weight: bce+dice, bce+0.5*dice
     bn_momentum: float = DEFAULT_BN_MOMENTUM
     precision: str = "float32"
     strategy: str = "default"

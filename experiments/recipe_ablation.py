@@ -22,7 +22,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   ``new`` (train.py's defaults from the change, the ``plainstd`` recipe: ``--schedule constant`` pinned),
   ``newcosine`` (the same with ``--schedule cosine``: train.py's default since), ``newcosine256`` (the default at
   the second budget), ``lite1tta`` and ``lite1tta256`` (train.py's default since, at both budgets), ``bce`` and
-  ``bce256`` (that default trained with BCE alone), ``plainflips``; in ``results/recipe/allplaces/``.
+  ``bce256`` (that default trained with BCE alone), ``halfdice256`` and ``halfdice`` (with half
+  the Dice weight: ``--loss bce+0.5*dice``), ``plainflips``; in ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -163,7 +164,10 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
               "lite1tta": [],
               "lite1tta256": BUDGET_256,
               "bce": ["--loss", "bce"],  # the default with BCE alone: does the collapse go with soft Dice?
-              "bce256": ["--loss", "bce", *BUDGET_256]}  # fmt: skip
+              "bce256": ["--loss", "bce", *BUDGET_256],
+              # half the Dice weight: between BCE's steep but centred cut and Dice's flat but wandering one
+              "halfdice256": ["--loss", "bce+0.5*dice", *BUDGET_256],
+              "halfdice": ["--loss", "bce+0.5*dice"]}  # fmt: skip
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 

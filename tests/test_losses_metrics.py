@@ -63,9 +63,23 @@ def test_weights_ignore_padding():
 def test_loss_sum_and_bad_names():
     total = SegmentationLoss("dice+focal")(Y, Z)
     assert float(total) == pytest.approx(float(dice(Y, Z)) + float(focal(Y, Z)), rel=1e-6)
-    assert parse_loss("bce + lovasz") == ["bce", "lovasz"]
+    assert parse_loss("bce + lovasz") == [(1.0, "bce"), (1.0, "lovasz")]
     with pytest.raises(ValueError, match="Valid terms: bce, dice, focal, jaccard, lovasz"):
         parse_loss("dice+hinge")
+
+
+def test_weighted_terms():
+    assert parse_loss("bce + 0.5*Dice") == [(1.0, "bce"), (0.5, "dice")]
+    weighted = SegmentationLoss("bce+0.5*dice")
+    assert weighted.name == "bce_0_5_dice"
+    assert float(weighted(Y, Z)) == pytest.approx(float(bce(Y, Z)) + 0.5 * float(dice(Y, Z)), rel=1e-6)
+    two_targets = SegmentationLoss("2*bce", target_weights=[1.0, 0.25])
+    y2, z2 = np.concatenate([Y, 1 - Y], -1), np.concatenate([Z, -Z], -1)
+    expected = 2 * float(bce(Y, Z)) + 0.25 * 2 * float(bce(1 - Y, -Z))
+    assert float(two_targets(y2, z2)) == pytest.approx(expected, rel=1e-6)
+    for bad in ("0*bce+dice", "-1*dice", "x*dice", "inf*bce"):
+        with pytest.raises(ValueError, match="must be a positive number"):
+            parse_loss(bad)
 
 
 def test_metrics_accumulate_over_batches_not_average():

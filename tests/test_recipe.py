@@ -144,6 +144,8 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert options_of(runs, "bce256_f0_s1", "loss", "image_size", "tta") == ("bce", 256, True)  # BCE alone
     alone = options_of(runs, "allplaces_bce256_s4", "loss", "image_size", "holdout", "folds", "seed", "calibrate")
     assert alone == ("bce", 256, "", 0, 4, "train")  # every place trains; the collapse check's calibration
+    half = options_of(runs, "allplaces_halfdice256_s0", "loss", "image_size", "steps_per_epoch", "holdout", "calibrate")
+    assert half == ("bce+0.5*dice", 256, 20, "", "train")  # half the Dice weight, at the second budget
     more = planned(tmp_path / "tfds", tmp_path / "runs", ["yardstick", "lite1nocal"], (3, 4), tmp_path / "more")
     assert [name for name, *_ in more] == [f"baseline128_f{f}_s{s}" for s in (3, 4) for f in range(4)] + [
         f"lite1nocal_f{f}_s{s}" for s in (3, 4) for f in range(4)

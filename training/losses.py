@@ -6,6 +6,9 @@ several targets (building, border, contact: ``data.targets``) gets the same term
 channel, summed with one weight per channel (``SegmentationLoss(target_weights=...)``).
 """
 
+import math
+import re
+
 import keras
 import tensorflow as tf
 
@@ -81,29 +84,54 @@ LOSSES = {"bce": bce, "dice": dice, "focal": focal, "jaccard": jaccard, "lovasz"
 
 
 def parse_loss(spec):
-    """'dice+focal' -> ["dice", "focal"]; raises ValueError naming the valid terms."""
-    terms = [t.strip().lower() for t in spec.split("+")]
-    unknown = [t for t in terms if t not in LOSSES]
-    if not terms or unknown:
+    """'dice+focal' -> [(1.0, "dice"), (1.0, "focal")]; 'bce+0.5*dice' -> [(1.0, "bce"), (0.5, "dice")].
+
+    Each term is a loss name, optionally after a positive weight and '*'. Raises ValueError naming the
+    valid terms, or the weight that is not a positive number.
+    """
+    terms = []
+    for part in spec.split("+"):
+        weight, _, name = part.strip().rpartition("*")
+        name = name.strip().lower()
+        try:
+            factor = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            factor = float("nan")
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ValueError(
+                f"Loss term {part.strip()!r}: the weight before '*' must be a positive number, e.g. "
+                f"'bce+0.5*dice'. Received: loss={spec!r}"
+            )
+        terms.append((factor, name))
+    unknown = [name for _, name in terms if name not in LOSSES]
+    if unknown:
         raise ValueError(
             f"Unknown loss term(s) {unknown}. Valid terms: {', '.join(LOSSES)}; combine them with '+', "
-            f"e.g. 'dice+focal'. Received: loss={spec!r}"
+            f"each with an optional weight, e.g. 'dice+focal' or 'bce+0.5*dice'. Received: loss={spec!r}"
         )
     return terms
 
 
+def _name_of(spec):
+    """A Keras-safe loss name: 'dice+focal' -> 'dice_focal', 'bce+0.5*dice' -> 'bce_0_5_dice'."""
+    return re.sub(r"[^0-9a-z_]+", "_", spec.lower().replace(" ", "")).strip("_")
+
+
 class SegmentationLoss(keras.losses.Loss):
-    """The sum of the named loss terms; ``sample_weight`` is a per-pixel weight map.
+    """The weighted sum of the named loss terms; ``sample_weight`` is a per-pixel weight map.
 
     ``target_weights``: one weight per target channel (the building channel first); the loss
     is the weighted sum of the terms on each channel. None: one channel, weight 1.
     """
 
     def __init__(self, spec="dice+focal", name=None, target_weights=None, **kwargs):
-        super().__init__(name=name or spec.replace("+", "_"), **kwargs)
+        super().__init__(name=name or _name_of(spec), **kwargs)
         self.spec = spec
         self.terms = parse_loss(spec)
         self.target_weights = None if target_weights is None else [float(w) for w in target_weights]
+
+    def _terms(self, y_true, y_pred, sample_weight):
+        return tf.add_n([factor * LOSSES[name](y_true, y_pred, sample_weight) for factor, name in self.terms])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Overridden on purpose: Keras' Loss.__call__ reduces per-element values with the
@@ -112,10 +140,9 @@ class SegmentationLoss(keras.losses.Loss):
         # itself (_flat) and reduces over the weighted pixels; tests/test_losses_metrics.py
         # checks both against a hand computation, under mixed precision too.
         if self.target_weights is None:
-            return tf.add_n([LOSSES[t](y_true, y_pred, sample_weight) for t in self.terms])
+            return self._terms(y_true, y_pred, sample_weight)
         per_target = [
-            weight
-            * tf.add_n([LOSSES[t](y_true[..., c : c + 1], y_pred[..., c : c + 1], sample_weight) for t in self.terms])
+            weight * self._terms(y_true[..., c : c + 1], y_pred[..., c : c + 1], sample_weight)
             for c, weight in enumerate(self.target_weights)
         ]
         return tf.add_n(per_target)
