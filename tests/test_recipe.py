@@ -115,7 +115,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
-    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 21
+    assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 23
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
@@ -136,7 +136,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert (config.encoder, config.calibrate, config.tta, config.image_size) == ("effnet-lite1", "train", True, 256)
     budget = [name for name in names if name.endswith("256_f1_s2")]  # the second budget: the yardstick, then ours
     assert budget == ["baseline256_f1_s2", "newcosine256_f1_s2", "lite1256_f1_s2", "lite1tta256_f1_s2", "fpn256_f1_s2",
-                      "lovasz256_f1_s2", "bce256_f1_s2"]  # fmt: skip
+                      "lovasz256_f1_s2", "bce256_f1_s2", "halfdice256_f1_s2"]  # fmt: skip
     default = ("effnet-lite1", "train", True, 128)  # the default as train.py runs it: Lite1, calibrated, TTA
     assert options_of(runs, "fpn_f2_s1", "arch", "encoder", "calibrate", "tta", "image_size") == ("fpn", *default)
     lovasz = options_of(runs, "lovasz_f3_s2", "loss", "encoder", "calibrate", "tta", "image_size")
@@ -146,6 +146,10 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert alone == ("bce", 256, "", 0, 4, "train")  # every place trains; the collapse check's calibration
     half = options_of(runs, "allplaces_halfdice256_s0", "loss", "image_size", "steps_per_epoch", "holdout", "calibrate")
     assert half == ("bce+0.5*dice", 256, 20, "", "train")  # half the Dice weight, at the second budget
+    assert options_of(runs, "halfdice_f3_s2", "loss", "encoder", "calibrate", "tta", "image_size") == (
+        "bce+0.5*dice",
+        *default,
+    )  # held out: the default as train.py runs it, with half the Dice weight
     more = planned(tmp_path / "tfds", tmp_path / "runs", ["yardstick", "lite1nocal"], (3, 4), tmp_path / "more")
     assert [name for name, *_ in more] == [f"baseline128_f{f}_s{s}" for s in (3, 4) for f in range(4)] + [
         f"lite1nocal_f{f}_s{s}" for s in (3, 4) for f in range(4)
