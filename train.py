@@ -83,6 +83,7 @@ class Config:
     run_dir: str = ""  # empty: runs/<time>_<arch>_<encoder>
     resume: bool = False
     seed: int = 0
+    model_seed: int = -1  # the seed of the initial weights (and dropout) alone; -1: --seed seeds them with the data
     # bit-identical runs at one seed: TensorFlow's deterministic kernels and one CPU thread per op (slower). Without
     # it, multi-threaded kernels sum in varying order, and Adam turns those 1e-8 differences into other runs.
     deterministic: bool = False
@@ -246,6 +247,10 @@ def number_problems(config):
     for option, value in (("--warmup-steps", config.warmup_steps), ("--crops-per-image", config.crops_per_image)):
         if value < (0 if option == "--warmup-steps" else 1):
             problems.append(f"{option} {value}: must be at least {0 if option == '--warmup-steps' else 1}")
+    if config.model_seed < -1:
+        problems.append(
+            f"--model-seed {config.model_seed}: must be at least 0 (or -1: the initial weights follow --seed)"
+        )
     try:
         bands_of(config)
     except ValueError as error:
@@ -350,7 +355,7 @@ def main(argv=None):
     from training.finetune import start_frozen
     from training.finish import finish_run, heldout_line
     from training.fit import fit
-    from training.setup import build_model, make_callbacks, make_datasets, start_tensorflow
+    from training.setup import build_model, make_callbacks, make_datasets, seed_model, start_tensorflow
 
     start_tensorflow(config)
     strategy = make_strategy(config.strategy)
@@ -360,6 +365,7 @@ def main(argv=None):
     print(f"run directory: {run_dir}")
 
     train_ds, val_ds, train_examples, heldout_examples, heldout = make_datasets(config, dataset, run_dir)
+    seed_model(config)
     model, params, gmacs = build_model(config, strategy, train_ds)
     initial_epoch, best_value, history = 0, None, []
     if config.resume:

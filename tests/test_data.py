@@ -284,6 +284,36 @@ def test_augmentation_presets_reach_the_training_batches(synthetic_dir, tmp_path
     assert not np.array_equal(batches["aerial"][1], batches["basic"][1])  # aerial scales further
 
 
+def test_model_seed_moves_the_initial_weights_and_leaves_the_data(synthetic_dir, tmp_path):
+    import keras
+
+    import train
+    from training.setup import make_datasets, seed_model, start_tensorflow
+
+    def start(*seeds):
+        config = train.parse_args(
+            ["--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--image-size", "64", "--batch-size", "4",
+             *seeds]
+        )  # fmt: skip
+        start_tensorflow(config)
+        train_ds = make_datasets(config, "buildings/synthetic", tmp_path / "_".join(seeds or ["none"]))[0]
+        seed_model(config)
+        layer = keras.layers.Dense(8)
+        layer.build((None, 16))
+        return next(iter(train_ds))[0].numpy(), layer.kernel.numpy()
+
+    data, weights = start("--seed", "0")
+    same_data, other_weights = start("--seed", "0", "--model-seed", "5")
+    other_data, same_weights = start("--seed", "3", "--model-seed", "5")
+    np.testing.assert_array_equal(same_data, data)  # the crops follow --seed alone
+    assert not np.allclose(other_data, data)
+    np.testing.assert_array_equal(same_weights, other_weights)  # the start follows --model-seed alone
+    assert not np.allclose(other_weights, weights)
+    assert train.number_problems(train.parse_args(["--model-seed", "-2"])) == [
+        "--model-seed -2: must be at least 0 (or -1: the initial weights follow --seed)"
+    ]
+
+
 def test_train_dataset_shapes_and_determinism():
     images = [synthetic_scene(s, size=96) for s in range(3)]
     encoded = tf.data.Dataset.from_tensor_slices(

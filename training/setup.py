@@ -92,6 +92,16 @@ def start_tensorflow(config):
     keras.mixed_precision.set_global_policy(config.precision)
 
 
+def seed_model(config):
+    """With ``--model-seed``, what is drawn after the data pipeline is built (the initial weights, dropout) follows
+    it instead of ``--seed``: the pipeline's shuffles and crops fixed their seeds when it was built. Two runs can
+    then share their data and differ in their start, or the other way round."""
+    import keras
+
+    if config.model_seed >= 0:
+        keras.utils.set_random_seed(config.model_seed)
+
+
 def make_optimizer(config):
     """The optimizer with its schedule; it keeps a moving average of the weights for --select ema."""
     import keras
