@@ -23,7 +23,9 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   ``newcosine`` (the same with ``--schedule cosine``: train.py's default since), ``newcosine256`` (the default at
   the second budget), ``lite1tta`` and ``lite1tta256`` (train.py's default since, at both budgets), ``bce`` and
   ``bce256`` (that default trained with BCE alone), ``halfdice256`` and ``halfdice`` (with half
-  the Dice weight: ``--loss bce+0.5*dice``), ``plainflips``; in ``results/recipe/allplaces/``.
+  the Dice weight: ``--loss bce+0.5*dice``), ``start0`` and ``start1`` (the default on seeds 0 and 1 with
+  ``--model-seed`` 0 or 1: the batches of one seed from the start of another), ``plainflips``; in
+  ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -175,7 +177,13 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
               "bce256": ["--loss", "bce", *BUDGET_256],
               # half the Dice weight: between BCE's steep but centred cut and Dice's flat but wandering one
               "halfdice256": ["--loss", "bce+0.5*dice", *BUDGET_256],
-              "halfdice": ["--loss", "bce+0.5*dice"]}  # fmt: skip
+              "halfdice": ["--loss", "bce+0.5*dice"],
+              # the default with its initial weights seeded apart from its batches (--model-seed): on data seeds 0
+              # and 1 (their best cuts the furthest apart at this budget) from two starts, does the cut follow the
+              # crops or the start?
+              "start0": ["--model-seed", "0"],
+              "start1": ["--model-seed", "1"]}  # fmt: skip
+ALL_PLACES_SEEDS_OF = {"start0": (0, 1), "start1": (0, 1)}  # the others: ALL_PLACES_SEEDS
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
@@ -216,7 +224,7 @@ def planned(data_dir, work, elements=None, seeds=SEEDS, results=RESULTS):
     for recipe, options in ALL_PLACES.items():
         if elements and "allplaces" not in elements and f"allplaces_{recipe}" not in elements:
             continue
-        for seed in ALL_PLACES_SEEDS:
+        for seed in ALL_PLACES_SEEDS_OF.get(recipe, ALL_PLACES_SEEDS):
             name = f"{recipe}_s{seed}"
             run = Path(work) / "allplaces" / name
             command = [sys.executable, "train.py", "--dataset", "buildings/kaggle", "--manual-dir", str(SAMPLE),
@@ -280,7 +288,7 @@ def collapse_table(recipe):
 
     lines = ["| seed | calibrated threshold | IoU there | IoU at 0.5 | lost at 0.5 | logit offset | lost / offset^2 |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for seed in ALL_PLACES_SEEDS:
+    for seed in ALL_PLACES_SEEDS_OF.get(recipe, ALL_PLACES_SEEDS):
         path = SAME_RUNS.get((recipe, seed), RESULTS / "allplaces" / f"{recipe}_s{seed}" / "results.json")
         if path.exists():
             found = json.loads(path.read_text())["calibration"]

@@ -109,14 +109,24 @@ def options_of(runs, name, *keys):
 
 
 def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed(tmp_path):
-    from experiments.recipe_ablation import ALL_PLACES, ALL_PLACES_SEEDS, ELEMENTS, FOLDS_OF, collapse_table, planned
+    from experiments.recipe_ablation import (
+        ALL_PLACES,
+        ALL_PLACES_SEEDS,
+        ALL_PLACES_SEEDS_OF,
+        ELEMENTS,
+        FOLDS_OF,
+        collapse_table,
+        planned,
+    )
     from training.recipes import PREVIOUS_PRETRAINED
 
     runs = planned(tmp_path / "tfds", tmp_path / "runs")
     names = [name for name, *_ in runs]
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
     assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 23
-    assert len(runs) == 4 * 3 * 2 + per_seed * 3 + len(ALL_PLACES_SEEDS) * len(ALL_PLACES)  # the yardstick at 2 budgets
+    all_places = sum(len(ALL_PLACES_SEEDS_OF.get(recipe, ALL_PLACES_SEEDS)) for recipe in ALL_PLACES)
+    assert all_places == len(ALL_PLACES_SEEDS) * (len(ALL_PLACES) - 2) + 2 * 2  # start0 and start1 on seeds 0 and 1
+    assert len(runs) == 4 * 3 * 2 + per_seed * 3 + all_places  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
     command = next(r for r in runs if r[0] == "randomdraw_f3_s0")[2]
@@ -146,6 +156,8 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert alone == ("bce", 256, "", 0, 4, "train")  # every place trains; the collapse check's calibration
     half = options_of(runs, "allplaces_halfdice256_s0", "loss", "image_size", "steps_per_epoch", "holdout", "calibrate")
     assert half == ("bce+0.5*dice", 256, 20, "", "train")  # half the Dice weight, at the second budget
+    swapped = options_of(runs, "allplaces_start0_s1", "seed", "model_seed", "loss", "image_size", "calibrate")
+    assert swapped == (1, 0, "bce+dice", 128, "train")  # seed 1's batches from start 0, at train.py's budget
     assert options_of(runs, "halfdice_f3_s2", "loss", "encoder", "calibrate", "tta", "image_size") == (
         "bce+0.5*dice",
         *default,
