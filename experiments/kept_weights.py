@@ -4,6 +4,7 @@ weights, and of its kept weights with BatchNorm's statistics measured again on t
     python -m experiments.kept_weights runs/recipe/trainall_f0_s0 [more runs]
     python -m experiments.kept_weights --heldout runs/recipe/plainflips_f0_s0 [more runs]
     python -m experiments.kept_weights --one-pass runs/recipe/plainflips_f0_s0 [more runs]
+    python -m experiments.kept_weights --windows runs/recipe/allplaces/start0_s0 [more runs]
 
 For each run (a train.py run folder with model.keras and last.weights.h5, and its dataset built), each
 variant is calibrated as train.py calibrates (the best-IoU threshold on the run's first 16 training images,
@@ -16,7 +17,10 @@ those statistics (momentum 0.9: the last ten batches of 8 crops).
 scored as train.py scored them (its kept model, its threshold), then with BatchNorm's statistics measured
 again on training batches, one row per run with both pixel IoU and building F1. ``--one-pass`` scores them in
 predict.py's blended windows and with each image in one call, as the yardstick scores (the scoring, not the
-weights, as the difference).
+weights, as the difference). ``--windows`` calibrates the kept weights in prediction windows of 1024 pixels
+(train.py's and predict.py's), 256 and 128 (the training crops' sizes), none overlapping but the first: a best
+cut that moves towards 0.5 in small windows would put the offset in the gap between training crops and whole
+scenes.
 """
 
 import argparse
@@ -89,6 +93,34 @@ def heldout_row(run_dir):
     return rows
 
 
+WINDOWS = ((1024, 64), (256, 0), (128, 0))  # (tile, overlap): predict.py's default, then the crop sizes
+
+
+def window_rows(run_dir):
+    """[(window, calibration)] of one run's kept weights (offset 0), calibrated in each of ``WINDOWS``."""
+    from data.splits import run_examples
+    from inference import defaults
+    from inference.calibration import calibrate
+    from inference.heldout import CALIBRATION_IMAGES, decoded_scenes
+    from inference.loading import load_segmenter
+    from inference.tiling import make_logit_fn
+    from models.segmenter import set_logit_offset
+    from training.setup import marks_nodata
+
+    config, train_examples, _ = run_examples(run_dir)
+    polygons = marks_nodata(config["dataset"])
+    model, fixed = load_segmenter(run_dir)
+    set_logit_offset(model, 0.0)
+    logit_fn = make_logit_fn(model, fixed_size=fixed)
+    rows = []
+    for tile, overlap in WINDOWS:
+        scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons)
+        found = calibrate(logit_fn, scenes, tile=tile, overlap=overlap, batch_size=defaults.BATCH_SIZE,
+                          fixed_size=fixed)  # fmt: skip
+        rows.append((f"{tile} pixels" + (f", {overlap} overlap" if overlap else ""), found))
+    return rows
+
+
 def scoring_row(run_dir):
     """The run's held-out scores as train.py scored them (blended 1024-pixel windows) and with each image in one
     pass, as the yardstick scores: {"iou", "building_f1"} each."""
@@ -123,16 +155,18 @@ def main(argv=None):
     parser.add_argument("--heldout", action="store_true", help="score the held-out places, kept vs measured again")
     parser.add_argument("--one-pass", action="store_true",
                         help="held-out scores in blended windows and with each image in one pass")  # fmt: skip
+    parser.add_argument("--windows", action="store_true", help="the kept weights calibrated in windows of 3 sizes")
     args = parser.parse_args(argv)
     for wanted, row, (first, second) in ((args.one_pass, scoring_row, ("windows", "one pass")),
                                          (args.heldout, heldout_row, ("kept", "measured again"))):  # fmt: skip
         if wanted:
             print_pairs(args.runs, row, first, second)
             return
-    print("| run | weights | calibrated threshold | IoU there | IoU at 0.5 |")
+    rows = window_rows if args.windows else kept_weights_rows
+    print(f"| run | {'window' if args.windows else 'weights'} | calibrated threshold | IoU there | IoU at 0.5 |")
     print("|---|---|---|---|---|")
     for run in args.runs:
-        for variant, found in kept_weights_rows(run):
+        for variant, found in rows(run):
             scores = f"{found['threshold']:.2f} | {found['iou']:.3f} | {found['iou_at_0.5']:.3f}"
             print(f"| {run.name} | {variant} | {scores} |")
 

@@ -289,9 +289,9 @@ def test_drop_connect_sets_the_encoders_stochastic_depth_and_only_where_it_has_o
     assert len(problems) == 1 and "resnet18 has no stochastic depth" in problems[0]
 
 
-@pytest.mark.slow  # a training run and three calibrations (~40 s); run with -m slow
+@pytest.mark.slow  # a training run and six calibrations (~60 s); run with -m slow
 def test_kept_weights_calibrates_the_kept_the_last_and_the_remeasured_weights(synthetic_dir, tmp_path):
-    from experiments.kept_weights import kept_weights_rows
+    from experiments.kept_weights import kept_weights_rows, window_rows
     from tests.tiny import TINY_TRAIN
 
     run = train.main([*TINY_TRAIN, "--dataset", "buildings/synthetic", "--data-dir", synthetic_dir, "--epochs", "1",
@@ -303,6 +303,10 @@ def test_kept_weights_calibrates_the_kept_the_last_and_the_remeasured_weights(sy
     recorded = json.loads((run / "results.json").read_text())["calibration"]
     assert rows["kept (ema)"]["threshold"] == recorded["threshold"]  # as train.py calibrated the kept model
     assert rows["kept (ema)"]["iou"] == pytest.approx(recorded["iou"], abs=1e-9)
+    windows = dict(window_rows(run))
+    assert list(windows) == ["1024 pixels, 64 overlap", "256 pixels", "128 pixels"]
+    assert windows["1024 pixels, 64 overlap"]["threshold"] == recorded["threshold"]  # train.py's windows
+    assert all(found["scenes"] == 12 and found["iou"] >= found["iou_at_0.5"] for found in windows.values())
 
 
 def test_the_calibration_table_reads_the_committed_runs():
@@ -420,3 +424,13 @@ def test_the_kampala_study_runs_under_todays_default_from_the_all_places_runs(tm
             assert (config.encoder, config.calibrate, config.tta, config.loss) == ("effnet-lite1", "train", True,
                                                                                   "bce+dice")  # fmt: skip
             assert name.startswith("base_s") or result.parent.parent == RECIPES["lite1tta"]
+
+
+def test_batch_buildings_phases_split_the_schedule():
+    from experiments.batch_buildings import phase_row
+
+    shares = np.r_[np.zeros(10), np.ones(10)]  # background first, buildings last
+    cells = phase_row(3, shares).strip("| ").split(" | ")
+    assert cells[:2] == ["3", "20"] and cells[2] == "0.500"
+    assert cells[4:] == ["0.000", "1.000", "1.000"]  # first half, last quarter, last tenth
+    assert 0.05 < float(cells[3]) < 0.5  # the cosine's rate weighs the first, background half more
