@@ -26,23 +26,32 @@ scenes.
 import argparse
 from pathlib import Path
 
+from inference import defaults
+
 BATCHES = 40  # training batches that measure BatchNorm's statistics again (momentum 0.9: the last ~10 count)
+
+
+def kept_model(run_dir):
+    """(config, training examples, polygons, model with its calibrated offset set to 0, fixed input size)."""
+    from data.splits import run_examples
+    from inference.loading import load_segmenter
+    from models.segmenter import set_logit_offset
+    from training.setup import marks_nodata
+
+    config, train_examples, _ = run_examples(run_dir)
+    model, fixed = load_segmenter(run_dir)
+    set_logit_offset(model, 0.0)
+    return config, train_examples, marks_nodata(config["dataset"]), model, fixed
 
 
 def kept_weights_rows(run_dir):
     """[(variant, calibration)] of one run: kept, last, kept with BatchNorm statistics measured again."""
-    from data.splits import run_examples
     from inference.heldout import calibrate_model
-    from inference.loading import load_segmenter
     from models import create_model
     from models.segmenter import set_logit_offset
     from training.recipes import model_options
-    from training.setup import marks_nodata
 
-    config, train_examples, _ = run_examples(run_dir)
-    polygons = marks_nodata(config["dataset"])
-    model, fixed = load_segmenter(run_dir)
-    set_logit_offset(model, 0.0)
+    config, train_examples, polygons, model, fixed = kept_model(run_dir)
     kept = model.get_weights()
 
     def calibrated():
@@ -93,24 +102,16 @@ def heldout_row(run_dir):
     return rows
 
 
-WINDOWS = ((1024, 64), (256, 0), (128, 0))  # (tile, overlap): predict.py's default, then the crop sizes
+WINDOWS = ((defaults.TILE, defaults.OVERLAP), (256, 0), (128, 0))  # (tile, overlap): predict.py's, then the crops'
 
 
 def window_rows(run_dir):
     """[(window, calibration)] of one run's kept weights (offset 0), calibrated in each of ``WINDOWS``."""
-    from data.splits import run_examples
-    from inference import defaults
     from inference.calibration import calibrate
     from inference.heldout import CALIBRATION_IMAGES, decoded_scenes
-    from inference.loading import load_segmenter
     from inference.tiling import make_logit_fn
-    from models.segmenter import set_logit_offset
-    from training.setup import marks_nodata
 
-    config, train_examples, _ = run_examples(run_dir)
-    polygons = marks_nodata(config["dataset"])
-    model, fixed = load_segmenter(run_dir)
-    set_logit_offset(model, 0.0)
+    _, train_examples, polygons, model, fixed = kept_model(run_dir)
     logit_fn = make_logit_fn(model, fixed_size=fixed)
     rows = []
     for tile, overlap in WINDOWS:
