@@ -25,8 +25,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   ``bce256`` (that default trained with BCE alone), ``halfdice256`` and ``halfdice`` (with half
   the Dice weight: ``--loss bce+0.5*dice``), ``start0`` and ``start1`` (the default on seeds 0 and 1 with
   ``--model-seed`` 0 or 1: the batches of one seed from the start of another), ``longema0`` (``start0`` keeping
-  the weights averaged over about the last quarter of the run: ``--select ema --ema-fraction 0.25``), ``plainflips``; in
-  ``results/recipe/allplaces/``.
+  the weights averaged over about the last quarter of the run: ``--select ema --ema-fraction 0.25``),
+  ``twice0`` (``start0`` over twice the steps: ``--epochs 12``), ``plainflips``; in ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -188,8 +188,11 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
               # start0 keeping a moving average of the weights over about the last quarter of the run instead of
               # its last weights (a longer span keeps the first step's weights: 0.5 would keep 13% of them): does
               # an average over more batches narrow the draw of the best cut that the batches set?
-              "longema0": ["--model-seed", "0", "--select", "ema", "--ema-fraction", "0.25"]}  # fmt: skip
-ALL_PLACES_SEEDS_OF = {"start0": (0, 1), "start1": (0, 1), "longema0": (0, 1)}  # the others: ALL_PLACES_SEEDS
+              "longema0": ["--model-seed", "0", "--select", "ema", "--ema-fraction", "0.25"],
+              # start0 trained twice as long (12 epochs of 35 steps): is the draw of the cut the budget's?
+              "twice0": ["--model-seed", "0", "--epochs", "12"]}  # fmt: skip
+# the others: ALL_PLACES_SEEDS
+ALL_PLACES_SEEDS_OF = {"start0": (0, 1), "start1": (0, 1), "longema0": (0, 1), "twice0": (0, 1)}
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 

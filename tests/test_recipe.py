@@ -125,7 +125,7 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     per_seed = sum(len(FOLDS_OF.get(element, (0, 2))) for element in ELEMENTS)  # the candidates on all 4 folds
     assert per_seed == len(ELEMENTS) * 2 + len(FOLDS_OF) * 2 and len(FOLDS_OF) == 23
     all_places = sum(len(ALL_PLACES_SEEDS_OF.get(recipe, ALL_PLACES_SEEDS)) for recipe in ALL_PLACES)
-    assert all_places == len(ALL_PLACES_SEEDS) * (len(ALL_PLACES) - 3) + 3 * 2  # start0, start1, longema0: seeds 0-1
+    assert all_places == len(ALL_PLACES_SEEDS) * (len(ALL_PLACES) - 4) + 4 * 2  # start0, start1, longema0, twice0
     assert len(runs) == 4 * 3 * 2 + per_seed * 3 + all_places  # the yardstick at 2 budgets
     assert len(set(names)) == len(names)
     assert names[:4] == [f"baseline128_f{fold}_s0" for fold in range(4)]  # seeds outer: a cut-short study pairs
@@ -160,6 +160,8 @@ def test_the_ablation_plan_pairs_every_element_with_the_default_by_fold_and_seed
     assert swapped == (1, 0, "bce+dice", 128, "train")  # seed 1's batches from start 0, at train.py's budget
     longer = options_of(runs, "allplaces_longema0_s1", "seed", "model_seed", "ema_fraction", "select", "image_size")
     assert longer == (1, 0, 0.25, "ema", 128)  # the same run as start0_s1, its average over the last quarter
+    twice = options_of(runs, "allplaces_twice0_s1", "seed", "model_seed", "epochs", "steps_per_epoch", "select")
+    assert twice == (1, 0, 12, 35, "last")  # the same run as start0_s1 over twice the steps
     assert options_of(runs, "halfdice_f3_s2", "loss", "encoder", "calibrate", "tta", "image_size") == (
         "bce+0.5*dice",
         *default,
