@@ -26,7 +26,8 @@ Runs, in this order (seeds are the outer loop, so a study cut short has paired r
   the Dice weight: ``--loss bce+0.5*dice``), ``start0`` and ``start1`` (the default on seeds 0 and 1 with
   ``--model-seed`` 0 or 1: the batches of one seed from the start of another), ``longema0`` (``start0`` keeping
   the weights averaged over about the last quarter of the run: ``--select ema --ema-fraction 0.25``),
-  ``twice0`` (``start0`` over twice the steps: ``--epochs 12``), ``plainflips``; in ``results/recipe/allplaces/``.
+  ``twice0`` and ``twice1`` (``start0`` and ``start1`` over twice the steps: ``--epochs 12``), ``plainflips``;
+  in ``results/recipe/allplaces/``.
 
 Each run is a process, as a user runs it; a finished one (its results) is never run again. Read them with
 ``python -m experiments.study results/recipe/ablation results/questions --by-place --baseline
@@ -190,9 +191,10 @@ ALL_PLACES = {"plainflips": ["--crops-per-image", "1", "--loss", "bce+dice", "--
               # an average over more batches narrow the draw of the best cut that the batches set?
               "longema0": ["--model-seed", "0", "--select", "ema", "--ema-fraction", "0.25"],
               # start0 trained twice as long (12 epochs of 35 steps): is the draw of the cut the budget's?
-              "twice0": ["--model-seed", "0", "--epochs", "12"]}  # fmt: skip
+              "twice0": ["--model-seed", "0", "--epochs", "12"],
+              "twice1": ["--model-seed", "1", "--epochs", "12"]}  # fmt: skip
 # the others: ALL_PLACES_SEEDS
-ALL_PLACES_SEEDS_OF = {"start0": (0, 1), "start1": (0, 1), "longema0": (0, 1), "twice0": (0, 1)}
+ALL_PLACES_SEEDS_OF = {name: (0, 1) for name in ("start0", "start1", "longema0", "twice0", "twice1")}
 # the default on every place, seeds 0-2, is the Kampala study's base model: the same command, run there
 SAME_RUNS = {("previous", seed): ROOT / "results" / "kampala" / f"base_s{seed}" / "results.json" for seed in (0, 1, 2)}
 
