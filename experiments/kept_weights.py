@@ -108,16 +108,15 @@ WINDOWS = ((defaults.TILE, defaults.OVERLAP), (256, 0), (128, 0))  # (tile, over
 def window_rows(run_dir):
     """[(window, calibration)] of one run's kept weights (offset 0), calibrated in each of ``WINDOWS``."""
     from inference.calibration import calibrate
-    from inference.heldout import CALIBRATION_IMAGES, decoded_scenes
+    from inference.heldout import CALIBRATION_IMAGES, decoded_scenes, tiling
     from inference.tiling import make_logit_fn
 
     _, train_examples, polygons, model, fixed = kept_model(run_dir)
     logit_fn = make_logit_fn(model, fixed_size=fixed)
+    scenes = list(decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons))  # decoded once
     rows = []
     for tile, overlap in WINDOWS:
-        scenes = decoded_scenes(train_examples.take(CALIBRATION_IMAGES), polygons=polygons)
-        found = calibrate(logit_fn, scenes, tile=tile, overlap=overlap, batch_size=defaults.BATCH_SIZE,
-                          fixed_size=fixed)  # fmt: skip
+        found = calibrate(logit_fn, scenes, **{**tiling(fixed), "tile": tile, "overlap": overlap})
         rows.append((f"{tile} pixels" + (f", {overlap} overlap" if overlap else ""), found))
     return rows
 
